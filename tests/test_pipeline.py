@@ -1,0 +1,523 @@
+"""The pipeline: records become spans and log events, nothing is lost silently."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import structlog
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import tracedsync
+from tests.conftest import LogCollector, run_threads
+from tracedsync import recorder
+from tracedsync.exporters import Exporter
+from tracedsync.exporters.console import ConsoleExporter
+
+HERE = os.path.abspath(__file__)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.001)
+
+
+def blocked_on(prim: Any) -> Callable[[], bool]:
+    """True once some thread is blocked on ``prim`` past the wait threshold."""
+    return lambda: any(p is prim for p, _ in recorder.waiting_threads().values())
+
+
+class Contention:
+    """One thread holds ``lock`` until another is blocked on it, then a bit longer."""
+
+    def __init__(self, lock: Any, extra_hold: float = 0.02) -> None:
+        self.lock = lock
+        self.extra_hold = extra_hold
+        self.held = threading.Event()
+        self.measured_ns = 0
+        self.acquire_line = 0
+
+    def holder(self) -> None:
+        with self.lock:
+            self.held.set()
+            wait_until(blocked_on(self.lock))
+            time.sleep(self.extra_hold)
+
+    def waiter(self, around: Callable[[Callable[[], None]], None] | None = None) -> None:
+        self.held.wait(10)
+
+        def acquire() -> None:
+            t0 = time.monotonic_ns()
+            self.acquire_line = sys._getframe().f_lineno + 1
+            self.lock.acquire()
+            self.measured_ns = time.monotonic_ns() - t0
+            self.lock.release()
+
+        if around is None:
+            acquire()
+        else:
+            around(acquire)
+
+    def run(self, around: Callable[[Callable[[], None]], None] | None = None) -> None:
+        run_threads(self.holder, lambda: self.waiter(around), names=["holder", "waiter"])
+
+
+def _lines_of(*functions: Callable[..., Any]) -> set[int]:
+    lines: set[int] = set()
+    for fn in functions:
+        source, first = inspect.getsourcelines(fn)
+        lines.update(range(first, first + len(source)))
+    return lines
+
+
+#: Where the holder can be when the waiter blocks: polling in wait_until.
+HOLDER_SITES = {f"tests/test_pipeline.py:{n}" for n in _lines_of(wait_until, blocked_on)}
+
+
+def by_name(exporter: InMemorySpanExporter, name: str) -> list[Any]:
+    return [s for s in exporter.get_finished_spans() if s.name == name]
+
+
+def test_wait_span_is_child_of_callers_span_with_given_provider() -> None:
+    """With tracer_provider=, the wait span goes there, parented to the app's span."""
+    mem = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(mem))
+    tracedsync.configure(tracer_provider=provider)
+    tracer = provider.get_tracer("app")
+    lock = tracedsync.Lock()
+
+    def in_request(fn: Callable[[], None]) -> None:
+        with tracer.start_as_current_span("request"):
+            fn()
+
+    Contention(lock).run(in_request)
+    assert tracedsync.flush(10)
+    (request,) = by_name(mem, "request")
+    (wait,) = by_name(mem, "lock.wait")
+    assert wait.parent is not None
+    assert wait.parent.span_id == request.context.span_id
+    assert wait.context.trace_id == request.context.trace_id
+    assert wait.instrumentation_scope.name == "tracedsync"
+
+
+def test_wait_span_joins_app_trace_with_own_provider(spans: InMemorySpanExporter) -> None:
+    """tracedsync's own provider: the app's span is still the parent (shared context),
+    and the app's spans never reach tracedsync's exporters."""
+    app_mem = InMemorySpanExporter()
+    app_provider = TracerProvider()
+    app_provider.add_span_processor(SimpleSpanProcessor(app_mem))
+    tracer = app_provider.get_tracer("app")
+    tracedsync.configure(exporters=[spans])
+    lock = tracedsync.Lock()
+
+    def in_request(fn: Callable[[], None]) -> None:
+        with tracer.start_as_current_span("request"):
+            fn()
+
+    Contention(lock).run(in_request)
+    assert tracedsync.flush(10)
+    (request,) = by_name(app_mem, "request")
+    (wait,) = by_name(spans, "lock.wait")
+    assert wait.parent.span_id == request.context.span_id
+    assert wait.context.trace_id == request.context.trace_id
+    assert not by_name(spans, "request")
+    assert not [s for s in app_mem.get_finished_spans() if s.name.startswith("lock.")]
+
+
+def test_wait_span_attributes_and_link_to_hold(spans: InMemorySpanExporter) -> None:
+    """A wait span names the lock, thread, call site and holder, and links to the
+    holder's hold span, which is emitted although under the hold threshold."""
+    tracedsync.configure(exporters=[spans], hold_threshold_ms=60_000)
+    pool_lock = tracedsync.Lock()
+    c = Contention(pool_lock)
+    c.run()
+    assert tracedsync.flush(10)
+    (wait,) = by_name(spans, "lock.wait")
+    (hold,) = by_name(spans, "lock.hold")
+    a = wait.attributes
+    assert a["sync.kind"] == "lock"
+    assert a["sync.name"] == pool_lock.name
+    assert a["sync.id"] == pool_lock.id
+    assert a["sync.outcome"] == "acquired"
+    assert a["thread.name"] == "waiter"
+    assert a["code.function.name"] == "acquire"
+    assert a["code.file.path"] == HERE
+    assert a["code.line.number"] == c.acquire_line
+    assert a["sync.holder.thread.name"] == "holder"
+    assert a["sync.holder.site"] in HOLDER_SITES
+    assert [link.context.span_id for link in wait.links] == [hold.context.span_id]
+    assert wait.links[0].context.trace_id == hold.context.trace_id
+    assert hold.attributes["thread.name"] == "holder"
+    assert hold.attributes["code.function.name"] == "holder"
+
+
+def test_wait_duration_matches_the_real_wait(spans: InMemorySpanExporter) -> None:
+    """The span's start and end times bracket the wait the app really had."""
+    tracedsync.configure(exporters=[spans])
+    c = Contention(tracedsync.Lock(), extra_hold=0.05)
+    c.run()
+    assert tracedsync.flush(10)
+    (wait,) = by_name(spans, "lock.wait")
+    span_ns = wait.end_time - wait.start_time
+    assert span_ns >= 45_000_000
+    assert abs(span_ns - c.measured_ns) < 5_000_000
+
+
+@pytest.mark.parametrize(
+    "make",
+    [tracedsync.Lock, tracedsync.RLock, lambda: tracedsync.Semaphore(1)],
+    ids=["Lock", "RLock", "Semaphore"],
+)
+def test_timeout_span_outcome(spans: InMemorySpanExporter, make: Any) -> None:
+    """A timed-out acquire gives a wait span with outcome timeout."""
+    tracedsync.configure(exporters=[spans])
+    prim = make()
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with prim:
+            held.set()
+            done.wait(10)
+
+    t = threading.Thread(target=hold, name="holder")
+    t.start()
+    assert held.wait(10)
+    assert prim.acquire(timeout=0.05) is False
+    done.set()
+    t.join(10)
+    assert tracedsync.flush(10)
+    kind = prim.kind
+    (wait,) = by_name(spans, f"{kind}.wait")
+    assert wait.attributes["sync.outcome"] == "timeout"
+    assert wait.end_time - wait.start_time >= 45_000_000
+    assert wait.attributes["sync.holder.thread.name"] == "holder"
+
+
+def test_idle_wait_spans_and_outcomes(spans: InMemorySpanExporter) -> None:
+    """Event, Condition and Barrier waits become spans with their outcomes."""
+    tracedsync.configure(exporters=[spans])
+    ev = tracedsync.Event()
+    ev.wait(0.01)
+    cond = tracedsync.Condition()
+    with cond:
+        cond.wait(0.01)
+    barrier = tracedsync.Barrier(2)
+    with pytest.raises(tracedsync.BrokenBarrierError):
+        barrier.wait(0.01)
+    setter_ready = threading.Event()
+
+    def setter() -> None:
+        setter_ready.wait(10)
+        time.sleep(0.01)
+        ev.set()
+
+    def waiter() -> None:
+        setter_ready.set()
+        ev.wait(10)
+
+    ev.clear()
+    run_threads(setter, waiter)
+    assert tracedsync.flush(10)
+    outcomes = sorted(
+        (s.name, s.attributes["sync.outcome"])
+        for s in spans.get_finished_spans()
+        if s.name.endswith(".wait")
+    )
+    assert outcomes == [
+        ("barrier.wait", "timeout"),
+        ("condition.wait", "timeout"),
+        ("event.wait", "set"),
+        ("event.wait", "timeout"),
+    ]
+
+
+def test_uncontended_operations_record_nothing(spans: InMemorySpanExporter) -> None:
+    """Fast paths below the thresholds produce no record and no span."""
+    tracedsync.configure(exporters=[spans])
+    lock, rlock, sem = tracedsync.Lock(), tracedsync.RLock(), tracedsync.Semaphore(2)
+    produced = recorder.accounting.produced
+    for _ in range(2000):
+        with lock, rlock, rlock, sem:
+            pass
+    assert lock.acquire(False)
+    lock.release()
+    assert tracedsync.flush(10)
+    assert recorder.accounting.produced == produced
+    assert spans.get_finished_spans() == ()
+
+
+def test_hold_span_above_threshold(spans: InMemorySpanExporter) -> None:
+    """A hold at or above hold_threshold_ms becomes a span; shorter ones do not."""
+    tracedsync.configure(exporters=[spans], hold_threshold_ms=20)
+    lock = tracedsync.Lock()
+    with lock:
+        pass
+    with lock:
+        time.sleep(0.03)
+    assert tracedsync.flush(10)
+    (hold,) = by_name(spans, "lock.hold")
+    assert hold.end_time - hold.start_time >= 20_000_000
+    assert "sync.outcome" not in hold.attributes
+
+
+def test_flush_exports_everything_and_accounts_exactly(spans: InMemorySpanExporter) -> None:
+    """With thresholds at 0, every record is exported: produced = exported + dropped + failed."""
+    tracedsync.configure(
+        exporters=[spans], wait_threshold_ms=0, hold_threshold_ms=0, max_spans_per_second=0
+    )
+    acc = recorder.accounting
+    base = (acc.produced, acc.exported, acc.dropped, acc.failed)
+    lock = tracedsync.Lock()
+    start = threading.Barrier(4)
+
+    def work() -> None:
+        start.wait()
+        for _ in range(300):
+            with lock:
+                pass
+
+    run_threads(*[work] * 4)
+    assert tracedsync.flush(10)
+    produced = acc.produced - base[0]
+    exported = acc.exported - base[1]
+    dropped = acc.dropped - base[2]
+    failed = acc.failed - base[3]
+    assert produced == exported + dropped + failed
+    assert (dropped, failed) == (0, 0)
+    assert len(spans.get_finished_spans()) == produced
+    assert produced >= 1200  # every hold, plus every contended wait
+
+
+class _GatedExporter(Exporter):
+    """A span exporter that blocks until ``gate`` is set."""
+
+    name = "gated"
+    wants_spans = True
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.count = 0
+
+    def export_spans(self, spans: Any) -> None:
+        self.entered.set()
+        self.gate.wait(30)
+        self.count += len(spans)
+
+
+def test_full_buffer_drops_are_counted_and_reported(logs: LogCollector) -> None:
+    """When the app outruns the exporter, records are dropped, counted and reported."""
+    gated = _GatedExporter()
+    tracedsync.configure(exporters=[gated, logs], hold_threshold_ms=0, buffer_size=16)
+    acc = recorder.accounting
+    base = (acc.produced, acc.exported, acc.dropped, acc.failed)
+    lock = tracedsync.Lock()
+    with lock:
+        pass
+    tracedsync.flush(0.01)  # starts a cycle, which blocks in the exporter
+    assert gated.entered.wait(10)
+    for _ in range(100):
+        with lock:
+            pass
+    gated.gate.set()
+    assert tracedsync.flush(10)
+    produced = acc.produced - base[0]
+    dropped = acc.dropped - base[2]
+    assert produced == 101
+    assert dropped == 101 - 1 - 16
+    assert produced == (acc.exported - base[1]) + dropped + (acc.failed - base[3])
+    assert gated.count == 17
+    (event,) = logs.named("telemetry_dropped")
+    assert event["dropped"] == dropped
+    assert event["level"] == "warning"
+
+
+class _FailingExporter(Exporter):
+    name = "failing"
+    wants_spans = True
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def export_spans(self, spans: Any) -> None:
+        self.calls += 1
+        raise OSError(28, "No space left on device")
+
+
+def test_failing_exporter_is_counted_and_reported_once(
+    logs: LogCollector, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An exporter raising on every call changes nothing for the app; failures are
+    counted and exporter_failed is logged once."""
+    failing = _FailingExporter()
+    tracedsync.configure(exporters=[failing, logs], hold_threshold_ms=0)
+    acc = recorder.accounting
+    base_failed = acc.failed
+    lock = tracedsync.Lock()
+    for _ in range(3):
+        with lock:
+            pass
+        assert tracedsync.flush(10)
+    assert failing.calls == 3
+    assert acc.failed - base_failed == 3
+    events = logs.named("exporter_failed")
+    assert len(events) == 1
+    assert events[0]["exporter"] == "failing" and events[0]["error"] == "OSError"
+    assert capsys.readouterr().err.count("exporter failing failed: OSError") == 1
+
+
+def test_rate_limit_suppresses_and_counts(spans: InMemorySpanExporter) -> None:
+    """max_spans_per_second caps one primitive's spans; the rest are counted."""
+    tracedsync.configure(exporters=[spans], hold_threshold_ms=0, max_spans_per_second=5)
+    lock = tracedsync.Lock()
+    for _ in range(50):
+        with lock:
+            pass
+    assert tracedsync.flush(10)
+    emitted = len(by_name(spans, "lock.hold"))
+    assert 5 <= emitted <= 10
+    assert lock.statistics().spans_suppressed == 50 - emitted
+
+
+class _LockingExporter(Exporter):
+    """An exporter whose export blocks on a traced lock held by another thread."""
+
+    name = "locking"
+    wants_spans = True
+
+    def __init__(self, lock: Any, busy: threading.Event) -> None:
+        self.lock = lock
+        self.busy = busy
+
+    def export_spans(self, spans: Any) -> None:
+        if self.busy.is_set():
+            with self.lock:
+                pass
+
+
+def test_pipeline_thread_is_never_traced(spans: InMemorySpanExporter) -> None:
+    """Waits on the pipeline thread (inside an exporter) are not recorded."""
+    inner = tracedsync.Lock(name="exporter-internal")
+    busy = threading.Event()
+    tracedsync.configure(exporters=[spans, _LockingExporter(inner, busy)], hold_threshold_ms=0)
+    trigger = tracedsync.Lock(name="trigger")
+    with inner:
+        busy.set()
+        with trigger:
+            pass
+        tracedsync.flush(0.1)  # the exporter now blocks on `inner` for a while
+        time.sleep(0.05)
+    assert tracedsync.flush(10)
+    names = {s.attributes["sync.name"] for s in spans.get_finished_spans()}
+    assert "trigger" in names
+    wait_names = {
+        s.attributes["sync.name"] for s in spans.get_finished_spans() if s.name == "lock.wait"
+    }
+    assert "exporter-internal" not in wait_names
+    assert inner.statistics().contentions == 1  # counted, never a span
+
+
+def test_console_exporter_line(logs: LogCollector) -> None:
+    """The console shows who waited how long for what, and who held it where."""
+    out = io.StringIO()
+    tracedsync.configure(exporters=[ConsoleExporter(stream=out), logs])
+    pool_lock = tracedsync.Lock()
+    c = Contention(pool_lock)
+    c.run()
+    assert tracedsync.flush(10)
+    lines = [line for line in out.getvalue().splitlines() if "waited" in line]
+    assert len(lines) == 1
+    line = lines[0]
+    assert " waiter waited " in line
+    assert f" ms for {pool_lock.name}, held by holder at " in line
+    assert line.rsplit(" at ", 1)[1] in HOLDER_SITES
+
+
+def test_console_escapes_control_characters() -> None:
+    """Names with newlines or ANSI escapes cannot forge console lines."""
+    from tracedsync.exporters.console import render
+
+    line = render(
+        {
+            "event": "long_wait",
+            "timestamp": "2026-01-01T00:00:00.000000Z",
+            "thread.name": "evil\n\x1b[31mred",
+            "sync.name": "lock\r",
+            "sync.kind": "lock",
+            "duration_ms": 5.0,
+        }
+    )
+    assert "\n" not in line and "\x1b" not in line and "\r" not in line
+    assert "evil\\x0a\\x1b[31mred" in line
+
+
+def test_log_events_carry_span_ids(spans: InMemorySpanExporter, logs: LogCollector) -> None:
+    """long_wait and long_hold events carry their span's trace and span ids."""
+    tracedsync.configure(exporters=[spans, logs])
+    Contention(tracedsync.Lock(), extra_hold=0.02).run()
+    assert tracedsync.flush(10)
+    (wait_event,) = logs.named("long_wait")
+    (wait,) = by_name(spans, "lock.wait")
+    assert wait_event["trace_id"] == f"{wait.context.trace_id:032x}"
+    assert wait_event["span_id"] == f"{wait.context.span_id:016x}"
+    assert wait_event["thread.name"] == "waiter"
+    assert wait_event["duration_ms"] > 0
+
+
+def test_structlog_global_configuration_untouched(logs: LogCollector) -> None:
+    """tracedsync's events never go through, nor change, the app's structlog setup."""
+    app_events: list[dict[str, Any]] = []
+
+    def capture(logger: Any, method: str, event_dict: dict[str, Any]) -> Any:
+        app_events.append(dict(event_dict))
+        raise structlog.DropEvent
+
+    structlog.configure(processors=[capture])
+    try:
+        before = structlog.get_config()
+        tracedsync.configure(exporters=[logs])
+        Contention(tracedsync.Lock()).run()
+        structlog.get_logger().info("app_event")
+        assert tracedsync.flush(10)
+        assert structlog.get_config() == before
+        assert [e["event"] for e in app_events] == ["app_event"]
+        assert logs.named("long_wait")
+    finally:
+        structlog.reset_defaults()
+
+
+def test_records_are_flushed_at_exit(tmp_path: Any) -> None:
+    """A program that never calls flush() still exports everything on normal exit."""
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import time, tracedsync
+            tracedsync.configure(exporters=["console"], hold_threshold_ms=1)
+            slow_lock = tracedsync.Lock()
+            for _ in range(3):
+                with slow_lock:
+                    time.sleep(0.005)
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("held slow_lock (app.py:4) for") == 3

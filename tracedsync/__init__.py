@@ -1,0 +1,49 @@
+"""tracedsync: make lock contention in threaded Python programs visible.
+
+Drop-in replacements for ``threading``'s primitives that measure how long
+threads wait for them and hold them; the waits and holds that matter become
+OpenTelemetry spans, metrics and structlog events::
+
+    import tracedsync
+
+    tracedsync.configure(exporters=["console"])
+    pool_lock = tracedsync.Lock()      # named "pool_lock (app/db.py:41)"
+
+``import tracedsync as threading`` works for the primitives.
+"""
+
+from __future__ import annotations
+
+from tracedsync.config import Config, configure, flush, shutdown
+from tracedsync.primitives import (
+    Barrier,
+    BoundedSemaphore,
+    BrokenBarrierError,
+    Condition,
+    Event,
+    Lock,
+    RLock,
+    Semaphore,
+)
+from tracedsync.recorder import HISTOGRAM_BOUNDS, PrimitiveStats, stats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HISTOGRAM_BOUNDS",
+    "Barrier",
+    "BoundedSemaphore",
+    "BrokenBarrierError",
+    "Condition",
+    "Config",
+    "Event",
+    "Lock",
+    "PrimitiveStats",
+    "RLock",
+    "Semaphore",
+    "__version__",
+    "configure",
+    "flush",
+    "shutdown",
+    "stats",
+]

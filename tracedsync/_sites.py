@@ -1,0 +1,192 @@
+"""Where things happen: creation sites, primitive names and call sites.
+
+Everything here reads frames of the calling thread only. Results that depend
+on code objects alone (the variable a call result is stored to, a file's path
+relative to ``sys.path``) are cached, so naming a primitive created in a loop
+costs a few dictionary lookups.
+"""
+
+from __future__ import annotations
+
+import dis
+import os
+import sys
+import threading
+from types import CodeType, FrameType
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+#: Files whose frames are never "the call site in user code": tracedsync itself
+#: and the stdlib modules that wrap a primitive (a wait inside ``Queue.get`` is
+#: reported at the caller of ``get``).
+_WRAPPER_FILES = {
+    os.path.abspath(threading.__file__),
+}
+for _mod in ("queue", "concurrent.futures._base", "concurrent.futures.thread", "contextlib"):
+    try:
+        __import__(_mod)
+        _WRAPPER_FILES.add(os.path.abspath(sys.modules[_mod].__file__ or ""))
+    except Exception:  # pragma: no cover - stdlib modules are always there
+        pass
+
+_STORE_NAME_OPS = frozenset({"STORE_NAME", "STORE_FAST", "STORE_GLOBAL", "STORE_DEREF"})
+_LOAD_OPS = frozenset(
+    {"LOAD_FAST", "LOAD_NAME", "LOAD_GLOBAL", "LOAD_DEREF", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW"}
+)
+_SKIP_OPS = frozenset({"CACHE", "COPY", "DUP_TOP", "EXTENDED_ARG", "NOP"})
+
+_assigned_cache: dict[tuple[CodeType, int], str | None] = {}
+_relpath_cache: dict[str, str] = {}
+_CACHE_LIMIT = 100_000
+
+
+def is_tracedsync_file(filename: str) -> bool:
+    """True for a file inside the tracedsync package."""
+    return filename.startswith(_PACKAGE_DIR)
+
+
+def assigned_name(frame: FrameType) -> str | None:
+    """The variable or attribute the call running in ``frame`` is stored to.
+
+    ``pool_lock = Lock()`` gives ``pool_lock``, ``self.not_empty = Condition(m)``
+    gives ``not_empty``; anything else (a subscript, a return, an argument)
+    gives None.
+    """
+    code = frame.f_code
+    key = (code, frame.f_lasti)
+    try:
+        return _assigned_cache[key]
+    except KeyError:
+        pass
+    name = _scan_store(code, frame.f_lasti)
+    if len(_assigned_cache) > _CACHE_LIMIT:
+        _assigned_cache.clear()
+    _assigned_cache[key] = name
+    return name
+
+
+def _scan_store(code: CodeType, lasti: int) -> str | None:
+    try:
+        instructions = list(dis.get_instructions(code))
+    except Exception:
+        return None
+    index = None
+    for i, ins in enumerate(instructions):
+        if ins.offset == lasti:
+            index = i
+            break
+    if index is None:
+        return None
+    following = [ins for ins in instructions[index + 1 : index + 8] if ins.opname not in _SKIP_OPS]
+    if not following:
+        return None
+    first = following[0]
+    if first.opname in _STORE_NAME_OPS:
+        return str(first.argval)
+    if first.opname in _LOAD_OPS and len(following) > 1 and following[1].opname == "STORE_ATTR":
+        return str(following[1].argval)
+    return None
+
+
+def relative_path(filename: str) -> str:
+    """``filename`` relative to the longest ``sys.path`` entry containing it.
+
+    ``/srv/app/db.py`` with ``/srv`` on ``sys.path`` gives ``app/db.py``; a file
+    outside every entry (or a pseudo-file such as ``<stdin>``) is returned as is.
+    """
+    try:
+        return _relpath_cache[filename]
+    except KeyError:
+        pass
+    result = filename
+    if not filename.startswith("<"):
+        absolute = os.path.abspath(filename)
+        best = ""
+        for entry in sys.path:
+            try:
+                base = os.path.abspath(entry or os.curdir)
+            except Exception:
+                continue
+            if len(base) > len(best) and absolute.startswith(base.rstrip(os.sep) + os.sep):
+                best = base
+        if best:
+            result = absolute[len(best.rstrip(os.sep)) + 1 :].replace(os.sep, "/")
+    if len(_relpath_cache) > _CACHE_LIMIT:
+        _relpath_cache.clear()
+    _relpath_cache[filename] = result
+    return result
+
+
+def creation_frame(depth: int) -> FrameType | None:
+    """The first frame outside tracedsync, starting ``depth`` frames up."""
+    try:
+        frame: FrameType | None = sys._getframe(depth + 1)
+    except ValueError:
+        return None
+    while frame is not None and is_tracedsync_file(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame
+
+
+def primitive_name(frame: FrameType | None) -> str:
+    """The inferred name of a primitive created by the call running in ``frame``."""
+    if frame is None:
+        return "<unknown>"
+    site = f"{relative_path(frame.f_code.co_filename)}:{frame.f_lineno}"
+    var = assigned_name(frame)
+    return f"{var} ({site})" if var else site
+
+
+def user_frame(frame: FrameType | None) -> FrameType | None:
+    """Walk out of tracedsync and of stdlib wrappers (threading, queue, ...)."""
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not (filename.startswith(_PACKAGE_DIR) or filename in _WRAPPER_FILES):
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def call_site(depth: int = 1) -> tuple[str, int, str] | None:
+    """(file path, line, function) of the first user frame ``depth`` frames up."""
+    try:
+        frame = user_frame(sys._getframe(depth + 1))
+    except ValueError:
+        return None
+    if frame is None:
+        return None
+    return (frame.f_code.co_filename, frame.f_lineno or 0, frame.f_code.co_name)
+
+
+def thread_site(ident: int) -> tuple[str, int, str] | None:
+    """Where thread ``ident`` is running right now, in user code."""
+    try:
+        frame = sys._current_frames().get(ident)
+    except Exception:
+        return None
+    frame = user_frame(frame)
+    if frame is None:
+        return None
+    return (frame.f_code.co_filename, frame.f_lineno or 0, frame.f_code.co_name)
+
+
+def format_site(site: tuple[str, int, str] | None) -> str:
+    """``app/db.py:57`` for a site, ``?`` when unknown."""
+    if site is None:
+        return "?"
+    return f"{relative_path(site[0])}:{site[1]}"
+
+
+def thread_stack(ident: int, limit: int = 30) -> list[str]:
+    """The stack of thread ``ident``, innermost frame first, as ``file:line in func``."""
+    try:
+        frame = sys._current_frames().get(ident)
+    except Exception:
+        return []
+    out: list[str] = []
+    while frame is not None and len(out) < limit:
+        code = frame.f_code
+        if not code.co_filename.startswith(_PACKAGE_DIR):
+            out.append(f"{relative_path(code.co_filename)}:{frame.f_lineno} in {code.co_name}")
+        frame = frame.f_back
+    return out

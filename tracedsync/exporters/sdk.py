@@ -1,0 +1,105 @@
+"""Bridges to OpenTelemetry SDK exporters.
+
+A ``SpanExporter`` or ``MetricExporter`` instance given to
+``tracedsync.configure(exporters=[...])`` is wrapped here; the official OTLP
+exporters are used the same way by ``tracedsync.exporters.otlp``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.status import Status, StatusCode
+
+from tracedsync.exporters.base import Exporter, ExportError, SpanData
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_STATUS = {0: Status(StatusCode.UNSET), 1: Status(StatusCode.OK), 2: Status(StatusCode.ERROR)}
+
+
+def to_readable_span(
+    span: SpanData, resource: Resource, scope: InstrumentationScope
+) -> ReadableSpan:
+    """Convert a :class:`SpanData` into the SDK's ``ReadableSpan``."""
+    context = SpanContext(span.trace_id, span.span_id, False, _SAMPLED)
+    parent = (
+        SpanContext(span.trace_id, span.parent_span_id, False, _SAMPLED)
+        if span.parent_span_id
+        else None
+    )
+    links = [
+        Link(SpanContext(trace_id, span_id, False, _SAMPLED), attributes or None)
+        for trace_id, span_id, attributes in span.links
+    ]
+    return ReadableSpan(
+        name=span.name,
+        context=context,
+        parent=parent,
+        resource=resource,
+        attributes=span.attributes,
+        links=links,
+        kind=SpanKind.INTERNAL,
+        instrumentation_scope=scope,
+        status=_STATUS.get(span.status_code, _STATUS[0]),
+        start_time=span.start_ns,
+        end_time=span.end_ns,
+    )
+
+
+class SpanExporterAdapter(Exporter):
+    """Feed tracedsync's spans to any OpenTelemetry ``SpanExporter``."""
+
+    wants_spans = True
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        resource: Resource,
+        scope: InstrumentationScope,
+        name: str | None = None,
+    ) -> None:
+        self.exporter = exporter
+        self.resource = resource
+        self.scope = scope
+        self.name = name or type(exporter).__name__
+
+    def export_spans(self, spans: Sequence[SpanData]) -> None:
+        readable = [to_readable_span(s, self.resource, self.scope) for s in spans]
+        result = self.exporter.export(readable)
+        if result is not SpanExportResult.SUCCESS:
+            raise ExportError(f"{self.name} returned {result.name}")
+
+    def flush(self, timeout_s: float) -> None:
+        self.exporter.force_flush(int(timeout_s * 1000))
+
+    def shutdown(self, timeout_s: float) -> None:
+        self.exporter.shutdown()
+
+
+class MetricExporterAdapter(Exporter):
+    """Feed tracedsync's metrics to any OpenTelemetry ``MetricExporter``."""
+
+    wants_metrics = True
+
+    def __init__(self, exporter: Any, name: str | None = None) -> None:
+        self.exporter = exporter
+        self.name = name or type(exporter).__name__
+
+    def export_metrics(self, metrics: Any) -> None:
+        from opentelemetry.sdk.metrics.export import MetricExportResult
+
+        result = self.exporter.export(metrics, timeout_millis=10_000)
+        if result is not MetricExportResult.SUCCESS:
+            raise ExportError(f"{self.name} returned {result.name}")
+
+    def flush(self, timeout_s: float) -> None:
+        self.exporter.force_flush(int(timeout_s * 1000))
+
+    def shutdown(self, timeout_s: float) -> None:
+        self.exporter.shutdown(timeout_millis=timeout_s * 1000)

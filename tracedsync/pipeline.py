@@ -1,0 +1,639 @@
+"""The pipeline thread: records in, spans, log events and metrics out.
+
+One internal daemon thread per process drains the recorder's buffer, turns
+records into spans (explicit start and end times, parent = the context that
+was current in the app thread) and structlog events, builds metrics directly
+from the primitives' counters, and calls every exporter itself. Every lock
+that exporting touches is therefore taken on this thread, which is marked
+internal: nothing it does is recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, MutableMapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from tracedsync import _sites, _stdlib, recorder
+from tracedsync.exporters.base import Exporter, LogEvent, SpanData
+
+SCOPE_NAME = "tracedsync"
+_IDLE_KINDS = frozenset({"event", "condition", "barrier"})
+#: How long a timed-out wait span waits for the hold it links to.
+_LINK_PATIENCE_NS = 5_000_000_000
+
+
+def scope(version: str) -> InstrumentationScope:
+    return InstrumentationScope(SCOPE_NAME, version)
+
+
+def build_resource(run_id: str) -> Resource:
+    """``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES`` and the SDK's
+    detectors, plus the process id and the tracedsync run id."""
+    return Resource.create({"process.pid": os.getpid(), "tracedsync.run_id": run_id})
+
+
+class _Collector:
+    """The logger at the end of tracedsync's private structlog pipeline."""
+
+    def __init__(self) -> None:
+        self.events: list[LogEvent] = []
+
+    def _take(self, *args: Any, **kwargs: Any) -> None:
+        self.events.append(kwargs["record"])
+
+    debug = info = warning = error = critical = msg = _take
+
+
+def _to_record(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    return ((), {"record": event_dict})
+
+
+def _make_logger(collector: _Collector) -> Any:
+    # Every argument is given: whatever is left out would come from the
+    # application's global structlog configuration, which is not ours.
+    return structlog.wrap_logger(
+        collector,
+        processors=[structlog.processors.add_log_level, _to_record],
+        wrapper_class=structlog.BoundLogger,
+        context_class=dict,
+        cache_logger_on_first_use=False,
+        logger_factory_args=(),
+    )
+
+
+class _ForcedIdGenerator:
+    """Wraps a tracer's id generator so a reserved span id can be used once."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.next_span_id = 0
+
+    def generate_span_id(self) -> int:
+        forced = self.next_span_id
+        if forced:
+            self.next_span_id = 0
+            return forced
+        return int(self.inner.generate_span_id())
+
+    def generate_trace_id(self) -> int:
+        return int(self.inner.generate_trace_id())
+
+
+def iso_timestamp(epoch_ns: int) -> str:
+    moment = datetime.fromtimestamp(epoch_ns / 1e9, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+
+
+class Pipeline:
+    """Drains the recorder's buffer on an internal thread and exports."""
+
+    def __init__(
+        self,
+        sinks: Sequence[Exporter],
+        resource: Resource,
+        version: str,
+        *,
+        tracer_provider: Any = None,
+        metric_interval_s: float = 10.0,
+        poll_interval_s: float = 0.2,
+        metrics_enabled: bool = True,
+    ) -> None:
+        self.sinks = list(sinks)
+        self.resource = resource
+        self.scope = scope(version)
+        self.metric_interval_s = metric_interval_s
+        self.poll_interval_s = poll_interval_s
+        self.metrics_enabled = metrics_enabled and any(s.wants_metrics for s in self.sinks)
+        self._span_sinks = [s for s in self.sinks if s.wants_spans]
+        self._log_sinks = [s for s in self.sinks if s.wants_logs]
+        self._metric_sinks = [s for s in self.sinks if s.wants_metrics]
+        self._tracer = None
+        self._ids: _ForcedIdGenerator | None = None
+        if tracer_provider is not None:
+            self._tracer = tracer_provider.get_tracer(SCOPE_NAME, version)
+            inner = getattr(self._tracer, "id_generator", None)
+            if inner is not None:
+                self._ids = _ForcedIdGenerator(inner)
+                self._tracer.id_generator = self._ids
+        self._random = random.Random()
+        self._wake = _stdlib.Event()
+        self._flush_requests: deque[Any] = deque()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._collector = _Collector()
+        self._log = _make_logger(self._collector)
+        #: reserved hold span id -> trace id, for links from waits to holds.
+        self._hold_traces: dict[int, int] = {}
+        #: reserved hold span id -> [(deadline, span)] of waits linking to it.
+        self._pending: dict[int, list[tuple[int, SpanData]]] = {}
+        #: waits whose hold arrived: exported with the next batch.
+        self._ready: list[SpanData] = []
+        self._failures_seen: set[tuple[str, str]] = set()
+        self._failure_counts: dict[str, int] = {}
+        self._dropped_reported = 0
+        self._suppressed_reported = 0
+        self._last_metrics = 0.0
+        self._start_ns = time.time_ns()
+        self.extra_work: list[Callable[[], None]] = []
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="tracedsync-pipeline", daemon=True)
+        self._thread.start()
+        recorder.set_recording(True, otel_context.get_current, self.wakeup)
+
+    def wakeup(self) -> None:
+        self._wake.set()
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def flush(self, timeout_s: float) -> bool:
+        """Export everything recorded so far; False if that took too long."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return False
+        if threading.get_ident() == thread.ident:
+            return False
+        done = _stdlib.Event()
+        self._flush_requests.append(done)
+        self._wake.set()
+        return bool(done.wait(timeout_s))
+
+    def stop(self, timeout_s: float) -> bool:
+        """Flush, shut the exporters down and end the thread (bounded)."""
+        recorder.set_recording(False)
+        thread = self._thread
+        if thread is None:
+            return True
+        self._stopping = True
+        self._wake.set()
+        if threading.get_ident() != thread.ident:
+            thread.join(timeout_s)
+        return not thread.is_alive()
+
+    # -- the loop ------------------------------------------------------------
+
+    def _run(self) -> None:
+        recorder.mark_internal()
+        try:
+            while True:
+                self._wake.wait(self.poll_interval_s)
+                self._wake.clear()
+                requests = []
+                while self._flush_requests:
+                    requests.append(self._flush_requests.popleft())
+                stopping = self._stopping
+                final = stopping or bool(requests)
+                self._guarded(self._cycle, final)
+                for work in self.extra_work:
+                    self._guarded(work)
+                now = time.monotonic()
+                if self.metrics_enabled and (
+                    final or now - self._last_metrics >= self.metric_interval_s
+                ):
+                    self._last_metrics = now
+                    self._guarded(self.export_metrics)
+                if final:
+                    for sink in self.sinks:
+                        self._call(sink, "flush", sink.flush, 1.0)
+                for done in requests:
+                    done.set()
+                if stopping:
+                    break
+        finally:
+            # Failures noticed in the last cycle still deserve their event.
+            if self._collector.events:
+                late, self._collector.events = self._collector.events, []
+                self._guarded(self._deliver, [], late)
+            for sink in self.sinks:
+                self._call(sink, "shutdown", sink.shutdown, 2.0)
+            while self._flush_requests:
+                self._flush_requests.popleft().set()
+            recorder.unmark_internal()
+
+    def _guarded(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # a bug of ours must not stop the thread
+            self._note_failure("pipeline", exc)
+
+    def _cycle(self, final: bool) -> None:
+        records = recorder.take_all()
+        spans: list[SpanData] = []
+        logs: list[LogEvent] = []
+        offset = time.time_ns() - time.monotonic_ns()
+        for rec in records:
+            try:
+                self._build(rec, offset, spans)
+            except Exception as exc:
+                self._note_failure("pipeline", exc)
+        spans.extend(self._due_pending(final))
+        logs.extend(self._collector.events)
+        self._collector.events = []
+        self._report_drops(logs)
+        ok = self._deliver(spans, logs)
+        if records:
+            if ok:
+                recorder.accounting.exported += len(records)
+            else:
+                recorder.accounting.failed += len(records)
+        # Failure events found while delivering go out with the next batch.
+
+    def _deliver(self, spans: list[SpanData], logs: list[LogEvent]) -> bool:
+        ok = True
+        if spans:
+            for sink in self._span_sinks:
+                ok = self._call(sink, "spans", sink.export_spans, spans) and ok
+        if logs:
+            for sink in self._log_sinks:
+                ok = self._call(sink, "logs", sink.export_logs, logs) and ok
+        return ok
+
+    def _call(self, sink: Exporter, what: str, fn: Callable[..., None], arg: Any) -> bool:
+        try:
+            fn(arg)
+            return True
+        except Exception as exc:
+            self._note_failure(sink.name, exc)
+            return False
+
+    def _note_failure(self, who: str, exc: BaseException) -> None:
+        kind = type(exc).__name__
+        self._failure_counts[who] = self._failure_counts.get(who, 0) + 1
+        key = (who, kind)
+        if key in self._failures_seen:
+            return
+        self._failures_seen.add(key)
+        detail = _sites_clean(str(exc))[:300]
+        try:
+            sys.stderr.write(
+                f"tracedsync: exporter {who} failed: {kind}: {detail} "
+                "(further failures of this kind are counted, not shown)\n"
+            )
+        except Exception:
+            pass
+        self._log.error(
+            "exporter_failed",
+            exporter=who,
+            error=kind,
+            detail=detail,
+            timestamp=iso_timestamp(time.time_ns()),
+        )
+
+    @property
+    def failure_counts(self) -> dict[str, int]:
+        return dict(self._failure_counts)
+
+    def _report_drops(self, logs: list[LogEvent]) -> None:
+        acc = recorder.accounting
+        if acc.dropped > self._dropped_reported:
+            new = acc.dropped - self._dropped_reported
+            self._dropped_reported = acc.dropped
+            self._log.warning(
+                "telemetry_dropped",
+                dropped=new,
+                dropped_total=acc.dropped,
+                produced_total=acc.produced,
+                buffer_size=recorder.buffer_capacity,
+                timestamp=iso_timestamp(time.time_ns()),
+                message=(
+                    f"tracedsync dropped {new} records (buffer of "
+                    f"{recorder.buffer_capacity} full; {acc.dropped} in all)"
+                ),
+            )
+            logs.extend(self._collector.events)
+            self._collector.events = []
+
+    # -- records to spans and events -------------------------------------------
+
+    def _new_id(self, bits: int) -> int:
+        return self._random.getrandbits(bits) or 1
+
+    def _parent(self, ctx: Any) -> tuple[int, int]:
+        if ctx is None:
+            return 0, 0
+        sc = otel_trace.get_current_span(ctx).get_span_context()
+        if sc.is_valid:
+            return sc.trace_id, sc.span_id
+        return 0, 0
+
+    def _build(self, rec: tuple[Any, ...], offset: int, spans: list[SpanData]) -> None:
+        rtype = rec[0]
+        if rtype == recorder.FINDING:
+            self._build_finding(rec)
+            return
+        (
+            _,
+            meta,
+            ident,
+            tname,
+            t0,
+            t1,
+            outcome,
+            ctx,
+            site,
+            holder,
+            holder_name,
+            holder_site,
+            reserved,
+        ) = rec
+        prim_id, name, kind = meta
+        attrs: dict[str, Any] = {
+            "sync.kind": kind,
+            "sync.name": name,
+            "sync.id": prim_id,
+        }
+        if outcome is not None:
+            attrs["sync.outcome"] = outcome
+        attrs["thread.id"] = ident
+        attrs["thread.name"] = tname
+        if site is not None:
+            attrs["code.function.name"] = site[2]
+            attrs["code.file.path"] = site[0]
+            attrs["code.line.number"] = site[1]
+        if holder_name is not None:
+            attrs["sync.holder.thread.name"] = holder_name
+            attrs["sync.holder.thread.id"] = holder
+        if holder_site is not None:
+            attrs["sync.holder.site"] = _sites.format_site(holder_site)
+        is_wait = rtype == recorder.WAIT
+        span_name = f"{kind}.wait" if is_wait else f"{kind}.hold"
+        start, end = t0 + offset, t1 + offset
+        span = self._make_span(span_name, ctx, attrs, start, end, None if is_wait else reserved)
+        if not is_wait and reserved:
+            self._remember_hold(reserved, span.trace_id)
+        duration_ms = (t1 - t0) / 1e6
+        event_fields = dict(attrs)
+        event_fields["duration_ms"] = round(duration_ms, 3)
+        event_fields["timestamp"] = iso_timestamp(end)
+        event_fields["trace_id"] = f"{span.trace_id:032x}"
+        event_fields["span_id"] = f"{span.span_id:016x}"
+        # A hold emitted only because someone waited on it is a span (the wait
+        # links to it), not a long_hold event.
+        if is_wait or t1 - t0 >= recorder.hold_threshold_ns:
+            self._log.info("long_wait" if is_wait else "long_hold", **event_fields)
+        if is_wait and reserved:
+            trace_id = self._hold_traces.get(reserved)
+            if trace_id is not None:
+                span.links.append((trace_id, reserved, {}))
+            elif outcome == "timeout":
+                # The holder may still hold: wait a little for its hold span.
+                self._pending.setdefault(reserved, []).append(
+                    (time.monotonic_ns() + _LINK_PATIENCE_NS, span)
+                )
+                return
+        spans.append(span)
+
+    def _remember_hold(self, span_id: int, trace_id: int) -> None:
+        if len(self._hold_traces) > 50_000:
+            for key in list(self._hold_traces)[:25_000]:
+                del self._hold_traces[key]
+        self._hold_traces[span_id] = trace_id
+        waiting = self._pending.pop(span_id, None)
+        if waiting:
+            for _, span in waiting:
+                span.links.append((trace_id, span_id, {}))
+                self._ready.append(span)
+
+    def _due_pending(self, final: bool) -> list[SpanData]:
+        out = self._ready
+        self._ready = []
+        if self._pending:
+            now = time.monotonic_ns()
+            for key in list(self._pending):
+                entries = self._pending[key]
+                keep = []
+                for deadline, span in entries:
+                    if final or deadline <= now:
+                        out.append(span)
+                    else:
+                        keep.append((deadline, span))
+                if keep:
+                    self._pending[key] = keep
+                else:
+                    del self._pending[key]
+        return out
+
+    def _make_span(
+        self,
+        name: str,
+        ctx: Any,
+        attrs: dict[str, Any],
+        start: int,
+        end: int,
+        forced_span_id: int | None,
+    ) -> SpanData:
+        if self._tracer is not None:
+            return self._make_external_span(name, ctx, attrs, start, end, forced_span_id)
+        trace_id, parent_id = self._parent(ctx)
+        if not trace_id:
+            trace_id = self._new_id(128)
+        span_id = forced_span_id or self._new_id(64)
+        return SpanData(name, trace_id, span_id, parent_id, start, end, attrs)
+
+    def _make_external_span(
+        self,
+        name: str,
+        ctx: Any,
+        attrs: dict[str, Any],
+        start: int,
+        end: int,
+        forced_span_id: int | None,
+    ) -> SpanData:
+        assert self._tracer is not None
+        if self._ids is not None and forced_span_id:
+            self._ids.next_span_id = forced_span_id
+        span = self._tracer.start_span(name, context=ctx, attributes=attrs, start_time=start)
+        span.end(end_time=end)
+        sc = span.get_span_context()
+        parent = getattr(span, "parent", None)
+        return SpanData(
+            name,
+            sc.trace_id,
+            sc.span_id,
+            parent.span_id if parent is not None else 0,
+            start,
+            end,
+            attrs,
+        )
+
+    def _build_finding(self, rec: tuple[Any, ...]) -> None:
+        _, event, fields, ctx = rec
+        out = dict(fields)
+        out.setdefault("timestamp", iso_timestamp(time.time_ns()))
+        trace_id, span_id = self._parent(ctx)
+        if trace_id:
+            out["trace_id"] = f"{trace_id:032x}"
+            out["span_id"] = f"{span_id:016x}"
+        level = out.pop("level", "error")
+        getattr(self._log, level if level in ("info", "warning", "error") else "error")(
+            event, **out
+        )
+
+    # -- metrics ---------------------------------------------------------------
+
+    def export_metrics(self) -> None:
+        if not self._metric_sinks:
+            return
+        data = build_metrics_data(self.resource, self.scope, self._start_ns)
+        for sink in self._metric_sinks:
+            self._call(sink, "metrics", sink.export_metrics, data)
+
+
+def _sites_clean(text: str) -> str:
+    return text.replace("\n", " ").replace("\r", " ")
+
+
+# -- metrics ------------------------------------------------------------------
+
+_LOCK_KINDS = recorder.LOCK_KINDS
+
+
+def _hist_min(buckets: Sequence[int]) -> float:
+    """The lower bound of the first non-empty bucket (0 for the first)."""
+    for i, count in enumerate(buckets):
+        if count:
+            return 0.0 if i == 0 else recorder.HISTOGRAM_BOUNDS[i - 1]
+    return 0.0
+
+
+def build_metrics_data(resource: Resource, scope_: InstrumentationScope, start_ns: int) -> Any:
+    """Cumulative metrics of every primitive, straight from the counters.
+
+    Sums ``tracedsync.acquisitions``, ``.contentions``, ``.timeouts``,
+    ``.wait.time``, ``.hold.time`` and histograms ``tracedsync.wait.duration``,
+    ``.hold.duration`` (seconds), each point with ``sync.kind`` and
+    ``sync.name``; plus the pipeline's own record accounting.
+    """
+    from opentelemetry.sdk.metrics.export import (
+        AggregationTemporality,
+        Histogram,
+        HistogramDataPoint,
+        Metric,
+        MetricsData,
+        NumberDataPoint,
+        ResourceMetrics,
+        ScopeMetrics,
+        Sum,
+    )
+
+    now = time.time_ns()
+    cumulative = AggregationTemporality.CUMULATIVE
+    points: dict[str, list[Any]] = {}
+    hists: dict[str, list[Any]] = {"tracedsync.wait.duration": [], "tracedsync.hold.duration": []}
+
+    def add(metric: str, attrs: dict[str, Any], value: int | float) -> None:
+        points.setdefault(metric, []).append(
+            NumberDataPoint(
+                attributes=attrs,
+                start_time_unix_nano=start_ns,
+                time_unix_nano=now,
+                value=value,
+            )
+        )
+
+    def hist(
+        metric: str, attrs: dict[str, Any], raw: list[int], total_ns: int, max_ns: int
+    ) -> None:
+        buckets = recorder.fold_histogram(raw)
+        count = sum(buckets)
+        hists[metric].append(
+            HistogramDataPoint(
+                attributes=attrs,
+                start_time_unix_nano=start_ns,
+                time_unix_nano=now,
+                count=count,
+                sum=total_ns / 1e9,
+                bucket_counts=list(buckets),
+                explicit_bounds=list(recorder.HISTOGRAM_BOUNDS),
+                min=_hist_min(buckets),
+                max=max_ns / 1e9,
+            )
+        )
+
+    for (kind, name), c in sorted(recorder.aggregated_counters().items()):
+        attrs = {"sync.kind": kind, "sync.name": name}
+        lock_like = kind in _LOCK_KINDS
+        if lock_like:
+            add("tracedsync.acquisitions", attrs, c.acquisitions)
+        add("tracedsync.contentions", attrs, c.contentions)
+        add("tracedsync.timeouts", attrs, c.timeouts)
+        add("tracedsync.wait.time", attrs, c.wait_sum / 1e9)
+        hist("tracedsync.wait.duration", attrs, c.wait_hist, c.wait_sum, c.wait_max)
+        if lock_like:
+            add("tracedsync.hold.time", attrs, c.hold_sum / 1e9)
+            hist("tracedsync.hold.duration", attrs, c.hold_hist, c.hold_sum, c.hold_max)
+    acc = recorder.accounting
+    for metric, value in (
+        ("tracedsync.telemetry.produced", acc.produced),
+        ("tracedsync.telemetry.exported", acc.exported),
+        ("tracedsync.telemetry.dropped", acc.dropped),
+        ("tracedsync.telemetry.failed", acc.failed),
+        ("tracedsync.telemetry.suppressed", acc.suppressed),
+    ):
+        add(metric, {}, value)
+
+    units = {"tracedsync.wait.time": "s", "tracedsync.hold.time": "s"}
+    descriptions = {
+        "tracedsync.acquisitions": "Successful acquisitions (re-entries excluded)",
+        "tracedsync.contentions": "Acquisitions or waits that had to block",
+        "tracedsync.timeouts": "Blocking calls that timed out",
+        "tracedsync.wait.time": "Time spent blocked",
+        "tracedsync.hold.time": "Time held",
+        "tracedsync.wait.duration": "Blocked time per acquisition or wait",
+        "tracedsync.hold.duration": "Held time per acquisition",
+        "tracedsync.telemetry.produced": "Records produced by the recorder",
+        "tracedsync.telemetry.exported": "Records exported",
+        "tracedsync.telemetry.dropped": "Records dropped because the buffer was full",
+        "tracedsync.telemetry.failed": "Records whose export failed",
+        "tracedsync.telemetry.suppressed": "Spans suppressed by max_spans_per_second",
+    }
+    metrics = []
+    for metric, data_points in points.items():
+        metrics.append(
+            Metric(
+                name=metric,
+                description=descriptions.get(metric, ""),
+                unit=units.get(metric, "1"),
+                data=Sum(
+                    data_points=data_points,
+                    aggregation_temporality=cumulative,
+                    is_monotonic=True,
+                ),
+            )
+        )
+    for metric, data_points in hists.items():
+        if data_points:
+            metrics.append(
+                Metric(
+                    name=metric,
+                    description=descriptions[metric],
+                    unit="s",
+                    data=Histogram(data_points=data_points, aggregation_temporality=cumulative),
+                )
+            )
+    return MetricsData(
+        resource_metrics=[
+            ResourceMetrics(
+                resource=resource,
+                scope_metrics=[ScopeMetrics(scope=scope_, metrics=metrics, schema_url="")],
+                schema_url="",
+            )
+        ]
+    )
