@@ -327,7 +327,11 @@ def _start_pipeline(config: Config) -> Any:
     from tracedsync.pipeline import Pipeline, build_resource, scope
 
     resource = build_resource(config.run_id)
-    sinks = create_exporters(config, resource, scope(__version__))
+
+    def unavailable(name: str, exc: Exception) -> None:
+        _warn(f"{exc}; the {name} exporter is off")
+
+    sinks = create_exporters(config, resource, scope(__version__), unavailable)
     pipe = Pipeline(
         sinks,
         resource,

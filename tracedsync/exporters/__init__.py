@@ -13,6 +13,7 @@ subclass of :class:`Exporter`, or an OpenTelemetry ``SpanExporter`` or
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tracedsync.exporters.base import Exporter, ExportError, LogEvent, SpanData
@@ -20,36 +21,57 @@ from tracedsync.exporters.base import Exporter, ExportError, LogEvent, SpanData
 __all__ = ["ExportError", "Exporter", "LogEvent", "SpanData", "create_exporters"]
 
 
-def create_exporters(config: Any, resource: Any, scope: Any) -> list[Exporter]:
-    """The exporter objects for ``config.exporters`` (names or objects)."""
+def create_exporters(
+    config: Any,
+    resource: Any,
+    scope: Any,
+    on_unavailable: Callable[[str, Exception], None] | None = None,
+) -> list[Exporter]:
+    """The exporter objects for ``config.exporters`` (names or objects).
+
+    A named exporter that cannot start (output directory not writable, OTLP
+    packages missing) is reported to ``on_unavailable`` and left out; without
+    that callback the error is raised.
+    """
+    from tracedsync.exporters.jsonfile import OutputDirError
+    from tracedsync.exporters.otlp import OtlpUnavailable
+
+    out: list[Exporter] = []
+    for item in config.exporters:
+        try:
+            out.extend(_create_one(item, config, resource, scope))
+        except (OutputDirError, OtlpUnavailable) as exc:
+            if on_unavailable is None:
+                raise
+            on_unavailable(str(item), exc)
+    return out
+
+
+def _create_one(item: Any, config: Any, resource: Any, scope: Any) -> list[Exporter]:
     from opentelemetry.sdk.metrics.export import MetricExporter
     from opentelemetry.sdk.trace.export import SpanExporter
 
     from tracedsync.exporters.sdk import MetricExporterAdapter, SpanExporterAdapter
 
-    out: list[Exporter] = []
-    for item in config.exporters:
-        if item == "console":
-            from tracedsync.exporters.console import ConsoleExporter
+    if item == "console":
+        from tracedsync.exporters.console import ConsoleExporter
 
-            out.append(ConsoleExporter())
-        elif item == "jsonfile":
-            from tracedsync.exporters.jsonfile import JsonFileExporter
+        return [ConsoleExporter()]
+    if item == "jsonfile":
+        from tracedsync.exporters.jsonfile import JsonFileExporter
 
-            out.append(JsonFileExporter.from_config(config, resource, scope))
-        elif item == "otlp":
-            from tracedsync.exporters.otlp import create_otlp_exporters
+        return [JsonFileExporter.from_config(config, resource, scope)]
+    if item == "otlp":
+        from tracedsync.exporters.otlp import create_otlp_exporters
 
-            out.extend(create_otlp_exporters(config, resource, scope))
-        elif isinstance(item, Exporter):
-            out.append(item)
-        elif isinstance(item, SpanExporter):
-            out.append(SpanExporterAdapter(item, resource, scope))
-        elif isinstance(item, MetricExporter):
-            out.append(MetricExporterAdapter(item))
-        else:
-            raise TypeError(
-                f"exporters must be names or Exporter, SpanExporter or MetricExporter "
-                f"objects, got {type(item).__name__}"
-            )
-    return out
+        return create_otlp_exporters(config, resource, scope)
+    if isinstance(item, Exporter):
+        return [item]
+    if isinstance(item, SpanExporter):
+        return [SpanExporterAdapter(item, resource, scope)]
+    if isinstance(item, MetricExporter):
+        return [MetricExporterAdapter(item)]
+    raise TypeError(
+        "exporters must be names or Exporter, SpanExporter or MetricExporter "
+        f"objects, got {type(item).__name__}"
+    )
