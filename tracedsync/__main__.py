@@ -1,0 +1,7 @@
+"""``python -m tracedsync``: the same as the ``tracedsync`` command."""
+
+import sys
+
+from tracedsync.cli import main
+
+sys.exit(main())
