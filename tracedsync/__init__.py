@@ -10,12 +10,17 @@ OpenTelemetry spans, metrics and structlog events::
     pool_lock = tracedsync.Lock()      # named "pool_lock (app/db.py:41)"
 
 ``import tracedsync as threading`` works for the primitives.
+
+``tracedsync.IMPLEMENTATION`` is ``"compiled"`` when the C extension provides
+the ``Lock``/``RLock`` hot path, ``"pure"`` when the pure-Python reference does
+(extension not built, or ``TRACEDSYNC_PURE_PYTHON=1``).
 """
 
 from __future__ import annotations
 
 from tracedsync.config import Config, configure, flush, shutdown
 from tracedsync.primitives import (
+    IMPLEMENTATION,
     Barrier,
     BoundedSemaphore,
     BrokenBarrierError,
@@ -31,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "HISTOGRAM_BOUNDS",
+    "IMPLEMENTATION",
     "Barrier",
     "BoundedSemaphore",
     "BrokenBarrierError",

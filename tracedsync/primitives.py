@@ -14,6 +14,14 @@ histogram), ``_t`` (when the current hold began, 0 when not held) and
 ``_owner`` (the holding thread's ident, 0 when none); the recorder reads them
 through those names, so a compiled type exposing the same attributes can
 replace these classes.
+
+Two implementations of ``Lock`` and ``RLock`` live here: ``PureLock`` and
+``PureRLock`` (this module, the reference) and ``CompiledLock`` and
+``CompiledRLock`` (thin subclasses of the C types in ``tracedsync._speedups``
+that inherit the C hot path, None where the extension is not built).
+``Lock`` and ``RLock`` are the compiled ones unless the extension is missing
+or ``TRACEDSYNC_PURE_PYTHON=1`` (``tracedsync._impl``); ``IMPLEMENTATION``
+says which.
 """
 
 from __future__ import annotations
@@ -24,18 +32,23 @@ from _thread import get_ident as _get_ident
 from collections import deque as _deque
 from time import monotonic as _time
 from time import monotonic_ns as _now
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tracedsync import _stdlib, recorder
+from tracedsync import _impl, _stdlib, recorder
 from tracedsync.recorder import RAW_BUCKETS, SlowStats
 
 __all__ = [
     "Barrier",
     "BoundedSemaphore",
     "BrokenBarrierError",
+    "IMPLEMENTATION",
     "Condition",
+    "CompiledLock",
+    "CompiledRLock",
     "Event",
     "Lock",
+    "PureLock",
+    "PureRLock",
     "RLock",
     "Semaphore",
 ]
@@ -52,6 +65,8 @@ _hold_ns = recorder.NEVER
 def _set_hold_threshold(value: int) -> None:
     global _hold_ns
     _hold_ns = value
+    if _impl.speedups is not None:
+        _impl.speedups.set_hold_threshold(value)
 
 
 recorder.set_hold_threshold_listener(_set_hold_threshold)
@@ -93,7 +108,50 @@ class _Traced:
 # ---------------------------------------------------------------------------
 
 
-class Lock(_Traced):
+class _LockAPI(_Traced):
+    """The Python side both implementations of ``Lock`` share."""
+
+    __slots__ = ()
+    _t: int
+    _owner: int
+    _blame: int | None
+
+    if TYPE_CHECKING:
+
+        def locked(self) -> bool: ...
+        def _try(self, blocking: Any = True, timeout: Any = -1) -> bool: ...
+        def _rel(self) -> None: ...
+
+    def _release_save(self) -> int:
+        # Condition.wait: the lock is released while waiting; that time is not
+        # hold time, and the re-acquire afterwards is not an acquisition.
+        t0 = self._t
+        held = 0
+        if t0:
+            held = _now() - t0
+            self._t = 0
+            self._owner = 0
+            if self._blame is not None:
+                try:
+                    recorder.hold_end(self, t0, held)
+                except Exception:
+                    pass
+        self._rel()
+        return held
+
+    def _acquire_restore(self, state: Any) -> None:
+        self._try()
+        held = state if isinstance(state, int) else 0
+        # Continue the hold: what was held before the wait still counts.
+        self._t = _now() - held
+        self._owner = _get_ident()
+
+    def __repr__(self) -> str:
+        state = "locked" if self.locked() else "unlocked"
+        return f"<{state} tracedsync.Lock object name={self._meta[1]!r} at {id(self):#x}>"
+
+
+class PureLock(_LockAPI):
     """A traced ``threading.Lock``: a primitive lock, released by any thread.
 
     ``acquire(blocking=True, timeout=-1)`` returns True once acquired; with
@@ -111,22 +169,22 @@ class Lock(_Traced):
         "_lock",
         "_meta",
         "_owner",
-        "_rel",
+        "_rel",  # type: ignore[misc]
         "_st",
         "_t",
-        "_try",
+        "_try",  # type: ignore[misc]
     )
 
     def __new__(cls, *, name: str | None = None) -> Any:
-        if cls is Lock and recorder.untraced_creation(0):
+        if cls is PureLock and recorder.untraced_creation(0):
             return _stdlib.Lock()
         return object.__new__(cls)
 
     def __init__(self, *, name: str | None = None) -> None:
         lock = _allocate_lock()
         self._lock = lock
-        self._try = lock.acquire
-        self._rel = lock.release
+        self._try = lock.acquire  # type: ignore[method-assign]
+        self._rel = lock.release  # type: ignore[method-assign]
         self._t = 0
         self._owner = 0
         self._acq = 0
@@ -206,39 +264,11 @@ class Lock(_Traced):
         # this instead of an acquire(False) probe that would pollute stats.
         return self._lock.locked()
 
-    def _release_save(self) -> int:
-        # Condition.wait: the lock is released while waiting; that time is not
-        # hold time, and the re-acquire afterwards is not an acquisition.
-        t0 = self._t
-        held = 0
-        if t0:
-            held = _now() - t0
-            self._t = 0
-            self._owner = 0
-            if self._blame is not None:
-                try:
-                    recorder.hold_end(self, t0, held)
-                except Exception:
-                    pass
-        self._rel()
-        return held
-
-    def _acquire_restore(self, state: Any) -> None:
-        self._try()
-        held = state if isinstance(state, int) else 0
-        # Continue the hold: what was held before the wait still counts.
-        self._t = _now() - held
-        self._owner = _get_ident()
-
     def _at_fork_reinit(self) -> None:
         self._lock._at_fork_reinit()  # type: ignore[attr-defined]
         self._t = 0
         self._owner = 0
         self._blame = None
-
-    def __repr__(self) -> str:
-        state = "locked" if self._lock.locked() else "unlocked"
-        return f"<{state} tracedsync.Lock object name={self._meta[1]!r} at {id(self):#x}>"
 
 
 # ---------------------------------------------------------------------------
@@ -246,7 +276,55 @@ class Lock(_Traced):
 # ---------------------------------------------------------------------------
 
 
-class RLock(_Traced):
+class _RLockAPI(_Traced):
+    """The Python side both implementations of ``RLock`` share."""
+
+    __slots__ = ()
+    _t: int
+    _owner: int
+    _count: int
+    _blame: int | None
+
+    if TYPE_CHECKING:
+
+        def _try(self, blocking: Any = True, timeout: Any = -1) -> bool: ...
+        def _rel(self) -> None: ...
+
+    def _release_save(self) -> tuple[int, int, int]:
+        count = self._count
+        if count == 0:
+            raise RuntimeError("cannot release un-acquired lock")
+        owner = self._owner
+        t0 = self._t
+        held = _now() - t0 if t0 else 0
+        self._count = 0
+        self._owner = 0
+        self._t = 0
+        if self._blame is not None:
+            try:
+                recorder.hold_end(self, t0, held)
+            except Exception:
+                pass
+        self._rel()
+        return (count, owner, held)
+
+    def _acquire_restore(self, state: Any) -> None:
+        self._try()
+        count, owner = state[0], state[1]
+        held = state[2] if len(state) > 2 else 0
+        self._owner = owner
+        self._count = count
+        self._t = _now() - held
+
+    def __repr__(self) -> str:
+        state = "locked" if self._count else "unlocked"
+        return (
+            f"<{state} tracedsync.RLock object name={self._meta[1]!r} "
+            f"owner={self._owner} count={self._count} at {id(self):#x}>"
+        )
+
+
+class PureRLock(_RLockAPI):
     """A traced ``threading.RLock``: reentrant, released by its owner only.
 
     Re-entries by the owning thread are counted apart (``reentries``); a hold
@@ -265,22 +343,22 @@ class RLock(_Traced):
         "_meta",
         "_owner",
         "_reent",
-        "_rel",
+        "_rel",  # type: ignore[misc]
         "_st",
         "_t",
-        "_try",
+        "_try",  # type: ignore[misc]
     )
 
     def __new__(cls, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
-        if cls is RLock and recorder.untraced_creation(0):
+        if cls is PureRLock and recorder.untraced_creation(0):
             return _stdlib.RLock(*args, **kwargs)
         return object.__new__(cls)
 
     def __init__(self, *, name: str | None = None) -> None:
         lock = _allocate_lock()
         self._lock = lock
-        self._try = lock.acquire
-        self._rel = lock.release
+        self._try = lock.acquire  # type: ignore[method-assign]
+        self._rel = lock.release  # type: ignore[method-assign]
         self._t = 0
         self._owner = 0
         self._count = 0
@@ -352,32 +430,6 @@ class RLock(_Traced):
     def _recursion_count(self) -> int:
         return self._count if self._owner == _get_ident() else 0
 
-    def _release_save(self) -> tuple[int, int, int]:
-        count = self._count
-        if count == 0:
-            raise RuntimeError("cannot release un-acquired lock")
-        owner = self._owner
-        t0 = self._t
-        held = _now() - t0 if t0 else 0
-        self._count = 0
-        self._owner = 0
-        self._t = 0
-        if self._blame is not None:
-            try:
-                recorder.hold_end(self, t0, held)
-            except Exception:
-                pass
-        self._rel()
-        return (count, owner, held)
-
-    def _acquire_restore(self, state: Any) -> None:
-        self._try()
-        count, owner = state[0], state[1]
-        held = state[2] if len(state) > 2 else 0
-        self._owner = owner
-        self._count = count
-        self._t = _now() - held
-
     def _at_fork_reinit(self) -> None:
         self._lock._at_fork_reinit()  # type: ignore[attr-defined]
         self._owner = 0
@@ -385,13 +437,74 @@ class RLock(_Traced):
         self._t = 0
         self._blame = None
 
-    def __repr__(self) -> str:
-        state = "locked" if self._count else "unlocked"
-        return (
-            f"<{state} tracedsync.RLock object name={self._meta[1]!r} "
-            f"owner={self._owner} count={self._count} at {id(self):#x}>"
-        )
 
+# ---------------------------------------------------------------------------
+# The compiled Lock and RLock: the same hot path in C (tracedsync/_speedups.c)
+# ---------------------------------------------------------------------------
+
+CompiledLock: type[Any] | None = None
+CompiledRLock: type[Any] | None = None
+
+if _impl.speedups is not None:
+    from tracedsync._speedups import LockCore as _LockCore
+    from tracedsync._speedups import RLockCore as _RLockCore
+
+    class _CompiledLock(_LockAPI, _LockCore):
+        """A traced ``threading.Lock``: a primitive lock, released by any thread.
+
+        ``acquire(blocking=True, timeout=-1)`` returns True once acquired; with
+        ``blocking=False`` it returns False at once if the lock is held; with a
+        timeout it returns False when the timeout expires first.
+        """
+
+        # acquire, __enter__, release, __exit__, locked, _is_owned, _try,
+        # _rel, _at_fork_reinit and the counters come from the C base.
+        __slots__ = ()
+
+        def __new__(cls, *, name: str | None = None) -> Any:
+            if cls is _CompiledLock and recorder.untraced_creation(0):
+                return _stdlib.Lock()
+            return _LockCore.__new__(cls)
+
+        def __init__(self, *, name: str | None = None) -> None:
+            self._st = SlowStats()
+            self._meta = recorder.register(self, "lock", name, 0)
+
+        acquire_lock = _LockCore.acquire
+        release_lock = _LockCore.release
+        locked_lock = _LockCore.locked
+
+    class _CompiledRLock(_RLockAPI, _RLockCore):
+        """A traced ``threading.RLock``: reentrant, released by its owner only.
+
+        Re-entries by the owning thread are counted apart (``reentries``); a hold
+        lasts from the first acquire to the matching last release.
+        """
+
+        __slots__ = ()
+
+        def __new__(cls, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
+            if cls is _CompiledRLock and recorder.untraced_creation(0):
+                return _stdlib.RLock(*args, **kwargs)
+            return _RLockCore.__new__(cls)
+
+        def __init__(self, *, name: str | None = None) -> None:
+            self._st = SlowStats()
+            self._meta = recorder.register(self, "rlock", name, 0)
+
+    CompiledLock = _CompiledLock
+    CompiledRLock = _CompiledRLock
+    _impl.speedups._bind(recorder)
+
+#: "compiled" or "pure": which Lock and RLock this process uses.
+IMPLEMENTATION = _impl.IMPLEMENTATION
+
+if TYPE_CHECKING:
+    Lock = PureLock
+    RLock = PureRLock
+else:
+    Lock = CompiledLock if CompiledLock is not None else PureLock
+    RLock = CompiledRLock if CompiledRLock is not None else PureRLock
 
 # ---------------------------------------------------------------------------
 # Condition
@@ -985,6 +1098,20 @@ class Barrier(_Traced):
         return self._state == -2
 
 
-for _cls in (Lock, RLock, Condition, Semaphore, BoundedSemaphore, Event, Barrier):
-    _cls.__module__ = "tracedsync"
+for _cls in (PureLock, PureRLock, CompiledLock, CompiledRLock):
+    if _cls is not None:
+        _cls.__name__ = _cls.__qualname__ = "RLock" if "RLock" in _cls.__name__ else "Lock"
+for _cls in (
+    PureLock,
+    PureRLock,
+    CompiledLock,
+    CompiledRLock,
+    Condition,
+    Semaphore,
+    BoundedSemaphore,
+    Event,
+    Barrier,
+):
+    if _cls is not None:
+        _cls.__module__ = "tracedsync"
 del _cls
