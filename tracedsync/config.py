@@ -112,6 +112,12 @@ def _flag(value: Any) -> bool:
     raise _Invalid("one of 1, 0, true, false, yes, no, on, off")
 
 
+def _implementation(value: Any) -> str:
+    if value in ("compiled", "pure"):
+        return str(value)
+    raise _Invalid("compiled or pure")
+
+
 def _modules(value: Any) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else list(value)
     out = []
@@ -187,6 +193,8 @@ _OPTIONS: dict[str, tuple[str | None, Callable[[Any], Any]]] = {
 _EXTRA_VARIABLES: dict[str, Callable[[Any], Any]] = {
     "TRACEDSYNC_DISABLED": _flag,
     "TRACEDSYNC_PURE_PYTHON": _flag,
+    # Read by the test suite only (CI: which implementation must be loaded).
+    "TRACEDSYNC_EXPECT_IMPLEMENTATION": _implementation,
 }
 
 

@@ -38,13 +38,13 @@ from tracedsync import _impl, _stdlib, recorder
 from tracedsync.recorder import RAW_BUCKETS, SlowStats
 
 __all__ = [
+    "IMPLEMENTATION",
     "Barrier",
     "BoundedSemaphore",
     "BrokenBarrierError",
-    "IMPLEMENTATION",
-    "Condition",
     "CompiledLock",
     "CompiledRLock",
+    "Condition",
     "Event",
     "Lock",
     "PureLock",
@@ -111,7 +111,8 @@ class _Traced:
 class _LockAPI(_Traced):
     """The Python side both implementations of ``Lock`` share."""
 
-    __slots__ = ()
+    if not TYPE_CHECKING:  # mypy: the attributes are slots of the subclasses
+        __slots__ = ()
     _t: int
     _owner: int
     _blame: int | None
@@ -169,10 +170,10 @@ class PureLock(_LockAPI):
         "_lock",
         "_meta",
         "_owner",
-        "_rel",  # type: ignore[misc]
+        "_rel",
         "_st",
         "_t",
-        "_try",  # type: ignore[misc]
+        "_try",
     )
 
     def __new__(cls, *, name: str | None = None) -> Any:
@@ -279,7 +280,8 @@ class PureLock(_LockAPI):
 class _RLockAPI(_Traced):
     """The Python side both implementations of ``RLock`` share."""
 
-    __slots__ = ()
+    if not TYPE_CHECKING:  # mypy: the attributes are slots of the subclasses
+        __slots__ = ()
     _t: int
     _owner: int
     _count: int
@@ -343,10 +345,10 @@ class PureRLock(_RLockAPI):
         "_meta",
         "_owner",
         "_reent",
-        "_rel",  # type: ignore[misc]
+        "_rel",
         "_st",
         "_t",
-        "_try",  # type: ignore[misc]
+        "_try",
     )
 
     def __new__(cls, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
@@ -1100,7 +1102,12 @@ class Barrier(_Traced):
 
 for _cls in (PureLock, PureRLock, CompiledLock, CompiledRLock):
     if _cls is not None:
-        _cls.__name__ = _cls.__qualname__ = "RLock" if "RLock" in _cls.__name__ else "Lock"
+        # Both implementations present themselves as the stdlib names.
+        _public = "RLock" if "RLock" in _cls.__name__ else "Lock"
+        for _attr in vars(_cls).values():
+            if hasattr(_attr, "__qualname__") and hasattr(_attr, "__code__"):
+                _attr.__qualname__ = f"{_public}.{_attr.__name__}"
+        _cls.__name__ = _cls.__qualname__ = _public
 for _cls in (
     PureLock,
     PureRLock,
@@ -1114,4 +1121,4 @@ for _cls in (
 ):
     if _cls is not None:
         _cls.__module__ = "tracedsync"
-del _cls
+del _cls, _attr, _public
