@@ -147,15 +147,37 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
     return None
 
 
+#: (id(code), instruction offset) -> (code, site): the code object is kept so
+#: an id reused by a new code object is detected.
+_site_cache: dict[tuple[int, int], tuple[CodeType, tuple[str, int, str]]] = {}
+
+
 def call_site(depth: int = 1) -> tuple[str, int, str] | None:
-    """(file path, line, function) of the first user frame ``depth`` frames up."""
+    """(file path, line, function) of the first user frame ``depth`` frames up.
+
+    Runs on the application thread for every recorded event: the line number
+    (a line-table scan) is cached per code object and instruction.
+    """
     try:
-        frame = user_frame(sys._getframe(depth + 1))
+        frame: FrameType | None = sys._getframe(depth + 1)
     except ValueError:
         return None
-    if frame is None:
-        return None
-    return (frame.f_code.co_filename, frame.f_lineno or 0, frame.f_code.co_name)
+    while frame is not None:
+        code = frame.f_code
+        filename = code.co_filename
+        if filename.startswith(_PACKAGE_DIR) or filename in _WRAPPER_FILES:
+            frame = frame.f_back
+            continue
+        key = (id(code), frame.f_lasti)
+        hit = _site_cache.get(key)
+        if hit is not None and hit[0] is code:
+            return hit[1]
+        site = (filename, frame.f_lineno or 0, code.co_name)
+        if len(_site_cache) > _CACHE_LIMIT:
+            _site_cache.clear()
+        _site_cache[key] = (code, site)
+        return site
+    return None
 
 
 def thread_site(ident: int) -> tuple[str, int, str] | None:

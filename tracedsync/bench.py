@@ -502,14 +502,26 @@ def _count_spans(directory: str) -> int:
     return total
 
 
+def _thread_cpu_ns(thread: threading.Thread | None) -> int:
+    """CPU time used so far by ``thread`` (0 where it cannot be read)."""
+    try:
+        assert thread is not None and thread.ident is not None
+        return time.clock_gettime_ns(time.pthread_getcpuclockid(thread.ident))
+    except Exception:
+        return 0
+
+
 def pipeline_throughput(records: int, lock_factory: Callable[[], Any]) -> dict[str, Any]:
     """Records -> spans -> jsonfile per second, thresholds at 0, nothing dropped.
 
-    The application makes ``records`` hold records as fast as it can (buffer
-    large enough for all), then flushes; the rate is records exported over
-    the whole time, application and flush together.
+    The application makes ``records`` hold records as fast as it can (each
+    is a span and a ``long_hold`` event), then flushes. Reported: the
+    end-to-end rate (spans written over the whole time, application and flush
+    together, pipeline wake-up latency included) and the pipeline's capacity
+    (spans written per second of the pipeline thread's CPU time).
     """
     import tracedsync
+    from tracedsync import config
 
     directory = tempfile.mkdtemp(prefix="tracedsync-bench-")
     try:
@@ -519,10 +531,14 @@ def pipeline_throughput(records: int, lock_factory: Callable[[], Any]) -> dict[s
             wait_threshold_ms=0,
             hold_threshold_ms=0,
             max_spans_per_second=0,
-            buffer_size=max(65536, 2 * records),
+            # Room for every record (nothing dropped); half full wakes the pipeline.
+            buffer_size=records + 1024,
         )
+        pipe = config.pipeline()
+        thread = pipe.thread if pipe is not None else None
         lock = lock_factory()
         before = _accounting()
+        cpu0 = _thread_cpu_ns(thread)
         t0 = time.perf_counter()
         for _ in range(records):
             with lock:
@@ -530,12 +546,14 @@ def pipeline_throughput(records: int, lock_factory: Callable[[], Any]) -> dict[s
         t_app = time.perf_counter()
         flushed = tracedsync.flush(max(60.0, records / 1000))
         t1 = time.perf_counter()
+        cpu1 = _thread_cpu_ns(thread)
         tracedsync.shutdown()
         counts = _delta(before)
         written = _count_spans(directory)
     finally:
         tracedsync.shutdown()
         shutil.rmtree(directory, ignore_errors=True)
+    cpu_s = (cpu1 - cpu0) / 1e9
     return {
         "records": records,
         "flushed": flushed,
@@ -543,6 +561,8 @@ def pipeline_throughput(records: int, lock_factory: Callable[[], Any]) -> dict[s
         "app_seconds": round(t_app - t0, 4),
         "total_seconds": round(t1 - t0, 4),
         "spans_per_second": round(written / (t1 - t0)) if t1 > t0 else 0,
+        "pipeline_cpu_seconds": round(cpu_s, 4),
+        "spans_per_pipeline_cpu_second": round(written / cpu_s) if cpu_s > 0 else None,
         "accounting": counts,
     }
 
@@ -789,10 +809,13 @@ def format_table(out: dict[str, Any]) -> str:
     if "pipeline" in out:
         p = out["pipeline"]
         lines.append("")
+        capacity = p["spans_per_pipeline_cpu_second"]
         lines.append(
-            f"Pipeline: {p['spans_per_second']:,} spans/s into jsonfile "
-            f"({p['spans_written']:,} spans in {p['total_seconds']} s, thresholds 0; "
-            f"target >= {PIPELINE_TARGET_PER_S:,}/s)."
+            f"Pipeline: {p['spans_per_second']:,} spans/s into jsonfile end to end "
+            f"({p['spans_written']:,} spans + long_hold events in {p['total_seconds']} s, "
+            f"thresholds 0); "
+            + (f"{capacity:,} spans per second of pipeline CPU" if capacity else "")
+            + f" (target >= {PIPELINE_TARGET_PER_S:,}/s)."
         )
         d = out["drops"]
         acc = d["accounting"]

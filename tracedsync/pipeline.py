@@ -10,6 +10,7 @@ internal: nothing it does is recorded.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import sys
@@ -64,6 +65,8 @@ def _to_record(logger: Any, method_name: str, event_dict: MutableMapping[str, An
 def _make_logger(collector: _Collector) -> Any:
     # Every argument is given: whatever is left out would come from the
     # application's global structlog configuration, which is not ours.
+    # bind() once: the lazy proxy wrap_logger returns would build a new bound
+    # logger for every event.
     return structlog.wrap_logger(
         collector,
         processors=[structlog.processors.add_log_level, _to_record],
@@ -71,7 +74,7 @@ def _make_logger(collector: _Collector) -> Any:
         context_class=dict,
         cache_logger_on_first_use=False,
         logger_factory_args=(),
-    )
+    ).bind()
 
 
 class _ForcedIdGenerator:
@@ -92,9 +95,44 @@ class _ForcedIdGenerator:
         return int(self.inner.generate_trace_id())
 
 
+#: (whole second, its "%Y-%m-%dT%H:%M:%S" text) of the last timestamp formatted.
+_last_second: tuple[int, str] = (-1, "")
+
+
 def iso_timestamp(epoch_ns: int) -> str:
-    moment = datetime.fromtimestamp(epoch_ns / 1e9, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+    """``datetime.fromtimestamp(epoch_ns / 1e9, timezone.utc)`` as
+    ``2024-05-01T12:00:01.234567Z``, with the date part formatted once per second.
+
+    Rounds to microseconds exactly as ``fromtimestamp`` does (half to even, on
+    the same float), so the text is the same.
+    """
+    global _last_second
+    frac, whole = math.modf(epoch_ns / 1e9)
+    micro = round(frac * 1e6)
+    if micro >= 1_000_000:
+        micro -= 1_000_000
+        whole += 1.0
+    elif micro < 0:
+        micro += 1_000_000
+        whole -= 1.0
+    second = int(whole)
+    cached = _last_second
+    if cached[0] != second:
+        text = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        cached = _last_second = (second, text)
+    return f"{cached[1]}.{micro:06d}Z"
+
+
+_span_names: dict[tuple[str, bool], str] = {}
+
+
+def _span_name(kind: str, is_wait: bool) -> str:
+    """``<kind>.wait`` or ``<kind>.hold`` (formatted once per kind)."""
+    try:
+        return _span_names[(kind, is_wait)]
+    except KeyError:
+        name = _span_names[(kind, is_wait)] = f"{kind}.wait" if is_wait else f"{kind}.hold"
+        return name
 
 
 class Pipeline:
@@ -373,20 +411,19 @@ class Pipeline:
         if holder_site is not None:
             attrs["sync.holder.site"] = _sites.format_site(holder_site)
         is_wait = rtype == recorder.WAIT
-        span_name = f"{kind}.wait" if is_wait else f"{kind}.hold"
+        span_name = _span_name(kind, is_wait)
         start, end = t0 + offset, t1 + offset
         span = self._make_span(span_name, ctx, attrs, start, end, None if is_wait else reserved)
         if not is_wait and reserved:
             self._remember_hold(reserved, span.trace_id)
-        duration_ms = (t1 - t0) / 1e6
-        event_fields = dict(attrs)
-        event_fields["duration_ms"] = round(duration_ms, 3)
-        event_fields["timestamp"] = iso_timestamp(end)
-        event_fields["trace_id"] = f"{span.trace_id:032x}"
-        event_fields["span_id"] = f"{span.span_id:016x}"
         # A hold emitted only because someone waited on it is a span (the wait
         # links to it), not a long_hold event.
         if is_wait or t1 - t0 >= recorder.hold_threshold_ns:
+            event_fields = dict(attrs)
+            event_fields["duration_ms"] = round((t1 - t0) / 1e6, 3)
+            event_fields["timestamp"] = iso_timestamp(end)
+            event_fields["trace_id"] = f"{span.trace_id:032x}"
+            event_fields["span_id"] = f"{span.span_id:016x}"
             self._log.info("long_wait" if is_wait else "long_hold", **event_fields)
         if is_wait and reserved:
             trace_id = self._hold_traces.get(reserved)

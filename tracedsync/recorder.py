@@ -512,12 +512,13 @@ def emit(record: tuple[Any, ...], urgent: bool = False) -> None:
     """Append one record, or count it dropped when the buffer is full."""
     with _buffer_lock:
         accounting.produced += 1
-        if len(buffer) >= buffer_capacity:
+        size = len(buffer)
+        if size >= buffer_capacity:
             accounting.dropped += 1
             return
         buffer.append(record)
-        size = len(buffer)
-    if urgent or size == buffer_capacity // 2 or size == buffer_capacity:
+    size += 1
+    if urgent or size == buffer_capacity >> 1 or size == buffer_capacity:
         try:
             _wakeup()
         except Exception:
@@ -543,8 +544,12 @@ def drop_buffer() -> None:
         buffer.clear()
 
 
+#: threading's registry of running threads (a dict it never rebinds).
+_active_threads: dict[int, threading.Thread] = threading._active  # type: ignore[attr-defined]
+
+
 def thread_name(ident: int) -> str:
-    thread = threading._active.get(ident)  # type: ignore[attr-defined]
+    thread = _active_threads.get(ident)
     if thread is None:
         return f"thread-{ident}"
     try:
@@ -729,16 +734,20 @@ def hold_end(prim: Any, t0: int, held: int) -> None:
     """A hold crossed the threshold or was waited on: record it.
 
     Called by the releasing thread *before* the underlying lock is released,
-    so the hold record precedes the record of the wait it ended.
+    so the hold record precedes the record of the wait it ended. This runs on
+    the application thread for every hold above the threshold: keep it lean
+    (the rate limit's lock is skipped when there is no limit).
     """
     blame = prim._blame
     if blame is not None:
         prim._blame = None
+    if not recording:
+        return
     me = _get_ident()
-    if not recording or me in _internal:
+    if me in _internal:
         return
     t1 = t0 + held
-    if blame is None:
+    if blame is None and max_spans_per_second < NEVER:
         with _stats_lock:
             if not _allow_span(prim._st, t1):
                 return

@@ -23,6 +23,9 @@ AGGREGATION_TEMPORALITY_CUMULATIVE = 2
 AGGREGATION_TEMPORALITY_DELTA = 1
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+#: What ``json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)``
+#: does, without building an encoder per call.
+_dumps_log = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
 def any_value(value: Any) -> dict[str, Any]:
@@ -89,8 +92,11 @@ def span_json(span: SpanData) -> dict[str, Any]:
     return out
 
 
-def encode_spans(spans: Sequence[SpanData], resource: Any, scope: Any) -> str:
-    """One ``ExportTraceServiceRequest`` as a JSON line (no newline)."""
+def encode_spans_reference(spans: Sequence[SpanData], resource: Any, scope: Any) -> str:
+    """``encode_spans`` the obvious way (dicts, then one ``json`` call).
+
+    The reference :func:`encode_spans` must match byte for byte (tests).
+    """
     return str(
         _dumps(
             {
@@ -108,6 +114,100 @@ def encode_spans(spans: Sequence[SpanData], resource: Any, scope: Any) -> str:
             }
         )
     )
+
+
+# -- the fast path: JSON text built directly ------------------------------------
+#
+# The pipeline encodes every span it exports; building dicts for the json
+# module cost more than everything else it does. Here each span is written
+# as text, with the ``{"key":...,"value":...}`` fragments of str, int and bool
+# attributes (kind, name, thread, site: a handful of distinct values) cached.
+# Every fragment is produced by the same encoder as the reference, so the
+# output is identical; anything unusual takes the reference path.
+
+_encode_str = json.encoder.encode_basestring  # what _dumps uses (ensure_ascii=False)
+_CACHEABLE = (str, int, bool)
+_kv_cache: dict[tuple[Any, type, Any], str] = {}
+_KV_CACHE_LIMIT = 65536
+#: id(resource), id(scope) -> (resource, scope, JSON text up to the spans list)
+_head_cache: dict[tuple[int, int], tuple[Any, Any, str]] = {}
+
+
+def _kv_json(key: Any, value: Any) -> str:
+    t = type(value)
+    if t in _CACHEABLE:
+        ck = (key, t, value)
+        frag = _kv_cache.get(ck)
+        if frag is None:
+            frag = str(_dumps({"key": str(key), "value": any_value(value)}))
+            if len(_kv_cache) >= _KV_CACHE_LIMIT:
+                _kv_cache.clear()
+            _kv_cache[ck] = frag
+        return frag
+    return str(_dumps({"key": str(key), "value": any_value(value)}))
+
+
+def _attributes_text(attrs: Mapping[str, Any] | None) -> str:
+    if not attrs:
+        return "[]"
+    return "[" + ",".join([_kv_json(k, v) for k, v in attrs.items()]) + "]"
+
+
+def _span_text(span: SpanData) -> str:
+    if type(span.name) is not str or type(span.status_code) is not int:
+        return str(_dumps(span_json(span)))
+    status = f'{{"code":{span.status_code}}}' if span.status_code else "{}"
+    text = (
+        f'{{"traceId":"{span.trace_id:032x}","spanId":"{span.span_id:016x}",'
+        f'"name":{_encode_str(span.name)},"kind":{SPAN_KIND_INTERNAL},'
+        f'"startTimeUnixNano":"{span.start_ns!s}","endTimeUnixNano":"{span.end_ns!s}",'
+        f'"attributes":{_attributes_text(span.attributes)},"status":{status}'
+    )
+    if span.parent_span_id:
+        text += f',"parentSpanId":"{span.parent_span_id:016x}"'
+    if span.links:
+        links = ",".join(
+            [
+                f'{{"traceId":"{trace_id:032x}","spanId":"{span_id:016x}",'
+                f'"attributes":{_attributes_text(attrs)}}}'
+                for trace_id, span_id, attrs in span.links
+            ]
+        )
+        text += f',"links":[{links}]'
+    return text + "}"
+
+
+def _head(resource: Any, scope: Any) -> str:
+    key = (id(resource), id(scope))
+    hit = _head_cache.get(key)
+    if hit is not None and hit[0] is resource and hit[1] is scope:
+        return hit[2]
+    marker = "\x00spans\x00"
+    whole = str(
+        _dumps(
+            {
+                "resourceSpans": [
+                    {
+                        "resource": resource_json(resource),
+                        "scopeSpans": [{"scope": scope_json(scope), "spans": marker}],
+                    }
+                ]
+            }
+        )
+    )
+    head = whole[: whole.index(_encode_str(marker))]
+    if len(_head_cache) > 64:
+        _head_cache.clear()
+    _head_cache[key] = (resource, scope, head)
+    return head
+
+
+def encode_spans(spans: Sequence[SpanData], resource: Any, scope: Any) -> str:
+    """One ``ExportTraceServiceRequest`` as a JSON line (no newline).
+
+    Identical to :func:`encode_spans_reference`, several times faster.
+    """
+    return _head(resource, scope) + "[" + ",".join([_span_text(s) for s in spans]) + "]}]}]}"
 
 
 def _number_point(point: Any) -> dict[str, Any]:
@@ -195,8 +295,8 @@ def encode_log(event: Mapping[str, Any]) -> str:
     """One structlog event as a JSON line: ``timestamp``, ``level`` and ``event``
     first, then the rest; values that are not JSON become strings."""
     ordered = {k: event[k] for k in _LOG_HEAD if k in event}
-    ordered.update((k, v) for k, v in event.items() if k not in ordered)
-    return str(json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), default=str))
+    ordered.update(event)  # keys already there keep their (leading) place
+    return str(_dumps_log(ordered))
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

@@ -1,0 +1,105 @@
+"""The fast OTLP JSON encoders give exactly the text of the obvious ones."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime, timezone
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from tests.otlp_proto import parse_trace_line
+from tracedsync.exporters import otlp_json
+from tracedsync.exporters.base import SpanData
+from tracedsync.pipeline import iso_timestamp
+
+RESOURCE = Resource.create({"service.name": "svc", "process.pid": 42, "x.ratio": 0.5})
+SCOPE = InstrumentationScope("tracedsync", "0.1.0")
+
+attribute_values = st.one_of(
+    st.text(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.booleans(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.binary(max_size=8),
+    st.lists(st.one_of(st.text(max_size=5), st.integers(0, 9)), max_size=3),
+)
+attributes = st.dictionaries(st.text(max_size=12), attribute_values, max_size=8)
+ids = st.integers(min_value=0, max_value=2**64 - 1)
+spans = st.builds(
+    SpanData,
+    name=st.text(max_size=20),
+    trace_id=st.integers(min_value=1, max_value=2**128 - 1),
+    span_id=ids,
+    parent_span_id=ids,
+    start_ns=st.integers(min_value=0, max_value=2**63),
+    end_ns=st.integers(min_value=0, max_value=2**63),
+    attributes=attributes,
+    links=st.lists(st.tuples(ids, ids, attributes), max_size=2),
+    status_code=st.sampled_from([0, 1, 2]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(spans, max_size=4))
+def test_encode_spans_is_byte_identical_to_the_reference(batch: list[SpanData]) -> None:
+    """encode_spans (text built directly, cached fragments) == the dict-and-json reference."""
+    fast = otlp_json.encode_spans(batch, RESOURCE, SCOPE)
+    assert fast == otlp_json.encode_spans_reference(batch, RESOURCE, SCOPE)
+    # and twice in a row (the caches hold)
+    assert otlp_json.encode_spans(batch, RESOURCE, SCOPE) == fast
+
+
+def test_encoded_tracedsync_spans_parse_as_otlp() -> None:
+    """A typical batch (the pipeline's attributes, a link) still parses as OTLP protobuf JSON."""
+    attrs: dict[str, Any] = {
+        "sync.kind": "lock",
+        "sync.name": "pool_lock (app/db.py:41)",
+        "sync.id": 7,
+        "sync.outcome": "acquired",
+        "thread.id": 140000000000001,
+        "thread.name": "worker-1",
+        "code.function.name": "get",
+        "code.file.path": "/srv/app/db.py",
+        "code.line.number": 57,
+    }
+    batch = [
+        SpanData("lock.wait", 2**100 + 5, 11, 0, 1, 2, dict(attrs), [(2**90, 12, {})]),
+        SpanData("lock.hold", 2**100 + 5, 12, 99, 1, 3, dict(attrs), status_code=2),
+    ]
+    line = otlp_json.encode_spans(batch, RESOURCE, SCOPE)
+    request = parse_trace_line(line)
+    got = request.resource_spans[0].scope_spans[0].spans
+    assert [s.name for s in got] == ["lock.wait", "lock.hold"]
+    assert (
+        json.loads(line)["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["links"][0]["spanId"]
+        == f"{12:016x}"
+    )
+
+
+def test_encode_log_keeps_head_keys_first() -> None:
+    """timestamp, level, event lead; the rest keep their order; odd values become strings."""
+    event = {"a": 1, "event": "long_hold", "b": object, "level": "info", "timestamp": "t"}
+    line = otlp_json.encode_log(event)
+    assert list(json.loads(line)) == ["timestamp", "level", "event", "a", "b"]
+    assert json.loads(line)["b"] == str(object)
+
+
+def _reference_timestamp(epoch_ns: int) -> str:
+    moment = datetime.fromtimestamp(epoch_ns / 1e9, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+
+
+def test_iso_timestamp_matches_datetime_rounding() -> None:
+    """The cached formatter gives datetime's text, rounding at second edges included."""
+    rng = random.Random(7)
+    base = 1_700_000_000_000_000_000
+    values = [rng.randrange(0, 4 * 10**18) for _ in range(20_000)]
+    values += [base + 999_999_000 + d for d in range(-1500, 1500)]
+    values += [base + k * 1000 + d for k in range(0, 200_000, 97) for d in (-1, 0, 499, 500, 501)]
+    for value in values:
+        assert iso_timestamp(value) == _reference_timestamp(value), value
