@@ -1,0 +1,143 @@
+"""``tracedsync bench``: runs every case and reports honestly (nothing here is timed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tracedsync import bench, primitives, recorder
+from tracedsync.cli import build_parser
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["bench", *argv])
+
+
+def _run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    assert bench.command(_args("--json", "--no-ddtrace", *argv)) == 0
+    out: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return out
+
+
+def test_every_case_runs_and_reports_every_column(capsys: pytest.CaptureFixture[str]) -> None:
+    """All cases run (tiny counts); plain, the compiled column where built and pure are there."""
+    out = _run_json(capsys, "--ops", "40", "--repeat", "2", "--no-telemetry")
+    built = primitives.CompiledLock is not None
+    assert out["columns"] == (["plain", "compiled", "pure"] if built else ["plain", "pure"])
+    names = [r["case"] for r in out["results"]]
+    assert names == [c.name for c in bench.all_cases()]
+    for wanted in (
+        "Lock with",
+        "RLock acquire/release",
+        "BoundedSemaphore with",
+        "Condition with+notify",
+        "Lock contended 4 threads",
+        "Event ping-pong",
+        "Condition ping-pong",
+    ):
+        assert wanted in names
+    for r in out["results"]:
+        assert r["ns_per_op"]["plain"] > 0
+        for column in out["columns"][1:]:
+            value = r["ns_per_op"][column]
+            if value is None:
+                assert r["notes"][column]  # says why (same code, not measured)
+            else:
+                assert r["ratio"][column] == pytest.approx(value / r["ns_per_op"]["plain"], 0.01)
+                assert len(r["samples_ns"][column]) == 2
+    assert out["machine"]["tracedsync_implementation"] == primitives.IMPLEMENTATION
+
+
+def test_pure_column_uses_the_pure_classes() -> None:
+    """The pure column is built from the pure-Python classes, whatever is loaded."""
+    columns = {c.name: c for c in bench.traced_columns()}
+    assert type(columns["pure"].Lock()) is primitives.PureLock
+    assert type(columns["pure"].RLock()) is primitives.PureRLock
+    if primitives.CompiledLock is not None:
+        assert type(columns["compiled"].Lock()) is primitives.CompiledLock
+
+
+def _result(case: str, primitive: str, style: str, plain: float, **ns: float) -> bench.Result:
+    values: dict[str, float | None] = {"plain": plain, **ns}
+    return bench.Result(case, primitive, style, values, {k: [v] for k, v in ns.items()})
+
+
+def test_check_fails_only_beyond_the_margin() -> None:
+    """--check flags a Lock/RLock ratio only when more than CHECK_MARGIN x its target."""
+    limit_with = bench.TARGETS[("compiled", "with")] * bench.CHECK_MARGIN
+    ok = [
+        _result("Lock with", "Lock", "with", 100, compiled=100 * limit_with * 0.99, pure=280),
+        _result("Semaphore with", "Semaphore", "with", 100, compiled=10_000),
+        _result("Lock contended 2 threads", "Lock", "contended", 100, compiled=10_000),
+    ]
+    assert bench.check_failures(ok) == []
+    bad = [_result("RLock acquire/release", "RLock", "explicit", 100, pure=1300)]
+    (failure,) = bench.check_failures(bad)
+    assert "RLock acquire/release (pure): 13.00x plain, target 6.0x" in failure
+
+
+def test_check_flag_sets_the_exit_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --check a ratio over the limit exits 1; without it, 0; the table says why."""
+
+    def slow(case: bench.Case, columns: Any, ops: int, repeat: int) -> bench.Result:
+        return _result(case.name, case.primitive, case.style, 100, pure=5000)
+
+    monkeypatch.setattr(bench, "measure_case", slow)
+    args = ["--only", "Lock with", "--no-telemetry", "--no-ddtrace"]
+    assert bench.command(_args("--check", *args)) == 1
+    assert "Over the --check limit" in capsys.readouterr().out
+    assert bench.command(_args(*args)) == 0
+
+
+def test_pipeline_measurements_account_for_every_record() -> None:
+    """Throughput: every record written as a span; outrun: produced = exported + dropped."""
+    through = bench.pipeline_throughput(300, lambda: primitives.Lock(name="t"))
+    assert through["flushed"] and through["spans_written"] == 300
+    assert through["accounting"]["produced"] == through["accounting"]["exported"] == 300
+    assert through["accounting"]["dropped"] == 0
+    outrun = bench.drops_when_outrun(400, 16, lambda: primitives.Lock(name="d"))
+    acc = outrun["accounting"]
+    assert outrun["balanced"] and acc["produced"] == 400
+    assert acc["dropped"] > 0
+    assert not recorder.recording  # shut down afterwards
+
+
+def test_crossing_cost_runs_for_both_implementations() -> None:
+    """The threshold-crossing measurement runs and leaves tracedsync shut down."""
+    for column in bench.traced_columns():
+        cost = bench.crossing_cost(column.Lock, 200, 1)
+        assert cost["crossing_ns_per_op"] > 0 and "cost_ns" in cost
+    assert not recorder.recording
+
+
+def test_table_and_module_entry_point() -> None:
+    """python -m tracedsync bench prints the table with the machine line (small run)."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tracedsync",
+            "bench",
+            "--ops",
+            "40",
+            "--repeat",
+            "1",
+            "--only",
+            "Lock with",
+            "--no-telemetry",
+            "--no-ddtrace",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].split()[:2] == ["case", "plain"]
+    assert "Lock with" in proc.stdout and "Machine:" in proc.stdout
