@@ -81,6 +81,29 @@ def test_encoded_tracedsync_spans_parse_as_otlp() -> None:
     )
 
 
+log_values = st.one_of(
+    st.text(),
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.lists(st.integers(), max_size=2),
+    st.builds(object),
+)
+log_keys = st.one_of(
+    st.sampled_from(["timestamp", "level", "event", "trace_id", "sync.name", "duration_ms"]),
+    st.text(max_size=8),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(log_keys, log_values, max_size=10))
+def test_encode_log_is_byte_identical_to_the_reference(event: dict[str, Any]) -> None:
+    """encode_log (text built directly) == the reordered-dict-and-json reference."""
+    assert otlp_json.encode_log(event) == otlp_json.encode_log_reference(event)
+    assert otlp_json.encode_log(event) == otlp_json.encode_log_reference(event)
+
+
 def test_encode_log_keeps_head_keys_first() -> None:
     """timestamp, level, event lead; the rest keep their order; odd values become strings."""
     event = {"a": 1, "event": "long_hold", "b": object, "level": "info", "timestamp": "t"}
