@@ -181,8 +181,9 @@ class Pipeline:
         self._ready: list[SpanData] = []
         self._failures_seen: set[tuple[str, str]] = set()
         self._failure_counts: dict[str, int] = {}
-        self._dropped_reported = 0
-        self._suppressed_reported = 0
+        # Drops before this pipeline were reported by the one that saw them.
+        self._dropped_reported = recorder.accounting.dropped
+        self._suppressed_reported = recorder.accounting.suppressed
         self._last_metrics = 0.0
         self._start_ns = time.time_ns()
         self.extra_work: list[Callable[[], None]] = []
