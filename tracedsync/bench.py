@@ -144,8 +144,18 @@ class _DdtraceProfiler:
 
     def __init__(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="tracedsync-bench-ddtrace-")
-        os.environ.setdefault("DD_PROFILING_OUTPUT_PPROF", os.path.join(self.dir, "profile"))
-        os.environ.setdefault("DD_INSTRUMENTATION_TELEMETRY_ENABLED", "false")
+        # Read when ddtrace is imported: its lock collector alone (its memory
+        # and heap collectors hook the allocator and would slow every column).
+        for variable, value in (
+            ("DD_PROFILING_OUTPUT_PPROF", os.path.join(self.dir, "profile")),
+            ("DD_INSTRUMENTATION_TELEMETRY_ENABLED", "false"),
+            ("DD_PROFILING_LOCK_ENABLED", "true"),
+            ("DD_PROFILING_STACK_ENABLED", "false"),
+            ("DD_PROFILING_MEMORY_ENABLED", "false"),
+            ("DD_PROFILING_HEAP_ENABLED", "false"),
+            ("DD_PROFILING_EXCEPTION_ENABLED", "false"),
+        ):
+            os.environ.setdefault(variable, value)
         from ddtrace.profiling import Profiler  # type: ignore[import-not-found]
 
         self.profiler = Profiler()
@@ -197,8 +207,8 @@ def _ddtrace_version() -> str:
 def ddtrace_available() -> bool:
     import importlib.util
 
-    try:
-        return importlib.util.find_spec("ddtrace.profiling") is not None
+    try:  # the top-level package only: importing ddtrace reads its settings
+        return importlib.util.find_spec("ddtrace") is not None
     except Exception:
         return False
 
@@ -744,6 +754,22 @@ def run_bench(args: argparse.Namespace, progress: Callable[[str], None]) -> dict
     finally:
         if dd is not None:
             dd.stop()
+    # --check on a noisy machine: a case over its limit is measured once more,
+    # with twice the repetitions, before it can fail the check.
+    remeasured = []
+    if args.check:
+        for case in cases:
+            first_pass = by_name[case.name]
+            if not check_failures([first_pass]):
+                continue
+            progress(f"{case.name}: over the --check limit, measuring again ...")
+            again = measure_case(case, [c for c in columns if c.name != "ddtrace"], ops, repeat * 2)
+            for column, value in first_pass.ns.items():
+                if column not in again.ns:  # ddtrace: its profiler has stopped
+                    again.ns[column] = value
+                    again.samples[column] = first_pass.samples.get(column, [])
+            by_name[case.name] = again
+            remeasured.append(case.name)
     results = [by_name[c.name] for c in cases]
     out: dict[str, Any] = {
         "machine": machine(),
@@ -755,6 +781,7 @@ def run_bench(args: argparse.Namespace, progress: Callable[[str], None]) -> dict
         "targets": {f"{c} {s}": t for (c, s), t in TARGETS.items()},
         "check_margin": CHECK_MARGIN,
         "check_failures": check_failures(results),
+        "remeasured": remeasured,
     }
     if not args.no_telemetry:
         lock_factory = primitives.Lock
@@ -812,7 +839,10 @@ def format_table(out: dict[str, Any]) -> str:
         f"{m['implementation']} {m['python']}; tracedsync.Lock is {m['tracedsync_implementation']}."
     )
     if out.get("ddtrace_version"):
-        lines.append(f"ddtrace {out['ddtrace_version']}: its profiler with the lock collector.")
+        lines.append(
+            f"ddtrace {out['ddtrace_version']}: its profiler with the lock collector only "
+            "(default capture rate), locks made while it runs."
+        )
     targets = ", ".join(f"{k} <= {v}x" for k, v in out["targets"].items())
     lines.append(f"Targets (Lock/RLock uncontended): {targets}.")
     if "pipeline" in out:
@@ -841,6 +871,8 @@ def format_table(out: dict[str, Any]) -> str:
             )
     failures = out["check_failures"]
     lines.append("")
+    if out.get("remeasured"):
+        lines.append(f"Measured twice (over the limit at first): {', '.join(out['remeasured'])}.")
     if failures:
         lines.append("Over the --check limit:")
         lines.extend(f"  {f}" for f in failures)
