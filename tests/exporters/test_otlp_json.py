@@ -96,12 +96,17 @@ log_keys = st.one_of(
 )
 
 
+def _log_as_before(event: dict[str, Any]) -> str:
+    ordered = {k: event[k] for k in ("timestamp", "level", "event") if k in event}
+    ordered.update((k, v) for k, v in event.items() if k not in ordered)
+    return json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(log_keys, log_values, max_size=10))
-def test_encode_log_is_byte_identical_to_the_reference(event: dict[str, Any]) -> None:
-    """encode_log (text built directly) == the reordered-dict-and-json reference."""
-    assert otlp_json.encode_log(event) == otlp_json.encode_log_reference(event)
-    assert otlp_json.encode_log(event) == otlp_json.encode_log_reference(event)
+def test_encode_log_is_byte_identical_to_before(event: dict[str, Any]) -> None:
+    """encode_log (one shared encoder, dict.update ordering) == the original formulation."""
+    assert otlp_json.encode_log(event) == _log_as_before(event)
 
 
 def test_encode_log_keeps_head_keys_first() -> None:

@@ -127,8 +127,6 @@ def encode_spans_reference(spans: Sequence[SpanData], resource: Any, scope: Any)
 
 _encode_str = json.encoder.encode_basestring  # what _dumps uses (ensure_ascii=False)
 _CACHEABLE = (str, int, bool)
-_INF = float("inf")
-_NINF = float("-inf")
 _kv_cache: dict[tuple[Any, type, Any], str] = {}
 _KV_CACHE_LIMIT = 65536
 #: id(resource), id(scope) -> (resource, scope, JSON text up to the spans list)
@@ -293,53 +291,12 @@ def encode_metrics(metrics_data: Any) -> str:
 _LOG_HEAD = ("timestamp", "level", "event")
 
 
-def encode_log_reference(event: Mapping[str, Any]) -> str:
-    """``encode_log`` the obvious way; :func:`encode_log` must match it byte for byte."""
-    ordered = {k: event[k] for k in _LOG_HEAD if k in event}
-    ordered.update(event)  # keys already there keep their (leading) place
-    return str(_dumps_log(ordered))
-
-
-#: Keys whose values differ in every event: not worth caching.
-_LOG_VOLATILE = frozenset({"timestamp", "trace_id", "span_id", "duration_ms", "message"})
-_log_cache: dict[tuple[Any, type, Any], str] = {}
-
-
-def _log_pair(key: Any, value: Any) -> str | None:
-    """``"key":value`` as the reference encoder writes it, or None when unusual."""
-    if type(key) is not str:
-        return None
-    t = type(value)
-    if t is float:
-        if value != value or value in (_INF, _NINF):
-            return None
-        return f"{_encode_str(key)}:{float.__repr__(value)}"
-    if t not in _CACHEABLE and value is not None:
-        return None
-    if key in _LOG_VOLATILE:
-        return f"{_encode_str(key)}:{_dumps_log(value)}"
-    ck = (key, t, value)
-    frag = _log_cache.get(ck)
-    if frag is None:
-        frag = f"{_encode_str(key)}:{_dumps_log(value)}"
-        if len(_log_cache) >= _KV_CACHE_LIMIT:
-            _log_cache.clear()
-        _log_cache[ck] = frag
-    return frag
-
-
 def encode_log(event: Mapping[str, Any]) -> str:
     """One structlog event as a JSON line: ``timestamp``, ``level`` and ``event``
     first, then the rest; values that are not JSON become strings."""
     ordered = {k: event[k] for k in _LOG_HEAD if k in event}
     ordered.update(event)  # keys already there keep their (leading) place
-    parts = []
-    for key, value in ordered.items():
-        pair = _log_pair(key, value)
-        if pair is None:
-            return str(_dumps_log(ordered))
-        parts.append(pair)
-    return "{" + ",".join(parts) + "}"
+    return str(_dumps_log(ordered))
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
