@@ -131,3 +131,18 @@ def test_iso_timestamp_matches_datetime_rounding() -> None:
     values += [base + k * 1000 + d for k in range(0, 200_000, 97) for d in (-1, 0, 499, 500, 501)]
     for value in values:
         assert iso_timestamp(value) == _reference_timestamp(value), value
+
+
+def test_cached_fragments_tell_equal_values_of_other_types_apart() -> None:
+    """1, True and "1" are different attribute values even though 1 == True."""
+    lines = [
+        otlp_json.encode_spans([SpanData("s", 1, 2, 0, 1, 2, {"a": value})], RESOURCE, SCOPE)
+        for value in (1, True, "1", 1)
+    ]
+    values = [json.loads(line)["resourceSpans"][0]["scopeSpans"][0]["spans"][0] for line in lines]
+    assert [v["attributes"][0]["value"] for v in values] == [
+        {"intValue": "1"},
+        {"boolValue": True},
+        {"stringValue": "1"},
+        {"intValue": "1"},
+    ]

@@ -147,10 +147,26 @@ def _kv_json(key: Any, value: Any) -> str:
     return str(_dumps({"key": str(key), "value": any_value(value)}))
 
 
+#: A span's whole attribute list, for the attribute sets of str/int/bool values
+#: that repeat (same primitive, thread and call site).
+_attrs_cache: dict[tuple[tuple[Any, ...], tuple[type, ...]], str] = {}
+_CACHEABLE_TYPES = frozenset(_CACHEABLE)
+
+
 def _attributes_text(attrs: Mapping[str, Any] | None) -> str:
     if not attrs:
         return "[]"
-    return "[" + ",".join([_kv_json(k, v) for k, v in attrs.items()]) + "]"
+    types = tuple(map(type, attrs.values()))
+    if not _CACHEABLE_TYPES.issuperset(types):
+        return "[" + ",".join([_kv_json(k, v) for k, v in attrs.items()]) + "]"
+    key = (tuple(attrs.items()), types)
+    text = _attrs_cache.get(key)
+    if text is None:
+        text = "[" + ",".join([_kv_json(k, v) for k, v in attrs.items()]) + "]"
+        if len(_attrs_cache) >= _KV_CACHE_LIMIT:
+            _attrs_cache.clear()
+        _attrs_cache[key] = text
+    return text
 
 
 def _span_text(span: SpanData) -> str:
