@@ -150,6 +150,8 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
 #: (id(code), instruction offset) -> (code, site): the code object is kept so
 #: an id reused by a new code object is detected.
 _site_cache: dict[tuple[int, int], tuple[CodeType, tuple[str, int, str]]] = {}
+#: filename -> True for tracedsync's own files and the stdlib wrappers.
+_skip_file: dict[str, bool] = {}
 
 
 def call_site(depth: int = 1) -> tuple[str, int, str] | None:
@@ -165,7 +167,13 @@ def call_site(depth: int = 1) -> tuple[str, int, str] | None:
     while frame is not None:
         code = frame.f_code
         filename = code.co_filename
-        if filename.startswith(_PACKAGE_DIR) or filename in _WRAPPER_FILES:
+        skip = _skip_file.get(filename)
+        if skip is None:
+            skip = filename.startswith(_PACKAGE_DIR) or filename in _WRAPPER_FILES
+            if len(_skip_file) > _CACHE_LIMIT:
+                _skip_file.clear()
+            _skip_file[filename] = skip
+        if skip:
             frame = frame.f_back
             continue
         key = (id(code), frame.f_lasti)

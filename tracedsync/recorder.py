@@ -751,23 +751,12 @@ def hold_end(prim: Any, t0: int, held: int) -> None:
         with _stats_lock:
             if not _allow_span(prim._st, t1):
                 return
-    emit(
-        (
-            HOLD,
-            prim._meta,
-            me,
-            thread_name(me),
-            t0,
-            t1,
-            None,
-            current_context(),
-            _sites.call_site(1),
-            0,
-            None,
-            None,
-            blame,
-        )
-    )
+    try:  # current_context(), inlined: this runs on the app thread
+        context = _current_context()
+    except Exception:
+        context = None
+    site = _sites.call_site(1)
+    emit((HOLD, prim._meta, me, thread_name(me), t0, t1, None, context, site, 0, None, None, blame))
 
 
 def idle_wait_end(
