@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from types import ModuleType
 
 #: Forces the pure-Python implementation when true (1, true, yes, on).
@@ -20,7 +21,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def pure_python_forced(environ: dict[str, str] | os._Environ[str] | None = None) -> bool:
+def pure_python_forced(environ: Mapping[str, str] | None = None) -> bool:
     """True when ``TRACEDSYNC_PURE_PYTHON`` asks for pure Python.
 
     A value that is not a boolean gives one warning line and the default.
