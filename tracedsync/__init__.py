@@ -15,6 +15,13 @@ OpenTelemetry spans, metrics and structlog events::
 from __future__ import annotations
 
 from tracedsync.config import Config, configure, flush, shutdown
+from tracedsync.detection import (
+    PrimitiveState,
+    ThreadState,
+    declare_lock_order,
+    snapshot,
+)
+from tracedsync.patching import install, installed, uninstall
 from tracedsync.primitives import (
     Barrier,
     BoundedSemaphore,
@@ -38,12 +45,19 @@ __all__ = [
     "Config",
     "Event",
     "Lock",
+    "PrimitiveState",
     "PrimitiveStats",
     "RLock",
     "Semaphore",
+    "ThreadState",
     "__version__",
     "configure",
+    "declare_lock_order",
     "flush",
+    "install",
+    "installed",
     "shutdown",
+    "snapshot",
     "stats",
+    "uninstall",
 ]

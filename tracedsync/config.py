@@ -223,7 +223,7 @@ def environment_errors(environ: Mapping[str, str] | None = None) -> list[str]:
 
 
 #: Set by ``tracedsync run`` for the program; not user settings.
-_PRIVATE_VARIABLES = {"TRACEDSYNC_RUN_ID", "TRACEDSYNC_CHAIN_SITECUSTOMIZE", "TRACEDSYNC_RUN"}
+_PRIVATE_VARIABLES = {"TRACEDSYNC_RUN_ID", "TRACEDSYNC_RUN", "TRACEDSYNC_DUMP_SIGNAL"}
 
 
 def resolve(explicit: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
@@ -281,8 +281,16 @@ def _process_run_id() -> str:
 _state_lock = _RawRLock()
 _active: Config | None = None
 _pipeline: Any = None
-_extra_starters: list[Callable[[Config, Any], None]] = []
+#: (start, stop) of components that live with the pipeline (detection).
+_components: list[tuple[Callable[[Config, Any], None], Callable[[], None]]] = []
 _extra_stoppers: list[Callable[[], None]] = []
+
+
+def register_component(start: Callable[[Config, Any], None], stop: Callable[[], None]) -> None:
+    """``start(config, pipeline_or_None)`` after every ``apply``; ``stop()`` before."""
+    _components.append((start, stop))
+
+
 _hooks_installed = False
 
 
@@ -313,11 +321,16 @@ def apply(config: Config) -> Config:
         _active = config
         if config.enabled and (config.exporters or config.tracer_provider is not None):
             _pipeline = _start_pipeline(config)
-        for start in _extra_starters:
+        if config.enabled and config.meter_provider is not None:
+            from tracedsync import __version__
+            from tracedsync.pipeline import observe_with_meter_provider
+
+            _extra_stoppers.append(observe_with_meter_provider(config.meter_provider, __version__))
+        for start, _ in _components:
             try:
                 start(config, _pipeline)
             except Exception as exc:
-                _warn(f"could not start {getattr(start, '__name__', start)}: {exc}")
+                _warn(f"could not start {getattr(start, '__module__', start)}: {exc}")
         return config
 
 
@@ -345,9 +358,14 @@ def _start_pipeline(config: Config) -> Any:
 
 def _stop_pipeline(timeout_s: float) -> None:
     global _pipeline
-    for stop in _extra_stoppers:
+    for _, stop in _components:
         try:
             stop()
+        except Exception:
+            pass
+    while _extra_stoppers:
+        try:
+            _extra_stoppers.pop()()
         except Exception:
             pass
     pipe = _pipeline

@@ -10,6 +10,7 @@ internal: nothing it does is recorded.
 
 from __future__ import annotations
 
+import importlib.metadata  # noqa: F401 - see below
 import os
 import random
 import sys
@@ -23,11 +24,27 @@ from typing import Any
 import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from tracedsync import _sites, _stdlib, recorder
 from tracedsync.exporters.base import Exporter, LogEvent, SpanData
+
+# structlog's module __getattr__ imports importlib.metadata on any unknown
+# attribute (hasattr(structlog, "x") included): imported here, it cannot
+# change sys.modules later under a program that iterates it (CPython's
+# regrtest does, checking __warningregistry__ on every module).
 
 SCOPE_NAME = "tracedsync"
 _IDLE_KINDS = frozenset({"event", "condition", "barrier"})
@@ -91,6 +108,9 @@ class _ForcedIdGenerator:
     def generate_trace_id(self) -> int:
         return int(self.inner.generate_trace_id())
 
+    def __getattr__(self, name: str) -> Any:  # e.g. is_trace_id_random()
+        return getattr(self.inner, name)
+
 
 def iso_timestamp(epoch_ns: int) -> str:
     moment = datetime.fromtimestamp(epoch_ns / 1e9, tz=timezone.utc)
@@ -148,6 +168,26 @@ class Pipeline:
         self._last_metrics = 0.0
         self._start_ns = time.time_ns()
         self.extra_work: list[Callable[[], None]] = []
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Run every code path the pipeline thread uses once, on this thread.
+
+        Anything imported lazily on the pipeline thread would change
+        ``sys.modules`` under the program's feet (a program iterating it, as
+        CPython's regrtest does, would break). So it all happens here, in the
+        thread that called ``configure()``.
+        """
+        from tracedsync.exporters import otlp_json
+        from tracedsync.exporters.sdk import to_readable_span
+
+        span = SpanData("warm-up", 1, 1, 0, 1, 2, {"k": 1, "f": 1.0}, [(1, 1, {})])
+        otlp_json.encode_spans([span], self.resource, self.scope)
+        to_readable_span(span, self.resource, self.scope)
+        otlp_json.encode_metrics(build_metrics_data(self.resource, self.scope, self._start_ns))
+        self._log.info("warm-up", timestamp=iso_timestamp(time.time_ns()))
+        otlp_json.encode_log(self._collector.events.pop())
+        self._parent(otel_context.get_current())
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -336,7 +376,7 @@ class Pipeline:
     def _build(self, rec: tuple[Any, ...], offset: int, spans: list[SpanData]) -> None:
         rtype = rec[0]
         if rtype == recorder.FINDING:
-            self._build_finding(rec)
+            self._build_finding(rec, offset, spans)
             return
         (
             _,
@@ -473,11 +513,20 @@ class Pipeline:
             attrs,
         )
 
-    def _build_finding(self, rec: tuple[Any, ...]) -> None:
-        _, event, fields, ctx = rec
+    def _build_finding(self, rec: tuple[Any, ...], offset: int, spans: list[SpanData]) -> None:
+        _, event, fields, ctx, span_request, t_now = rec
         out = dict(fields)
-        out.setdefault("timestamp", iso_timestamp(time.time_ns()))
+        out.setdefault("timestamp", iso_timestamp(t_now + offset))
         trace_id, span_id = self._parent(ctx)
+        if span_request is not None:
+            name, attrs, contexts, t_start = span_request
+            span = self._make_span(name, None, dict(attrs), t_start + offset, t_now + offset, None)
+            for linked in contexts:
+                link_trace, link_span = self._parent(linked)
+                if link_trace:
+                    span.links.append((link_trace, link_span, {}))
+            spans.append(span)
+            trace_id, span_id = span.trace_id, span.span_id
         if trace_id:
             out["trace_id"] = f"{trace_id:032x}"
             out["span_id"] = f"{span_id:016x}"
@@ -521,17 +570,6 @@ def build_metrics_data(resource: Resource, scope_: InstrumentationScope, start_n
     ``.hold.duration`` (seconds), each point with ``sync.kind`` and
     ``sync.name``; plus the pipeline's own record accounting.
     """
-    from opentelemetry.sdk.metrics.export import (
-        AggregationTemporality,
-        Histogram,
-        HistogramDataPoint,
-        Metric,
-        MetricsData,
-        NumberDataPoint,
-        ResourceMetrics,
-        ScopeMetrics,
-        Sum,
-    )
 
     now = time.time_ns()
     cumulative = AggregationTemporality.CUMULATIVE
@@ -637,3 +675,59 @@ def build_metrics_data(resource: Resource, scope_: InstrumentationScope, start_n
             )
         ]
     )
+
+
+# -- metrics through an application's MeterProvider -------------------------------
+
+_observed_providers: dict[int, list[bool]] = {}
+
+
+def observe_with_meter_provider(meter_provider: Any, version: str) -> Callable[[], None]:
+    """Report the counters through ``meter_provider`` as observable counters.
+
+    For ``configure(meter_provider=...)`` (and ``opentelemetry-instrument``):
+    the provider's own reader polls ``tracedsync.acquisitions``,
+    ``.contentions``, ``.timeouts``, ``.wait.time`` and ``.hold.time``, by
+    ``sync.kind`` and ``sync.name``. Histograms cannot be observed through
+    the metrics API; they go to tracedsync's own metric exporters. Returns a
+    function that stops the reporting (instruments cannot be unregistered).
+    """
+    from opentelemetry.metrics import CallbackOptions, Observation
+
+    active = [True]
+    meter = meter_provider.get_meter(SCOPE_NAME, version)
+
+    def observer(field: str, scale: float, lock_only: bool) -> Callable[[CallbackOptions], Any]:
+        def callback(options: CallbackOptions) -> list[Observation]:
+            if not active[0]:
+                return []
+            out = []
+            for (kind, name), c in recorder.aggregated_counters().items():
+                if lock_only and kind not in _LOCK_KINDS:
+                    continue
+                value = getattr(c, field)
+                out.append(
+                    Observation(
+                        value * scale if scale != 1 else value,
+                        {"sync.kind": kind, "sync.name": name},
+                    )
+                )
+            return out
+
+        return callback
+
+    for metric, field, scale, unit, lock_only in (
+        ("tracedsync.acquisitions", "acquisitions", 1, "1", True),
+        ("tracedsync.contentions", "contentions", 1, "1", False),
+        ("tracedsync.timeouts", "timeouts", 1, "1", False),
+        ("tracedsync.wait.time", "wait_sum", 1e-9, "s", False),
+        ("tracedsync.hold.time", "hold_sum", 1e-9, "s", True),
+    ):
+        meter.create_observable_counter(
+            metric, callbacks=[observer(field, scale, lock_only)], unit=unit
+        )
+
+    def stop() -> None:
+        active[0] = False
+
+    return stop
