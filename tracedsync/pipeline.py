@@ -37,6 +37,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from tracedsync import _sites, _stdlib, recorder
 from tracedsync.exporters.base import Exporter, LogEvent, SpanData
@@ -47,6 +48,7 @@ from tracedsync.exporters.base import Exporter, LogEvent, SpanData
 # regrtest does, checking __warningregistry__ on every module).
 
 SCOPE_NAME = "tracedsync"
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _IDLE_KINDS = frozenset({"event", "condition", "barrier"})
 #: How long a timed-out wait span waits for the hold it links to.
 _LINK_PATIENCE_NS = 5_000_000_000
@@ -158,7 +160,7 @@ class Pipeline:
         #: reserved hold span id -> trace id, for links from waits to holds.
         self._hold_traces: dict[int, int] = {}
         #: reserved hold span id -> [(deadline, span)] of waits linking to it.
-        self._pending: dict[int, list[tuple[int, SpanData]]] = {}
+        self._pending: dict[int, list[tuple[int, tuple[Any, ...]]]] = {}
         #: waits whose hold arrived: exported with the next batch.
         self._ready: list[SpanData] = []
         self._failures_seen: set[tuple[str, str]] = set()
@@ -261,8 +263,13 @@ class Pipeline:
             if self._collector.events:
                 late, self._collector.events = self._collector.events, []
                 self._guarded(self._deliver, [], late)
+            # Exporters made from names are ours to shut down; objects the user
+            # passed in stay theirs (they may hand them to configure() again).
             for sink in self.sinks:
-                self._call(sink, "shutdown", sink.shutdown, 2.0)
+                if sink.owned:
+                    self._call(sink, "shutdown", sink.shutdown, 2.0)
+                else:
+                    self._call(sink, "flush", sink.flush, 2.0)
             while self._flush_requests:
                 self._flush_requests.popleft().set()
             recorder.unmark_internal()
@@ -412,33 +419,55 @@ class Pipeline:
             attrs["sync.holder.thread.id"] = holder
         if holder_site is not None:
             attrs["sync.holder.site"] = _sites.format_site(holder_site)
-        is_wait = rtype == recorder.WAIT
-        span_name = f"{kind}.wait" if is_wait else f"{kind}.hold"
         start, end = t0 + offset, t1 + offset
-        span = self._make_span(span_name, ctx, attrs, start, end, None if is_wait else reserved)
-        if not is_wait and reserved:
+        if rtype == recorder.WAIT:
+            span_name = f"{kind}.wait"
+            links: list[tuple[int, int, dict[str, Any]]] = []
+            if reserved:
+                trace_id = self._hold_traces.get(reserved)
+                if trace_id is not None:
+                    links.append((trace_id, reserved, {}))
+                elif outcome == "timeout":
+                    # The holder may still hold: wait a little for its hold span.
+                    self._pending.setdefault(reserved, []).append(
+                        (
+                            time.monotonic_ns() + _LINK_PATIENCE_NS,
+                            (span_name, ctx, attrs, start, end),
+                        )
+                    )
+                    return
+            spans.append(self._finish_wait(span_name, ctx, attrs, start, end, links))
+            return
+        span = self._make_span(f"{kind}.hold", ctx, attrs, start, end, reserved, [])
+        if reserved:
             self._remember_hold(reserved, span.trace_id)
-        duration_ms = (t1 - t0) / 1e6
-        event_fields = dict(attrs)
-        event_fields["duration_ms"] = round(duration_ms, 3)
-        event_fields["timestamp"] = iso_timestamp(end)
-        event_fields["trace_id"] = f"{span.trace_id:032x}"
-        event_fields["span_id"] = f"{span.span_id:016x}"
         # A hold emitted only because someone waited on it is a span (the wait
         # links to it), not a long_hold event.
-        if is_wait or t1 - t0 >= recorder.hold_threshold_ns:
-            self._log.info("long_wait" if is_wait else "long_hold", **event_fields)
-        if is_wait and reserved:
-            trace_id = self._hold_traces.get(reserved)
-            if trace_id is not None:
-                span.links.append((trace_id, reserved, {}))
-            elif outcome == "timeout":
-                # The holder may still hold: wait a little for its hold span.
-                self._pending.setdefault(reserved, []).append(
-                    (time.monotonic_ns() + _LINK_PATIENCE_NS, span)
-                )
-                return
+        if t1 - t0 >= recorder.hold_threshold_ns:
+            self._event("long_hold", span)
         spans.append(span)
+
+    def _finish_wait(
+        self,
+        name: str,
+        ctx: Any,
+        attrs: dict[str, Any],
+        start: int,
+        end: int,
+        links: list[tuple[int, int, dict[str, Any]]],
+    ) -> SpanData:
+        span = self._make_span(name, ctx, attrs, start, end, None, links)
+        self._event("long_wait", span)
+        return span
+
+    def _event(self, event: str, span: SpanData) -> None:
+        """The structlog event mirroring a wait or hold span."""
+        fields = dict(span.attributes)
+        fields["duration_ms"] = round((span.end_ns - span.start_ns) / 1e6, 3)
+        fields["timestamp"] = iso_timestamp(span.end_ns)
+        fields["trace_id"] = f"{span.trace_id:032x}"
+        fields["span_id"] = f"{span.span_id:016x}"
+        self._log.info(event, **fields)
 
     def _remember_hold(self, span_id: int, trace_id: int) -> None:
         if len(self._hold_traces) > 50_000:
@@ -447,9 +476,9 @@ class Pipeline:
         self._hold_traces[span_id] = trace_id
         waiting = self._pending.pop(span_id, None)
         if waiting:
-            for _, span in waiting:
-                span.links.append((trace_id, span_id, {}))
-                self._ready.append(span)
+            for _, (name, ctx, attrs, start, end) in waiting:
+                link: list[tuple[int, int, dict[str, Any]]] = [(trace_id, span_id, {})]
+                self._ready.append(self._finish_wait(name, ctx, attrs, start, end, link))
 
     def _due_pending(self, final: bool) -> list[SpanData]:
         out = self._ready
@@ -457,13 +486,13 @@ class Pipeline:
         if self._pending:
             now = time.monotonic_ns()
             for key in list(self._pending):
-                entries = self._pending[key]
                 keep = []
-                for deadline, span in entries:
+                for deadline, args in self._pending[key]:
                     if final or deadline <= now:
-                        out.append(span)
+                        name, ctx, attrs, start, end = args  # the hold never came
+                        out.append(self._finish_wait(name, ctx, attrs, start, end, []))
                     else:
-                        keep.append((deadline, span))
+                        keep.append((deadline, args))
                 if keep:
                     self._pending[key] = keep
                 else:
@@ -478,14 +507,15 @@ class Pipeline:
         start: int,
         end: int,
         forced_span_id: int | None,
+        links: list[tuple[int, int, dict[str, Any]]],
     ) -> SpanData:
         if self._tracer is not None:
-            return self._make_external_span(name, ctx, attrs, start, end, forced_span_id)
+            return self._make_external_span(name, ctx, attrs, start, end, forced_span_id, links)
         trace_id, parent_id = self._parent(ctx)
         if not trace_id:
             trace_id = self._new_id(128)
         span_id = forced_span_id or self._new_id(64)
-        return SpanData(name, trace_id, span_id, parent_id, start, end, attrs)
+        return SpanData(name, trace_id, span_id, parent_id, start, end, attrs, links)
 
     def _make_external_span(
         self,
@@ -495,11 +525,18 @@ class Pipeline:
         start: int,
         end: int,
         forced_span_id: int | None,
+        links: list[tuple[int, int, dict[str, Any]]],
     ) -> SpanData:
         assert self._tracer is not None
         if self._ids is not None and forced_span_id:
             self._ids.next_span_id = forced_span_id
-        span = self._tracer.start_span(name, context=ctx, attributes=attrs, start_time=start)
+        span = self._tracer.start_span(
+            name,
+            context=ctx,
+            attributes=attrs,
+            links=[Link(SpanContext(t, s, True, _SAMPLED), a or None) for t, s, a in links],
+            start_time=start,
+        )
         span.end(end_time=end)
         sc = span.get_span_context()
         parent = getattr(span, "parent", None)
@@ -511,6 +548,7 @@ class Pipeline:
             start,
             end,
             attrs,
+            links,
         )
 
     def _build_finding(self, rec: tuple[Any, ...], offset: int, spans: list[SpanData]) -> None:
@@ -520,11 +558,14 @@ class Pipeline:
         trace_id, span_id = self._parent(ctx)
         if span_request is not None:
             name, attrs, contexts, t_start = span_request
-            span = self._make_span(name, None, dict(attrs), t_start + offset, t_now + offset, None)
+            links: list[tuple[int, int, dict[str, Any]]] = []
             for linked in contexts:
                 link_trace, link_span = self._parent(linked)
                 if link_trace:
-                    span.links.append((link_trace, link_span, {}))
+                    links.append((link_trace, link_span, {}))
+            span = self._make_span(
+                name, None, dict(attrs), t_start + offset, t_now + offset, None, links
+            )
             spans.append(span)
             trace_id, span_id = span.trace_id, span.span_id
         if trace_id:

@@ -138,13 +138,26 @@ def command(args: argparse.Namespace) -> int:
             prepare_output_dir(output_dir)
         except OutputDirError as exc:
             raise CliError(str(exc)) from None
-    code = spawn_and_wait(argv, env)
+    try:
+        code = spawn_and_wait(argv, env)
+    except _NotStarted as exc:
+        sys.stderr.write(f"tracedsync run: {exc.message}\n")
+        return exc.code
     if "jsonfile" in exporters:
         try:
             print_summary(output_dir, run_id, full=args.report)
         except Exception as exc:  # the program's exit code matters more
             sys.stderr.write(f"tracedsync: could not summarise {output_dir}: {exc}\n")
     return code
+
+
+class _NotStarted(Exception):
+    """The command could not be started (127: not found, 126: not executable)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 def spawn_and_wait(argv: list[str], env: dict[str, str]) -> int:
@@ -161,14 +174,11 @@ def spawn_and_wait(argv: list[str], env: dict[str, str]) -> int:
                 setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
             )
         except FileNotFoundError:
-            sys.stderr.write(f"tracedsync run: command not found: {argv[0]}\n")
-            return 127
+            raise _NotStarted(127, f"command not found: {argv[0]}") from None
         except PermissionError:
-            sys.stderr.write(f"tracedsync run: permission denied: {argv[0]}\n")
-            return 126
+            raise _NotStarted(126, f"permission denied: {argv[0]}") from None
         except OSError as exc:
-            sys.stderr.write(f"tracedsync run: cannot run {argv[0]}: {exc.strerror}\n")
-            return 126
+            raise _NotStarted(126, f"cannot run {argv[0]}: {exc.strerror}") from None
         return _wait_forwarding(pid, watched)
     finally:
         while signal.sigtimedwait(watched - {signal.SIGCHLD}, 0) is not None:
