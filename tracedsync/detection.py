@@ -183,44 +183,66 @@ def _parsed(filename: str) -> ast.Module | None:
     return tree
 
 
-def _mentions(node: ast.AST, var: str) -> bool:
-    try:
-        text = ast.unparse(node)
-    except Exception:
-        return False
-    return text == var or text.endswith("." + var)
+_MISSING = object()
 
 
-def earlier_acquisition_site(var: str, frames: list[Any]) -> str | None:
-    """Best effort: the ``with <var>:`` (or ``<var>.acquire()``) in the blocked
-    thread's own stack that still holds the lock.
+def _resolve(node: ast.AST, frame: Any) -> Any:
+    """The object a ``name`` or ``name.attr.attr`` expression denotes in ``frame``,
+    read statically (no property, no ``__getattr__`` runs), else _MISSING."""
+    import builtins
+    import inspect
+
+    if isinstance(node, ast.Name):
+        for namespace in (frame.f_locals, frame.f_globals, vars(builtins)):
+            if node.id in namespace:
+                return namespace[node.id]
+        return _MISSING
+    if isinstance(node, ast.Attribute):
+        base = _resolve(node.value, frame)
+        if base is _MISSING:
+            return _MISSING
+        try:
+            return inspect.getattr_static(base, node.attr)
+        except AttributeError:
+            return _MISSING
+    return _MISSING
+
+
+def earlier_acquisition_site(prim: Any, frames: list[Any]) -> str | None:
+    """Where the blocked thread took ``prim`` before, read from its own stack.
 
     Walks the frames outward; in each, looks in its source for a ``with``
-    statement on the variable whose block contains the frame's current line
-    (or an ``acquire()`` call on it earlier in the same function).
+    statement whose block contains the frame's current line, or an
+    ``acquire()`` call earlier in the same function, on an expression (a name
+    or attribute chain, resolved statically in that frame) that is ``prim``.
     """
     for depth, frame in enumerate(frames):
         tree = _parsed(frame.f_code.co_filename)
         if tree is None:
             continue
         line = frame.f_lineno
-        best = None
+        best = 0
         for node in ast.walk(tree):
             if isinstance(node, (ast.With, ast.AsyncWith)):
                 start, end = node.lineno, node.end_lineno or node.lineno
                 if depth == 0 and start == line:
                     continue  # the acquisition blocking right now
-                if start <= line <= end and any(_mentions(i.context_expr, var) for i in node.items):
-                    best = max(best or 0, start)
+                if (
+                    start <= line <= end
+                    and start > best
+                    and any(_resolve(i.context_expr, frame) is prim for i in node.items)
+                ):
+                    best = start
             elif (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
                 and node.func.attr == "acquire"
-                and _mentions(node.func.value, var)
                 and node.lineno < line
+                and node.lineno > best
                 and _same_function(tree, node.lineno, line)
+                and _resolve(node.func.value, frame) is prim
             ):
-                best = max(best or 0, node.lineno)
+                best = node.lineno
         if best:
             return f"{_sites.relative_path(frame.f_code.co_filename)}:{best}"
     return None
@@ -257,13 +279,12 @@ def on_self_deadlock(prim: Any, t0: int) -> None:
     frames = _user_frames()
     try:
         name = prim._meta[1]
-        var = name.split(" (", 1)[0] if " (" in name else name
         site = (
             f"{_sites.relative_path(frames[0].f_code.co_filename)}:{frames[0].f_lineno}"
             if frames
             else "?"
         )
-        earlier = earlier_acquisition_site(var, frames)
+        earlier = earlier_acquisition_site(prim, frames)
         me = _get_ident()
         thread = recorder.thread_name(me)
         held_text = f"acquired at {earlier}" if earlier else "acquired earlier in this thread"
