@@ -371,8 +371,14 @@ def _stop_pipeline(timeout_s: float) -> None:
     pipe = _pipeline
     _pipeline = None
     recorder.set_recording(False)
-    if pipe is not None:
-        pipe.stop(timeout_s)
+    if pipe is not None and not pipe.stop(timeout_s):
+        acc = recorder.accounting
+        lost = max(0, acc.produced - acc.exported - acc.dropped - acc.failed)
+        acc.failed += lost
+        _warn(
+            f"exporting did not finish within {timeout_s:g} s; {lost} records not exported "
+            "(an exporter is stuck or too slow)"
+        )
 
 
 def flush(timeout: float | None = None) -> bool:

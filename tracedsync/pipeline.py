@@ -154,6 +154,7 @@ class Pipeline:
         self._wake = _stdlib.Event()
         self._flush_requests: deque[Any] = deque()
         self._stopping = False
+        self._abandoned = False
         self._thread: threading.Thread | None = None
         self._collector = _Collector()
         self._log = _make_logger(self._collector)
@@ -227,7 +228,12 @@ class Pipeline:
         self._wake.set()
         if threading.get_ident() != thread.ident:
             thread.join(timeout_s)
-        return not thread.is_alive()
+        if thread.is_alive():
+            # An exporter is stuck: leave the (daemon) thread behind; what it
+            # still exports is no longer counted (the caller counts it lost).
+            self._abandoned = True
+            return False
+        return True
 
     # -- the loop ------------------------------------------------------------
 
@@ -295,7 +301,7 @@ class Pipeline:
         self._collector.events = []
         self._report_drops(logs)
         ok = self._deliver(spans, logs)
-        if records:
+        if records and not self._abandoned:
             if ok:
                 recorder.accounting.exported += len(records)
             else:

@@ -404,6 +404,10 @@ def register(prim: Any, kind: str, name: str | None, depth: int) -> tuple[int, s
         raise TypeError(f"name must be a str, got {type(name).__name__}")
     ident = new_id()
     _live[ident] = weakref.ref(prim)
+    if len(_graveyard) > 1024:
+        # Programs that make many short-lived primitives and never ask for
+        # stats must not grow the registry: fold the collected ones now.
+        _drain_graveyard()
     return (ident, name, kind)
 
 
