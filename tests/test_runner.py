@@ -403,3 +403,43 @@ def test_cpython_suites_pass_under_run(tmp_path: Path, tests: str) -> None:
     result = run(tmp_path, *args, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Result: SUCCESS" in result.stdout
+
+
+MULTIPROCESSING_APP = """
+import multiprocessing, sys, threading, time
+
+def child():
+    lock = threading.Lock()
+    def hold():
+        with lock:
+            time.sleep(0.02)
+    ts = [threading.Thread(target=hold) for _ in range(2)]
+    [t.start() for t in ts]; [t.join() for t in ts]
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(sys.argv[1])
+    ps = [ctx.Process(target=child) for _ in range(2)]
+    [p.start() for p in ps]; [p.join() for p in ps]
+    print(" ".join(str(p.pid) for p in ps))
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_multiprocessing_children_are_traced(tmp_path: Path, method: str) -> None:
+    """multiprocessing children (spawn: sitecustomize; fork: inherited, flushed by
+    multiprocessing's own exit hook before os._exit) write their spans."""
+    script = write(tmp_path, "app.py", MULTIPROCESSING_APP)
+    result = run(
+        tmp_path,
+        "run",
+        "--",
+        sys.executable,
+        "-W",
+        "ignore::DeprecationWarning",  # 3.12+: fork with the pipeline thread alive
+        str(script),
+        method,
+    )
+    assert result.returncode == 0, result.stderr
+    for pid in map(int, result.stdout.split()):
+        holds = [s for s in spans_in(tmp_path / "tracedsync-out", pid) if s["name"] == "lock.hold"]
+        assert len(holds) == 2, (method, pid)

@@ -425,6 +425,37 @@ def _after_fork_in_child() -> None:
             apply(config)
         except Exception as exc:
             _warn(f"could not restart telemetry after fork: {exc}")
+        _flush_at_multiprocessing_exit()
+
+
+class _Hook:
+    """A weak-referenceable token for multiprocessing's after-fork registry."""
+
+
+_MP_HOOK = _Hook()
+
+
+def _flush_at_multiprocessing_exit() -> None:
+    """multiprocessing's fork children leave by os._exit, skipping atexit: ask
+    multiprocessing itself to flush at the end of the child's work.
+
+    In a fork child this runs before ``Process._bootstrap`` clears and then
+    runs multiprocessing's after-fork hooks; the hook registers a finalizer
+    that ``multiprocessing.util._exit_function`` runs before ``os._exit``.
+    Other forks never run the hook. Only done when the program already
+    imported multiprocessing.
+    """
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is None:
+        return
+
+    def register_finalizer(_: object) -> None:
+        mp_util.Finalize(None, _at_exit, exitpriority=100)
+
+    try:
+        mp_util.register_after_fork(_MP_HOOK, register_finalizer)
+    except Exception:
+        pass
 
 
 def _install_process_hooks() -> None:
