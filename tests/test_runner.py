@@ -224,86 +224,70 @@ def test_output_dir_is_absolute_for_children(tmp_path: Path) -> None:
     assert spans_in(tmp_path / "out")
 
 
-def test_sigterm_is_forwarded_and_records_flushed(tmp_path: Path) -> None:
-    """SIGTERM to `tracedsync run` reaches the program, which exports what it
-    recorded and dies of it (exit 143)."""
+def signal_when_ready(
+    tmp_path: Path, source: str, sig: signal.Signals
+) -> subprocess.CompletedProcess[str]:
+    """Run ``source`` under `tracedsync run`; once it has created the file named by
+    its ``READY`` global, send ``sig`` to the `tracedsync run` process."""
     ready = tmp_path / "ready"
-    script = write(
-        tmp_path,
-        "app.py",
-        f"""
-        import threading, time
-        lock = threading.Lock()
-        with lock:
-            time.sleep(0.05)        # a long hold: a span, buffered
-        open({str(ready)!r}, "w").close()
-        time.sleep(60)
-        """,
-    )
+    script = write(tmp_path, "app.py", f"READY = {str(ready)!r}\n" + textwrap.dedent(source))
+    args = [*TRACEDSYNC, "run", "--", sys.executable, str(script)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDSYNC_")}
     proc = subprocess.Popen(
-        [*TRACEDSYNC, "run", "--", sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         deadline = time.monotonic() + 60
         while not ready.exists():
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.02)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        time.sleep(0.1)  # let the program reach its wait
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 143, err
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def test_sigterm_is_forwarded_and_records_flushed(tmp_path: Path) -> None:
+    """SIGTERM to `tracedsync run` reaches the program, which exports what it
+    recorded and dies of it (exit 143)."""
+    result = signal_when_ready(
+        tmp_path,
+        """
+        import threading, time
+        lock = threading.Lock()
+        with lock:
+            time.sleep(0.05)        # a long hold: a span, buffered
+        open(READY, "w").close()
+        time.sleep(60)
+        """,
+        signal.SIGTERM,
+    )
+    assert result.returncode == 143, result.stderr
     holds = [s for s in spans_in(tmp_path / "tracedsync-out") if s["name"] == "lock.hold"]
     assert holds
 
 
 def test_sigint_sent_with_kill_is_forwarded(tmp_path: Path) -> None:
     """A SIGINT sent to the parent with kill() becomes a KeyboardInterrupt in the program."""
-    ready = tmp_path / "ready"
-    script = write(
+    result = signal_when_ready(
         tmp_path,
-        "app.py",
-        f"""
-        import threading, time
-        open({str(ready)!r}, "w").close()
+        """
+        import threading
+        open(READY, "w").close()
         try:
             threading.Event().wait(60)
         except KeyboardInterrupt:
             print("interrupted")
             raise SystemExit(42)
         """,
+        signal.SIGINT,
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDSYNC_")}
-    proc = subprocess.Popen(
-        [*TRACEDSYNC, "run", "--", sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.02)
-        time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 42, err
-    assert out.strip() == "interrupted"
+    assert result.returncode == 42, result.stderr
+    assert result.stdout.strip() == "interrupted"
 
 
 def test_dump_on_signal_prints_holders_with_stacks(tmp_path: Path) -> None:
