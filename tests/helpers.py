@@ -23,7 +23,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def blocked_on(prim: Any) -> Callable[[], bool]:
     """True once some thread is blocked on ``prim`` past the wait threshold."""
-    return lambda: any(p is prim for p, _ in recorder.waiting_threads().values())
+    return lambda: any(p is prim for p, *_ in recorder.waiting_threads().values())
 
 
 class Contention:

@@ -19,6 +19,13 @@ the ``Lock``/``RLock`` hot path, ``"pure"`` when the pure-Python reference does
 from __future__ import annotations
 
 from tracedsync.config import Config, configure, flush, shutdown
+from tracedsync.detection import (
+    PrimitiveState,
+    ThreadState,
+    declare_lock_order,
+    snapshot,
+)
+from tracedsync.patching import install, installed, uninstall
 from tracedsync.primitives import (
     IMPLEMENTATION,
     Barrier,
@@ -44,12 +51,19 @@ __all__ = [
     "Config",
     "Event",
     "Lock",
+    "PrimitiveState",
     "PrimitiveStats",
     "RLock",
     "Semaphore",
+    "ThreadState",
     "__version__",
     "configure",
+    "declare_lock_order",
     "flush",
+    "install",
+    "installed",
     "shutdown",
+    "snapshot",
     "stats",
+    "uninstall",
 ]

@@ -231,7 +231,7 @@ def environment_errors(environ: Mapping[str, str] | None = None) -> list[str]:
 
 
 #: Set by ``tracedsync run`` for the program; not user settings.
-_PRIVATE_VARIABLES = {"TRACEDSYNC_RUN_ID", "TRACEDSYNC_CHAIN_SITECUSTOMIZE", "TRACEDSYNC_RUN"}
+_PRIVATE_VARIABLES = {"TRACEDSYNC_RUN_ID", "TRACEDSYNC_RUN", "TRACEDSYNC_DUMP_SIGNAL"}
 
 
 def resolve(explicit: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
@@ -289,8 +289,16 @@ def _process_run_id() -> str:
 _state_lock = _RawRLock()
 _active: Config | None = None
 _pipeline: Any = None
-_extra_starters: list[Callable[[Config, Any], None]] = []
+#: (start, stop) of components that live with the pipeline (detection).
+_components: list[tuple[Callable[[Config, Any], None], Callable[[], None]]] = []
 _extra_stoppers: list[Callable[[], None]] = []
+
+
+def register_component(start: Callable[[Config, Any], None], stop: Callable[[], None]) -> None:
+    """``start(config, pipeline_or_None)`` after every ``apply``; ``stop()`` before."""
+    _components.append((start, stop))
+
+
 _hooks_installed = False
 
 
@@ -321,11 +329,16 @@ def apply(config: Config) -> Config:
         _active = config
         if config.enabled and (config.exporters or config.tracer_provider is not None):
             _pipeline = _start_pipeline(config)
-        for start in _extra_starters:
+        if config.enabled and config.meter_provider is not None:
+            from tracedsync import __version__
+            from tracedsync.pipeline import observe_with_meter_provider
+
+            _extra_stoppers.append(observe_with_meter_provider(config.meter_provider, __version__))
+        for start, _ in _components:
             try:
                 start(config, _pipeline)
             except Exception as exc:
-                _warn(f"could not start {getattr(start, '__name__', start)}: {exc}")
+                _warn(f"could not start {getattr(start, '__module__', start)}: {exc}")
         return config
 
 
@@ -353,16 +366,27 @@ def _start_pipeline(config: Config) -> Any:
 
 def _stop_pipeline(timeout_s: float) -> None:
     global _pipeline
-    for stop in _extra_stoppers:
+    for _, stop in _components:
         try:
             stop()
+        except Exception:
+            pass
+    while _extra_stoppers:
+        try:
+            _extra_stoppers.pop()()
         except Exception:
             pass
     pipe = _pipeline
     _pipeline = None
     recorder.set_recording(False)
-    if pipe is not None:
-        pipe.stop(timeout_s)
+    if pipe is not None and not pipe.stop(timeout_s):
+        acc = recorder.accounting
+        lost = max(0, acc.produced - acc.exported - acc.dropped - acc.failed)
+        acc.failed += lost
+        _warn(
+            f"exporting did not finish within {timeout_s:g} s; {lost} records not exported "
+            "(an exporter is stuck or too slow)"
+        )
 
 
 def flush(timeout: float | None = None) -> bool:
@@ -409,6 +433,37 @@ def _after_fork_in_child() -> None:
             apply(config)
         except Exception as exc:
             _warn(f"could not restart telemetry after fork: {exc}")
+        _flush_at_multiprocessing_exit()
+
+
+class _Hook:
+    """A weak-referenceable token for multiprocessing's after-fork registry."""
+
+
+_MP_HOOK = _Hook()
+
+
+def _flush_at_multiprocessing_exit() -> None:
+    """multiprocessing's fork children leave by os._exit, skipping atexit: ask
+    multiprocessing itself to flush at the end of the child's work.
+
+    In a fork child this runs before ``Process._bootstrap`` clears and then
+    runs multiprocessing's after-fork hooks; the hook registers a finalizer
+    that ``multiprocessing.util._exit_function`` runs before ``os._exit``.
+    Other forks never run the hook. Only done when the program already
+    imported multiprocessing.
+    """
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is None:
+        return
+
+    def register_finalizer(_: object) -> None:
+        mp_util.Finalize(None, _at_exit, exitpriority=100)
+
+    try:
+        mp_util.register_after_fork(_MP_HOOK, register_finalizer)
+    except Exception:
+        pass
 
 
 def _install_process_hooks() -> None:

@@ -10,6 +10,7 @@ internal: nothing it does is recorded.
 
 from __future__ import annotations
 
+import importlib.metadata  # noqa: F401 - see below
 import math
 import os
 import random
@@ -24,13 +25,31 @@ from typing import Any
 import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from tracedsync import _sites, _stdlib, recorder
 from tracedsync.exporters.base import Exporter, LogEvent, SpanData
 
+# structlog's module __getattr__ imports importlib.metadata on any unknown
+# attribute (hasattr(structlog, "x") included): imported here, it cannot
+# change sys.modules later under a program that iterates it (CPython's
+# regrtest does, checking __warningregistry__ on every module).
+
 SCOPE_NAME = "tracedsync"
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _IDLE_KINDS = frozenset({"event", "condition", "barrier"})
 #: How long a timed-out wait span waits for the hold it links to.
 _LINK_PATIENCE_NS = 5_000_000_000
@@ -93,6 +112,9 @@ class _ForcedIdGenerator:
 
     def generate_trace_id(self) -> int:
         return int(self.inner.generate_trace_id())
+
+    def __getattr__(self, name: str) -> Any:  # e.g. is_trace_id_random()
+        return getattr(self.inner, name)
 
 
 #: (whole second, its "%Y-%m-%dT%H:%M:%S" text) of the last timestamp formatted.
@@ -170,13 +192,14 @@ class Pipeline:
         self._wake = _stdlib.Event()
         self._flush_requests: deque[Any] = deque()
         self._stopping = False
+        self._abandoned = False
         self._thread: threading.Thread | None = None
         self._collector = _Collector()
         self._log = _make_logger(self._collector)
         #: reserved hold span id -> trace id, for links from waits to holds.
         self._hold_traces: dict[int, int] = {}
         #: reserved hold span id -> [(deadline, span)] of waits linking to it.
-        self._pending: dict[int, list[tuple[int, SpanData]]] = {}
+        self._pending: dict[int, list[tuple[int, tuple[Any, ...]]]] = {}
         #: waits whose hold arrived: exported with the next batch.
         self._ready: list[SpanData] = []
         self._failures_seen: set[tuple[str, str]] = set()
@@ -187,6 +210,26 @@ class Pipeline:
         self._last_metrics = 0.0
         self._start_ns = time.time_ns()
         self.extra_work: list[Callable[[], None]] = []
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Run every code path the pipeline thread uses once, on this thread.
+
+        Anything imported lazily on the pipeline thread would change
+        ``sys.modules`` under the program's feet (a program iterating it, as
+        CPython's regrtest does, would break). So it all happens here, in the
+        thread that called ``configure()``.
+        """
+        from tracedsync.exporters import otlp_json
+        from tracedsync.exporters.sdk import to_readable_span
+
+        span = SpanData("warm-up", 1, 1, 0, 1, 2, {"k": 1, "f": 1.0}, [(1, 1, {})])
+        otlp_json.encode_spans([span], self.resource, self.scope)
+        to_readable_span(span, self.resource, self.scope)
+        otlp_json.encode_metrics(build_metrics_data(self.resource, self.scope, self._start_ns))
+        self._log.info("warm-up", timestamp=iso_timestamp(time.time_ns()))
+        otlp_json.encode_log(self._collector.events.pop())
+        self._parent(otel_context.get_current())
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -224,7 +267,12 @@ class Pipeline:
         self._wake.set()
         if threading.get_ident() != thread.ident:
             thread.join(timeout_s)
-        return not thread.is_alive()
+        if thread.is_alive():
+            # An exporter is stuck: leave the (daemon) thread behind; what it
+            # still exports is no longer counted (the caller counts it lost).
+            self._abandoned = True
+            return False
+        return True
 
     # -- the loop ------------------------------------------------------------
 
@@ -260,8 +308,13 @@ class Pipeline:
             if self._collector.events:
                 late, self._collector.events = self._collector.events, []
                 self._guarded(self._deliver, [], late)
+            # Exporters made from names are ours to shut down; objects the user
+            # passed in stay theirs (they may hand them to configure() again).
             for sink in self.sinks:
-                self._call(sink, "shutdown", sink.shutdown, 2.0)
+                if sink.owned:
+                    self._call(sink, "shutdown", sink.shutdown, 2.0)
+                else:
+                    self._call(sink, "flush", sink.flush, 2.0)
             while self._flush_requests:
                 self._flush_requests.popleft().set()
             recorder.unmark_internal()
@@ -287,7 +340,7 @@ class Pipeline:
         self._collector.events = []
         self._report_drops(logs)
         ok = self._deliver(spans, logs)
-        if records:
+        if records and not self._abandoned:
             if ok:
                 recorder.accounting.exported += len(records)
             else:
@@ -375,7 +428,7 @@ class Pipeline:
     def _build(self, rec: tuple[Any, ...], offset: int, spans: list[SpanData]) -> None:
         rtype = rec[0]
         if rtype == recorder.FINDING:
-            self._build_finding(rec)
+            self._build_finding(rec, offset, spans)
             return
         (
             _,
@@ -411,32 +464,55 @@ class Pipeline:
             attrs["sync.holder.thread.id"] = holder
         if holder_site is not None:
             attrs["sync.holder.site"] = _sites.format_site(holder_site)
-        is_wait = rtype == recorder.WAIT
-        span_name = _span_name(kind, is_wait)
         start, end = t0 + offset, t1 + offset
-        span = self._make_span(span_name, ctx, attrs, start, end, None if is_wait else reserved)
-        if not is_wait and reserved:
+        if rtype == recorder.WAIT:
+            span_name = _span_name(kind, True)
+            links: list[tuple[int, int, dict[str, Any]]] = []
+            if reserved:
+                trace_id = self._hold_traces.get(reserved)
+                if trace_id is not None:
+                    links.append((trace_id, reserved, {}))
+                elif outcome == "timeout":
+                    # The holder may still hold: wait a little for its hold span.
+                    self._pending.setdefault(reserved, []).append(
+                        (
+                            time.monotonic_ns() + _LINK_PATIENCE_NS,
+                            (span_name, ctx, attrs, start, end),
+                        )
+                    )
+                    return
+            spans.append(self._finish_wait(span_name, ctx, attrs, start, end, links))
+            return
+        span = self._make_span(_span_name(kind, False), ctx, attrs, start, end, reserved, [])
+        if reserved:
             self._remember_hold(reserved, span.trace_id)
         # A hold emitted only because someone waited on it is a span (the wait
         # links to it), not a long_hold event.
-        if is_wait or t1 - t0 >= recorder.hold_threshold_ns:
-            event_fields = dict(attrs)
-            event_fields["duration_ms"] = round((t1 - t0) / 1e6, 3)
-            event_fields["timestamp"] = iso_timestamp(end)
-            event_fields["trace_id"] = f"{span.trace_id:032x}"
-            event_fields["span_id"] = f"{span.span_id:016x}"
-            self._log.info("long_wait" if is_wait else "long_hold", **event_fields)
-        if is_wait and reserved:
-            trace_id = self._hold_traces.get(reserved)
-            if trace_id is not None:
-                span.links.append((trace_id, reserved, {}))
-            elif outcome == "timeout":
-                # The holder may still hold: wait a little for its hold span.
-                self._pending.setdefault(reserved, []).append(
-                    (time.monotonic_ns() + _LINK_PATIENCE_NS, span)
-                )
-                return
+        if t1 - t0 >= recorder.hold_threshold_ns:
+            self._event("long_hold", span)
         spans.append(span)
+
+    def _finish_wait(
+        self,
+        name: str,
+        ctx: Any,
+        attrs: dict[str, Any],
+        start: int,
+        end: int,
+        links: list[tuple[int, int, dict[str, Any]]],
+    ) -> SpanData:
+        span = self._make_span(name, ctx, attrs, start, end, None, links)
+        self._event("long_wait", span)
+        return span
+
+    def _event(self, event: str, span: SpanData) -> None:
+        """The structlog event mirroring a wait or hold span."""
+        fields = dict(span.attributes)
+        fields["duration_ms"] = round((span.end_ns - span.start_ns) / 1e6, 3)
+        fields["timestamp"] = iso_timestamp(span.end_ns)
+        fields["trace_id"] = f"{span.trace_id:032x}"
+        fields["span_id"] = f"{span.span_id:016x}"
+        self._log.info(event, **fields)
 
     def _remember_hold(self, span_id: int, trace_id: int) -> None:
         if len(self._hold_traces) > 50_000:
@@ -445,9 +521,9 @@ class Pipeline:
         self._hold_traces[span_id] = trace_id
         waiting = self._pending.pop(span_id, None)
         if waiting:
-            for _, span in waiting:
-                span.links.append((trace_id, span_id, {}))
-                self._ready.append(span)
+            for _, (name, ctx, attrs, start, end) in waiting:
+                link: list[tuple[int, int, dict[str, Any]]] = [(trace_id, span_id, {})]
+                self._ready.append(self._finish_wait(name, ctx, attrs, start, end, link))
 
     def _due_pending(self, final: bool) -> list[SpanData]:
         out = self._ready
@@ -455,13 +531,13 @@ class Pipeline:
         if self._pending:
             now = time.monotonic_ns()
             for key in list(self._pending):
-                entries = self._pending[key]
                 keep = []
-                for deadline, span in entries:
+                for deadline, args in self._pending[key]:
                     if final or deadline <= now:
-                        out.append(span)
+                        name, ctx, attrs, start, end = args  # the hold never came
+                        out.append(self._finish_wait(name, ctx, attrs, start, end, []))
                     else:
-                        keep.append((deadline, span))
+                        keep.append((deadline, args))
                 if keep:
                     self._pending[key] = keep
                 else:
@@ -476,14 +552,15 @@ class Pipeline:
         start: int,
         end: int,
         forced_span_id: int | None,
+        links: list[tuple[int, int, dict[str, Any]]],
     ) -> SpanData:
         if self._tracer is not None:
-            return self._make_external_span(name, ctx, attrs, start, end, forced_span_id)
+            return self._make_external_span(name, ctx, attrs, start, end, forced_span_id, links)
         trace_id, parent_id = self._parent(ctx)
         if not trace_id:
             trace_id = self._new_id(128)
         span_id = forced_span_id or self._new_id(64)
-        return SpanData(name, trace_id, span_id, parent_id, start, end, attrs)
+        return SpanData(name, trace_id, span_id, parent_id, start, end, attrs, links)
 
     def _make_external_span(
         self,
@@ -493,11 +570,18 @@ class Pipeline:
         start: int,
         end: int,
         forced_span_id: int | None,
+        links: list[tuple[int, int, dict[str, Any]]],
     ) -> SpanData:
         assert self._tracer is not None
         if self._ids is not None and forced_span_id:
             self._ids.next_span_id = forced_span_id
-        span = self._tracer.start_span(name, context=ctx, attributes=attrs, start_time=start)
+        span = self._tracer.start_span(
+            name,
+            context=ctx,
+            attributes=attrs,
+            links=[Link(SpanContext(t, s, True, _SAMPLED), a or None) for t, s, a in links],
+            start_time=start,
+        )
         span.end(end_time=end)
         sc = span.get_span_context()
         parent = getattr(span, "parent", None)
@@ -509,13 +593,26 @@ class Pipeline:
             start,
             end,
             attrs,
+            links,
         )
 
-    def _build_finding(self, rec: tuple[Any, ...]) -> None:
-        _, event, fields, ctx = rec
+    def _build_finding(self, rec: tuple[Any, ...], offset: int, spans: list[SpanData]) -> None:
+        _, event, fields, ctx, span_request, t_now = rec
         out = dict(fields)
-        out.setdefault("timestamp", iso_timestamp(time.time_ns()))
+        out.setdefault("timestamp", iso_timestamp(t_now + offset))
         trace_id, span_id = self._parent(ctx)
+        if span_request is not None:
+            name, attrs, contexts, t_start = span_request
+            links: list[tuple[int, int, dict[str, Any]]] = []
+            for linked in contexts:
+                link_trace, link_span = self._parent(linked)
+                if link_trace:
+                    links.append((link_trace, link_span, {}))
+            span = self._make_span(
+                name, None, dict(attrs), t_start + offset, t_now + offset, None, links
+            )
+            spans.append(span)
+            trace_id, span_id = span.trace_id, span.span_id
         if trace_id:
             out["trace_id"] = f"{trace_id:032x}"
             out["span_id"] = f"{span_id:016x}"
@@ -559,17 +656,6 @@ def build_metrics_data(resource: Resource, scope_: InstrumentationScope, start_n
     ``.hold.duration`` (seconds), each point with ``sync.kind`` and
     ``sync.name``; plus the pipeline's own record accounting.
     """
-    from opentelemetry.sdk.metrics.export import (
-        AggregationTemporality,
-        Histogram,
-        HistogramDataPoint,
-        Metric,
-        MetricsData,
-        NumberDataPoint,
-        ResourceMetrics,
-        ScopeMetrics,
-        Sum,
-    )
 
     now = time.time_ns()
     cumulative = AggregationTemporality.CUMULATIVE
@@ -675,3 +761,59 @@ def build_metrics_data(resource: Resource, scope_: InstrumentationScope, start_n
             )
         ]
     )
+
+
+# -- metrics through an application's MeterProvider -------------------------------
+
+_observed_providers: dict[int, list[bool]] = {}
+
+
+def observe_with_meter_provider(meter_provider: Any, version: str) -> Callable[[], None]:
+    """Report the counters through ``meter_provider`` as observable counters.
+
+    For ``configure(meter_provider=...)`` (and ``opentelemetry-instrument``):
+    the provider's own reader polls ``tracedsync.acquisitions``,
+    ``.contentions``, ``.timeouts``, ``.wait.time`` and ``.hold.time``, by
+    ``sync.kind`` and ``sync.name``. Histograms cannot be observed through
+    the metrics API; they go to tracedsync's own metric exporters. Returns a
+    function that stops the reporting (instruments cannot be unregistered).
+    """
+    from opentelemetry.metrics import CallbackOptions, Observation
+
+    active = [True]
+    meter = meter_provider.get_meter(SCOPE_NAME, version)
+
+    def observer(field: str, scale: float, lock_only: bool) -> Callable[[CallbackOptions], Any]:
+        def callback(options: CallbackOptions) -> list[Observation]:
+            if not active[0]:
+                return []
+            out = []
+            for (kind, name), c in recorder.aggregated_counters().items():
+                if lock_only and kind not in _LOCK_KINDS:
+                    continue
+                value = getattr(c, field)
+                out.append(
+                    Observation(
+                        value * scale if scale != 1 else value,
+                        {"sync.kind": kind, "sync.name": name},
+                    )
+                )
+            return out
+
+        return callback
+
+    for metric, field, scale, unit, lock_only in (
+        ("tracedsync.acquisitions", "acquisitions", 1, "1", True),
+        ("tracedsync.contentions", "contentions", 1, "1", False),
+        ("tracedsync.timeouts", "timeouts", 1, "1", False),
+        ("tracedsync.wait.time", "wait_sum", 1e-9, "s", False),
+        ("tracedsync.hold.time", "hold_sum", 1e-9, "s", True),
+    ):
+        meter.create_observable_counter(
+            metric, callbacks=[observer(field, scale, lock_only)], unit=unit
+        )
+
+    def stop() -> None:
+        active[0] = False
+
+    return stop

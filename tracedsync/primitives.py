@@ -587,6 +587,7 @@ class Condition(_Traced):
         saved_state = self._release_save()
         gotit = False
         finished = False
+        recorder.begin_idle_wait(self, t0)
         try:  # restore state no matter what (e.g., KeyboardInterrupt)
             if timeout is None:
                 waiter.acquire()
@@ -598,6 +599,7 @@ class Condition(_Traced):
             finished = True
             return gotit
         finally:
+            recorder.end_idle_wait()
             self._acquire_restore(saved_state)
             if not gotit:
                 try:
@@ -748,6 +750,7 @@ class Semaphore(_Traced):
                                 break
                     if not t0 and (timeout is None or timeout > 0):
                         t0 = _now()  # a real wait begins
+                        recorder.begin_lock_wait(self, t0)
                     self._cond.wait(timeout)
                 else:
                     self._value -= 1
@@ -761,6 +764,8 @@ class Semaphore(_Traced):
                     holds.append(_now())
             finished = True
         finally:
+            if t0:
+                recorder.end_lock_wait()
             if finished and t0:
                 try:
                     recorder.semaphore_wait_end(self, t0, rc)
@@ -927,7 +932,11 @@ class Event(_Traced):
             signaled = self._flag
             if not signaled:
                 blocked = timeout is None or timeout > 0
-                signaled = self._cond.wait(timeout)
+                recorder.begin_idle_wait(self, t0)
+                try:
+                    signaled = self._cond.wait(timeout)
+                finally:
+                    recorder.end_idle_wait()
         try:
             recorder.idle_wait_end(
                 self, t0, _now(), "set" if signaled else "timeout", blocked, not signaled
@@ -1006,7 +1015,12 @@ class Barrier(_Traced):
                     else:
                         # We wait until someone releases us
                         blocked = True
-                        if not self._cond.wait_for(lambda: self._state != 0, timeout):
+                        recorder.begin_idle_wait(self, t0)
+                        try:
+                            passed = self._cond.wait_for(lambda: self._state != 0, timeout)
+                        finally:
+                            recorder.end_idle_wait()
+                        if not passed:
                             # timed out.  Break the barrier
                             outcome = "timeout"
                             self._break()

@@ -15,8 +15,10 @@ pipeline. ``produced == exported + dropped + failed`` at every flush.
 from __future__ import annotations
 
 import collections
+import random
 import threading
 import time
+import weakref
 from _thread import RLock as _RawRLock
 from _thread import allocate_lock as _allocate_lock
 from _thread import get_ident as _get_ident
@@ -396,14 +398,16 @@ def new_id() -> int:
 
 def register(prim: Any, kind: str, name: str | None, depth: int) -> tuple[int, str, str]:
     """Give a new primitive its (id, name, kind) and make its stats visible."""
-    import weakref
-
     if name is None:
         name = _sites.primitive_name(_sites.creation_frame(depth + 1))
     elif not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
     ident = new_id()
     _live[ident] = weakref.ref(prim)
+    if len(_graveyard) > 1024:
+        # Programs that make many short-lived primitives and never ask for
+        # stats must not grow the registry: fold the collected ones now.
+        _drain_graveyard()
     return (ident, name, kind)
 
 
@@ -486,7 +490,7 @@ def reset_stats() -> None:
 #             site, holder_ident, holder_name, holder_site, blame_span_id)
 #   HOLD:    (HOLD, meta, ident, thread_name, t_start, t_end, None, context,
 #             site, 0, None, None, span_id_or_None)
-#   FINDING: (FINDING, event_name, fields_dict, context)
+#   FINDING: (FINDING, event_name, fields_dict, context, span_request, t_now)
 WAIT = 1
 HOLD = 2
 FINDING = 3
@@ -586,8 +590,6 @@ def current_context() -> Any:
 
 
 def new_span_id() -> int:
-    import random
-
     return random.getrandbits(64) or 1
 
 
@@ -686,7 +688,7 @@ def _block(prim: Any, timeout: float, reentrant: bool) -> bool:
                 if prim._blame is None:
                     prim._blame = new_span_id()
                 blame = prim._blame
-            _waiting[me] = (prim, t0)
+            _waiting[me] = (prim, t0, current_context() if recording else None)
             registered = True
             got = try_acquire(True, remaining)
     finally:
@@ -848,15 +850,27 @@ def semaphore_wait_end(prim: Any, t0: int, acquired: bool) -> None:
     )
 
 
-def finding(event: str, fields: dict[str, Any]) -> None:
-    """Report a detection finding (deadlock, stuck wait, ...): flushed at once."""
+def finding(
+    event: str,
+    fields: dict[str, Any],
+    span: tuple[str, dict[str, Any], list[Any], int] | None = None,
+) -> None:
+    """Report a detection finding (deadlock, stuck wait, ...): flushed at once.
+
+    ``span`` optionally asks for a span too: (name, attributes, OTel contexts
+    to link, start in monotonic ns); it ends now.
+    """
     if not recording:
         return
-    emit((FINDING, event, fields, current_context()), urgent=True)
+    emit((FINDING, event, fields, current_context(), span, _now()), urgent=True)
 
 
-#: thread ident -> (primitive, wait start) for threads blocked past phase 1.
-_waiting: dict[int, tuple[Any, int]] = {}
+#: thread ident -> (primitive, wait start, OTel context) of threads blocked in
+#: a lock-like acquire past phase 1: the wait-for graph's edges start here.
+_waiting: dict[int, tuple[Any, int, Any]] = {}
+#: thread ident -> (primitive, wait start, OTel context) of threads in an idle
+#: wait (Event, Condition, Barrier): shown by snapshot(), never "stuck".
+_idle_waiting: dict[int, tuple[Any, int, Any]] = {}
 
 
 class _Hooks:
@@ -868,8 +882,31 @@ class _Hooks:
 _hooks = _Hooks()
 
 
-def waiting_threads() -> dict[int, tuple[Any, int]]:
+def waiting_threads() -> dict[int, tuple[Any, int, Any]]:
+    """Threads blocked in a lock-like acquire now: ident -> (primitive, since, context)."""
     return dict(_waiting)
+
+
+def idle_waiting_threads() -> dict[int, tuple[Any, int, Any]]:
+    """Threads in Event/Condition/Barrier waits now: ident -> (primitive, since, context)."""
+    return dict(_idle_waiting)
+
+
+def begin_idle_wait(prim: Any, t0: int) -> None:
+    _idle_waiting[_get_ident()] = (prim, t0, current_context() if recording else None)
+
+
+def end_idle_wait() -> None:
+    _idle_waiting.pop(_get_ident(), None)
+
+
+def begin_lock_wait(prim: Any, t0: int) -> None:
+    """A semaphore acquire starts blocking (Lock and RLock register in _block)."""
+    _waiting[_get_ident()] = (prim, t0, current_context() if recording else None)
+
+
+def end_lock_wait() -> None:
+    _waiting.pop(_get_ident(), None)
 
 
 def at_fork_child() -> None:
@@ -880,5 +917,6 @@ def at_fork_child() -> None:
     _fold_lock = _RawRLock()
     _id_lock = _allocate_lock()
     _waiting.clear()
+    _idle_waiting.clear()
     _internal.clear()
     buffer.clear()

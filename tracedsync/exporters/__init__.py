@@ -39,7 +39,11 @@ def create_exporters(
     out: list[Exporter] = []
     for item in config.exporters:
         try:
-            out.extend(_create_one(item, config, resource, scope))
+            made = _create_one(item, config, resource, scope)
+            if isinstance(item, str):
+                for exporter in made:
+                    exporter.owned = True
+            out.extend(made)
         except (OutputDirError, OtlpUnavailable) as exc:
             if on_unavailable is None:
                 raise

@@ -85,6 +85,9 @@ class Exporter:
     wants_spans = False
     wants_metrics = False
     wants_logs = False
+    #: True for exporters tracedsync made from a name (it shuts them down);
+    #: objects passed to configure() stay the caller's and are only flushed.
+    owned = False
 
     def export_spans(self, spans: Sequence[SpanData]) -> None:
         """Deliver a batch of finished spans."""

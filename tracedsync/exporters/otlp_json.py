@@ -16,6 +16,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from opentelemetry.sdk.metrics.export import Gauge, Histogram, Sum
+
 from tracedsync.exporters.base import SpanData
 
 SPAN_KIND_INTERNAL = 1
@@ -257,8 +259,6 @@ def _histogram_point(point: Any) -> dict[str, Any]:
 
 
 def _metric_json(metric: Any) -> dict[str, Any]:
-    from opentelemetry.sdk.metrics.export import Gauge, Histogram, Sum
-
     out: dict[str, Any] = {"name": metric.name}
     if metric.description:
         out["description"] = metric.description

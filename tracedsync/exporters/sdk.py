@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from opentelemetry.sdk.metrics.export import MetricExportResult
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -92,8 +93,6 @@ class MetricExporterAdapter(Exporter):
         self.name = name or type(exporter).__name__
 
     def export_metrics(self, metrics: Any) -> None:
-        from opentelemetry.sdk.metrics.export import MetricExportResult
-
         result = self.exporter.export(metrics, timeout_millis=10_000)
         if result is not MetricExportResult.SUCCESS:
             raise ExportError(f"{self.name} returned {result.name}")

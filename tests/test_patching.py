@@ -1,0 +1,241 @@
+"""install() / uninstall(): threading patched for the whole program, and back."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import json
+import logging
+import multiprocessing.pool
+import os
+import queue
+import sys
+import threading
+import types
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import tracedsync
+from tests.conftest import run_threads
+from tracedsync import _stdlib, patching
+
+
+@pytest.fixture
+def installed(spans: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
+    tracedsync.install(exporters=[spans])
+    try:
+        yield spans
+    finally:
+        tracedsync.uninstall()
+
+
+def test_round_trip_restores_the_exact_objects() -> None:
+    """install() twice and uninstall() twice leave threading `is`-identical."""
+    before = {name: getattr(threading, name) for name in patching.PATCHED_NAMES}
+    tracedsync.install()
+    tracedsync.install()
+    assert tracedsync.installed()
+    for name in patching.PATCHED_NAMES:
+        assert getattr(threading, name) is getattr(tracedsync, name)
+    tracedsync.uninstall()
+    tracedsync.uninstall()
+    assert not tracedsync.installed()
+    for name, original in before.items():
+        assert getattr(threading, name) is original
+        assert original is _stdlib.ORIGINALS[name]
+
+
+def test_allocate_lock_is_left_alone(installed: Any) -> None:
+    """_thread.allocate_lock and threading._allocate_lock are not patched."""
+    import _thread
+
+    assert threading._allocate_lock is _thread.allocate_lock  # type: ignore[attr-defined]
+    assert type(_thread.allocate_lock()) is type(_stdlib.Lock())
+
+
+def test_objects_created_after_install_are_traced(installed: Any) -> None:
+    """threading.Lock() and friends now return traced primitives, named by site."""
+    pool_lock = threading.Lock()
+    assert type(pool_lock) is tracedsync.Lock
+    assert pool_lock.name.startswith("pool_lock (tests/test_patching.py:")
+    for name in patching.PATCHED_NAMES:
+        assert isinstance(getattr(threading, name), type)
+    assert type(threading.Event()) is tracedsync.Event
+
+
+def test_rebinds_names_imported_from_threading() -> None:
+    """A module that did `from threading import Lock` earlier is patched and restored."""
+    module = types.ModuleType("myapp_locks")
+    module.Lock = threading.Lock  # type: ignore[attr-defined]
+    module.Event = threading.Event  # type: ignore[attr-defined]
+    sys.modules["myapp_locks"] = module
+    try:
+        tracedsync.install()
+        assert module.Lock is tracedsync.Lock  # type: ignore[attr-defined]
+        assert module.Event is tracedsync.Event  # type: ignore[attr-defined]
+        tracedsync.uninstall()
+        assert module.Lock is _stdlib.Lock  # type: ignore[attr-defined]
+        assert module.Event is _stdlib.Event  # type: ignore[attr-defined]
+    finally:
+        del sys.modules["myapp_locks"]
+
+
+def test_queue_get_blocking_is_a_wait_on_its_condition(installed: InMemorySpanExporter) -> None:
+    """queue.Queue works unchanged; a blocking get() is a condition.wait on not_empty."""
+    tracedsync.configure(exporters=[installed], wait_threshold_ms=0)
+    q: queue.Queue[int] = queue.Queue()
+    assert type(q.not_empty) is tracedsync.Condition
+    assert q.not_empty.name.startswith("not_empty (queue.py:")
+    assert type(q.mutex) is tracedsync.Lock
+    got: list[int] = []
+
+    def consumer() -> None:
+        got.append(q.get(timeout=10))
+
+    def producer() -> None:
+        from tests.helpers import wait_until
+        from tracedsync import recorder
+
+        wait_until(
+            lambda: any(p is q.not_empty for p, *_ in recorder.idle_waiting_threads().values())
+        )
+        q.put(42)
+
+    run_threads(consumer, producer)
+    assert got == [42]
+    assert tracedsync.flush(10)
+    waits = [s for s in installed.get_finished_spans() if s.name == "condition.wait"]
+    assert waits and waits[0].attributes["sync.name"] == q.not_empty.name
+    assert waits[0].attributes["sync.outcome"] == "notified"
+    assert waits[0].attributes["code.function.name"] == "consumer"
+
+
+def test_stdlib_users_work_unchanged(installed: Any) -> None:
+    """ThreadPoolExecutor, Timer, multiprocessing ThreadPool and Barrier work as before."""
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda x: x * x, range(50))) == [x * x for x in range(50)]
+    fired = threading.Event()
+    timer = threading.Timer(0.01, fired.set)
+    timer.start()
+    assert fired.wait(10)
+    timer.join(10)
+    assert type(timer.finished) is tracedsync.Event
+    with multiprocessing.pool.ThreadPool(3) as tp:
+        assert tp.map(abs, [-1, -2, -3]) == [1, 2, 3]
+    barrier = threading.Barrier(2)
+    run_threads(barrier.wait, barrier.wait)
+
+
+def test_threading_internals_and_excluded_modules_stay_untraced(installed: Any) -> None:
+    """Thread internals, logging and OpenTelemetry get the stdlib's objects."""
+    t = threading.Thread(target=lambda: None)
+    assert type(t._started) is _stdlib.Event  # type: ignore[attr-defined]
+    handler = logging.StreamHandler(io.StringIO())
+    assert type(handler.lock) is not tracedsync.RLock
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = TracerProvider()
+    assert not isinstance(provider._active_span_processor._lock, tracedsync.Lock)
+
+
+def test_include_logging_traces_its_locks(spans: InMemorySpanExporter) -> None:
+    """include=["logging"] opts logging's handler locks back in."""
+    tracedsync.install(exporters=[spans], include=["logging"])
+    try:
+        handler = logging.StreamHandler(io.StringIO())
+        assert type(handler.lock) is tracedsync.RLock
+        assert handler.lock.name.startswith("lock (logging/__init__.py:")
+    finally:
+        tracedsync.uninstall()
+
+
+def test_no_span_describes_telemetry_internals(tmp_path: Path) -> None:
+    """With install() and busy exporters, a workload of thousands of spans ends,
+    and no span is about a lock of the SDK, structlog or tracedsync."""
+    mem = InMemorySpanExporter()
+    tracedsync.install(
+        exporters=[mem, "jsonfile", "console"],
+        output_dir=str(tmp_path),
+        hold_threshold_ms=0,
+        max_spans_per_second=0,
+    )
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - closed below
+    saved = sys.stderr
+    sys.stderr = devnull
+    try:
+        lock = threading.Lock()
+        start = threading.Barrier(4)  # traced too: its waits are spans
+
+        def work() -> None:
+            start.wait()
+            for _ in range(1000):
+                with lock:
+                    pass
+
+        run_threads(*[work] * 4)
+        assert tracedsync.flush(30)
+    finally:
+        sys.stderr = saved
+        devnull.close()
+        tracedsync.uninstall()
+    spans = mem.get_finished_spans()
+    assert len(spans) >= 4000
+    paths = {s.attributes.get("code.file.path", "") for s in spans}
+    for path in paths:
+        assert "opentelemetry" not in path and "structlog" not in path
+        assert os.sep + "tracedsync" + os.sep not in path
+    names = {s.attributes["sync.name"] for s in spans}
+    assert names <= {lock.name, start.name}
+
+
+def test_fork_child_has_working_primitives_and_pipeline(tmp_path: Path) -> None:
+    """After os.fork() in an installed process, the child's primitives, stats and
+    pipeline work (its own files, its own pid)."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    tracedsync.install(exporters=["jsonfile"], output_dir=str(tmp_path), hold_threshold_ms=0)
+    held = threading.Lock()
+    held.acquire()  # held across the fork by this (the parent's) thread
+    read_end, write_end = os.pipe()
+    try:
+        with warnings.catch_warnings():
+            # 3.12+: forking with the pipeline thread alive warns; expected.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # child
+            status = 1
+            try:
+                os.close(read_end)
+                lock = threading.Lock()
+                for _ in range(5):
+                    with lock:
+                        pass
+                ok = tracedsync.flush(10)
+                report = {
+                    "acquisitions": lock.statistics().acquisitions,
+                    "flushed": ok,
+                    "pid": os.getpid(),
+                    "type": type(lock).__name__,
+                }
+                os.write(write_end, json.dumps(report).encode())
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        data = b""
+        while chunk := os.read(read_end, 65536):
+            data += chunk
+        _, status = os.waitpid(pid, 0)
+    finally:
+        held.release()
+        tracedsync.uninstall()
+    assert os.waitstatus_to_exitcode(status) == 0
+    report = json.loads(data)
+    assert report == {"acquisitions": 5, "flushed": True, "pid": pid, "type": "Lock"}
+    child_spans = list(tmp_path.glob(f"spans-*-{pid}.jsonl"))
+    assert child_spans and child_spans[0].read_text().count('"lock.hold"') >= 5
