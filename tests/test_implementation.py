@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -68,15 +69,30 @@ def test_selected_classes_match_the_implementation() -> None:
     assert tracedsync.Lock.__name__ == "Lock" and tracedsync.Lock.__module__ == "tracedsync"
 
 
-def test_pure_python_variable_is_parsed_leniently(capsys: pytest.CaptureFixture[str]) -> None:
-    """TRACEDSYNC_PURE_PYTHON takes the usual booleans; a bad value warns once and is ignored."""
+def test_pure_python_variable_values() -> None:
+    """TRACEDSYNC_PURE_PYTHON takes the usual booleans; anything else means the default."""
     assert _impl.pure_python_forced({"TRACEDSYNC_PURE_PYTHON": "1"})
     assert _impl.pure_python_forced({"TRACEDSYNC_PURE_PYTHON": " Yes "})
     assert not _impl.pure_python_forced({"TRACEDSYNC_PURE_PYTHON": "0"})
     assert not _impl.pure_python_forced({})
     assert not _impl.pure_python_forced({"TRACEDSYNC_PURE_PYTHON": "maybe"})
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "TRACEDSYNC_PURE_PYTHON='maybe'" in err
+    assert _impl.invalid_value({"TRACEDSYNC_PURE_PYTHON": "maybe"}) == "maybe"
+    assert _impl.invalid_value({"TRACEDSYNC_PURE_PYTHON": "off"}) is None
+
+
+def test_bad_pure_python_value_is_one_warning_at_configure() -> None:
+    """A bad TRACEDSYNC_PURE_PYTHON: nothing at import, one warning line from configure()."""
+    code = "import tracedsync, sys; sys.stderr.write('imported\\n'); tracedsync.configure()"
+    env = dict(os.environ, TRACEDSYNC_PURE_PYTHON="maybe")
+    env.pop("TRACEDSYNC_EXPECT_IMPLEMENTATION", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "imported" and len(lines) == 2
+    assert "TRACEDSYNC_PURE_PYTHON='maybe'" in lines[1]
+    assert f"using the {tracedsync.IMPLEMENTATION} implementation" in lines[1]
 
 
 @pytest.mark.skipif(primitives.CompiledLock is None, reason="extension not built")
@@ -104,6 +120,31 @@ def test_hold_threshold_reaches_the_c_code(spans: InMemorySpanExporter) -> None:
     assert _speedups.hold_threshold() == primitives._hold_ns == 0
     tracedsync.shutdown()
     assert _speedups.hold_threshold() == recorder.NEVER
+
+
+@pytest.mark.skipif(primitives.CompiledLock is None, reason="extension not built")
+def test_subinterpreters_use_pure_python_and_leave_the_main_one_alone() -> None:
+    """A subinterpreter importing tracedsync gets pure Python; the compiled types of the
+    main interpreter keep calling its recorder (the extension's state is process-wide)."""
+    support = pytest.importorskip("test.support")
+    pytest.importorskip("_testcapi")
+    code = (
+        "import tracedsync\n"
+        "assert tracedsync.IMPLEMENTATION == 'pure', tracedsync.IMPLEMENTATION\n"
+        "lock = tracedsync.Lock()\n"
+        "with lock: pass\n"
+    )
+    assert support.run_in_subinterp(code) == 0
+    lock = tracedsync.Lock()
+    held, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_until(lock, release, held), daemon=True)
+    holder.start()
+    assert held.wait(10)
+    threading.Timer(0.05, release.set).start()
+    assert lock.acquire(timeout=10) is True  # the slow path, through the recorder
+    lock.release()
+    holder.join(10)
+    assert lock.statistics().contentions == 1
 
 
 # -- the attribute contract the recorder relies on -----------------------------

@@ -11,7 +11,6 @@ loaded, so it is also the escape hatch should the extension misbehave.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from types import ModuleType
 
@@ -22,24 +21,21 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 def pure_python_forced(environ: Mapping[str, str] | None = None) -> bool:
-    """True when ``TRACEDSYNC_PURE_PYTHON`` asks for pure Python.
+    """True when ``TRACEDSYNC_PURE_PYTHON`` asks for pure Python (1, true, yes, on).
 
-    A value that is not a boolean gives one warning line and the default.
+    Any other value means the default. A value that is not a boolean is
+    reported by ``tracedsync.configure()`` (one warning line) and refused by
+    ``tracedsync run``; nothing is printed at import.
     """
     env = os.environ if environ is None else environ
+    return env.get(PURE_PYTHON_VARIABLE, "").strip().lower() in _TRUE
+
+
+def invalid_value(environ: Mapping[str, str] | None = None) -> str | None:
+    """The value of ``TRACEDSYNC_PURE_PYTHON`` when it is not a boolean, else None."""
+    env = os.environ if environ is None else environ
     raw = env.get(PURE_PYTHON_VARIABLE, "")
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value not in _FALSE:
-        try:
-            sys.stderr.write(
-                f"tracedsync: {PURE_PYTHON_VARIABLE}={raw!r} is invalid: expected one of "
-                "1, 0, true, false, yes, no, on, off; using the default (compiled where built)\n"
-            )
-        except Exception:
-            pass
-    return False
+    return None if raw.strip().lower() in _TRUE | _FALSE else raw
 
 
 def _load() -> tuple[ModuleType | None, str]:
@@ -49,6 +45,9 @@ def _load() -> tuple[ModuleType | None, str]:
         from tracedsync import _speedups
     except ImportError as exc:
         return None, f"the extension is not available ({exc})"
+    if not _speedups.in_main_interpreter():
+        # Its state (the recorder it calls, the hold threshold) is process-wide.
+        return None, "subinterpreters use pure Python"
     return _speedups, "the extension is loaded"
 
 
@@ -56,3 +55,5 @@ def _load() -> tuple[ModuleType | None, str]:
 speedups, REASON = _load()
 #: ``"compiled"`` or ``"pure"``.
 IMPLEMENTATION = "compiled" if speedups is not None else "pure"
+#: A TRACEDSYNC_PURE_PYTHON value that was ignored at import (not a boolean).
+IGNORED_VALUE = invalid_value()

@@ -715,9 +715,29 @@ static PyTypeObject RLockCore_Type = {
 
 /* -- module ---------------------------------------------------------------- */
 
+/* The state above (recorder, hold_ns) is process-wide, and a single-phase
+ * module is shared with legacy subinterpreters: only the main interpreter
+ * may set it. tracedsync._impl uses pure Python in subinterpreters. */
+static inline int
+in_main_interpreter(void)
+{
+    return PyInterpreterState_Get() == PyInterpreterState_Main();
+}
+
+static PyObject *
+mod_in_main_interpreter(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(in_main_interpreter());
+}
+
 static PyObject *
 mod_bind(PyObject *Py_UNUSED(module), PyObject *rec)
 {
+    if (!in_main_interpreter()) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "tracedsync._speedups is for the main interpreter only");
+        return NULL;
+    }
     Py_INCREF(rec);
     Py_XSETREF(recorder, rec);
     Py_RETURN_NONE;
@@ -730,7 +750,9 @@ mod_set_hold_threshold(PyObject *Py_UNUSED(module), PyObject *arg)
     if (v == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    hold_ns = v;
+    if (in_main_interpreter()) {
+        hold_ns = v;
+    }
     Py_RETURN_NONE;
 }
 
@@ -752,6 +774,8 @@ static PyMethodDef module_methods[] = {
      "set_hold_threshold(ns): holds at least this long go to recorder.hold_end"},
     {"hold_threshold", mod_hold_threshold, METH_NOARGS, "the current hold threshold (ns)"},
     {"monotonic_ns", mod_monotonic_ns, METH_NOARGS, "the clock the hot path reads (ns)"},
+    {"in_main_interpreter", mod_in_main_interpreter, METH_NOARGS,
+     "True in the main interpreter (the only one that may use the compiled types)"},
     {NULL},
 };
 

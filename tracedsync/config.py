@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tracedsync import recorder
+from tracedsync import _impl, recorder
 
 EXPORTER_NAMES = ("console", "jsonfile", "otlp")
 _TRUE = {"1", "true", "yes", "on"}
@@ -266,6 +266,13 @@ def resolve(explicit: Mapping[str, Any], environ: Mapping[str, str] | None = Non
                 f"ignoring TRACEDSYNC_DISABLED={_describe(env['TRACEDSYNC_DISABLED'])} "
                 f"(expected {exc}); tracing stays enabled"
             )
+    if environ is None and _impl.IGNORED_VALUE is not None:
+        # Read at import (it picks the Lock/RLock implementation); reported here.
+        _warn(
+            f"ignoring TRACEDSYNC_PURE_PYTHON={_describe(_impl.IGNORED_VALUE)} (expected one "
+            f"of 1, 0, true, false, yes, no, on, off); using the {_impl.IMPLEMENTATION} "
+            "implementation"
+        )
     values["run_id"] = env.get("TRACEDSYNC_RUN_ID") or _process_run_id()
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", values["run_id"]):
         values["run_id"] = _process_run_id()
