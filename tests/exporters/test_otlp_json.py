@@ -146,3 +146,12 @@ def test_cached_fragments_tell_equal_values_of_other_types_apart() -> None:
         {"stringValue": "1"},
         {"intValue": "1"},
     ]
+
+
+def test_caches_stay_small_when_every_span_is_new() -> None:
+    """Per-request primitives give every span a new sync.id: the caches stay bounded."""
+    for i in range(20_000):
+        span = SpanData("lock.hold", 1, 2, 0, 1, 2, {"sync.id": i, "sync.name": f"n{i}"})
+        otlp_json.encode_spans([span], RESOURCE, SCOPE)
+    assert len(otlp_json._kv_cache) <= otlp_json._KV_CACHE_LIMIT
+    assert len(otlp_json._attrs_cache) <= otlp_json._ATTRS_CACHE_LIMIT

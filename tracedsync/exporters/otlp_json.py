@@ -130,7 +130,10 @@ def encode_spans_reference(spans: Sequence[SpanData], resource: Any, scope: Any)
 _encode_str = json.encoder.encode_basestring  # what _dumps uses (ensure_ascii=False)
 _CACHEABLE = (str, int, bool)
 _kv_cache: dict[tuple[Any, type, Any], str] = {}
-_KV_CACHE_LIMIT = 65536
+#: Cache sizes (emptied when full): primitives made per request give every
+#: span a new sync.id, so these must stay small (a few hundred KB at most).
+_KV_CACHE_LIMIT = 4096
+_ATTRS_CACHE_LIMIT = 512
 #: id(resource), id(scope) -> (resource, scope, JSON text up to the spans list)
 _head_cache: dict[tuple[int, int], tuple[Any, Any, str]] = {}
 
@@ -165,7 +168,7 @@ def _attributes_text(attrs: Mapping[str, Any] | None) -> str:
     text = _attrs_cache.get(key)
     if text is None:
         text = "[" + ",".join([_kv_json(k, v) for k, v in attrs.items()]) + "]"
-        if len(_attrs_cache) >= _KV_CACHE_LIMIT:
+        if len(_attrs_cache) >= _ATTRS_CACHE_LIMIT:
             _attrs_cache.clear()
         _attrs_cache[key] = text
     return text
