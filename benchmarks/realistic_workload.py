@@ -6,7 +6,7 @@ bounded LRU, so some misses), updates shared counters under an ``RLock`` and
 hands results to a collector thread through a second queue. Every primitive
 here is an ordinary ``threading`` one (``queue.Queue`` makes its own).
 
-Run once (prints one JSON line: items, wall seconds, peak RSS)::
+Run once (prints one JSON line: items, wall and CPU seconds, peak RSS)::
 
     python benchmarks/realistic_workload.py --items 200000
 
@@ -126,16 +126,21 @@ def workload(items: int, workers: int, traced: bool) -> dict[str, Any]:
     threads = [threading.Thread(target=producer), threading.Thread(target=collector)]
     threads += [threading.Thread(target=worker) for _ in range(workers)]
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    # CPU of the whole process (the pipeline thread included): steadier than
+    # wall time on a shared machine, where the threads' scheduling dominates.
+    cpu = time.process_time() - cpu0
     assert results["count"] == items == stats["done"], (results, stats)
     return {
         "items": items,
         "workers": workers,
         "wall_seconds": round(wall, 4),
+        "cpu_seconds": round(cpu, 4),
         "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "checksum": results["checksum"],
     }
@@ -165,6 +170,7 @@ def compare(items: int, workers: int, repeat: int) -> dict[str, Any]:
         modes.append("run")
     out_dir = tempfile.mkdtemp(prefix="tracedsync-workload-")
     walls: dict[str, list[float]] = {m: [] for m in modes}
+    cpus: dict[str, list[float]] = {m: [] for m in modes}
     rss: dict[str, list[int]] = {m: [] for m in modes}
     try:
         for rep in range(repeat):
@@ -172,17 +178,24 @@ def compare(items: int, workers: int, repeat: int) -> dict[str, Any]:
             for mode in order:
                 r = _run_child(mode, items, workers, out_dir)
                 walls[mode].append(r["wall_seconds"])
+                cpus[mode].append(r["cpu_seconds"])
                 rss[mode].append(r["peak_rss_kib"])
         double = _run_child("traced", items * 2, workers, out_dir)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
     plain = statistics.median(walls["plain"])
+    plain_cpu = statistics.median(cpus["plain"])
     return {
         "items": items,
         "workers": workers,
         "repeat": repeat,
         "wall_seconds": {m: statistics.median(v) for m, v in walls.items()},
+        "wall_samples": walls,
         "overhead": {m: round(statistics.median(v) / plain - 1, 4) for m, v in walls.items()},
+        "cpu_seconds": {m: statistics.median(v) for m, v in cpus.items()},
+        "cpu_overhead": {
+            m: round(statistics.median(v) / plain_cpu - 1, 4) for m, v in cpus.items()
+        },
         "peak_rss_kib": {m: max(v) for m, v in rss.items()},
         "traced_peak_rss_kib_twice_the_items": double["peak_rss_kib"],
     }
