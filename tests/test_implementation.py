@@ -24,6 +24,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tracedsync
+from tests.conftest import run_threads
 from tests.helpers import blocked_on, wait_until
 from tracedsync import _impl, primitives, recorder
 
@@ -487,3 +488,54 @@ def test_signal_handlers_run_while_blocked(cls: Any) -> None:
         release.set()
     assert ran == [True], "the handler did not run while the acquire was blocked"
     assert lock.statistics().contentions == 1
+
+
+@classes
+def test_stress_mixed_acquires_keep_mutual_exclusion(cls: Any) -> None:
+    """8 threads, switching the GIL constantly, mixing blocking, timed, non-blocking and
+    with-acquires: mutual exclusion holds, nothing hangs, every count is exact."""
+    import random
+
+    lock = cls()
+    box = {"inside": 0, "acquired": 0, "timeouts": 0, "failed_tries": 0}
+    violations: list[int] = []
+    deadline = time.monotonic() + 1.0
+
+    def critical() -> None:
+        box["inside"] += 1
+        if box["inside"] != 1:
+            violations.append(box["inside"])
+        box["acquired"] += 1
+        box["inside"] -= 1
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        while time.monotonic() < deadline:
+            mode = rng.randrange(4)
+            if mode == 3:
+                with lock:
+                    critical()
+                continue
+            if mode == 0:
+                got = lock.acquire()
+            elif mode == 1:
+                got = lock.acquire(timeout=rng.choice([0.0001, 0.001]))
+                box["timeouts"] += not got
+            else:
+                got = lock.acquire(False)
+                box["failed_tries"] += not got
+            if got:
+                critical()
+                lock.release()
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        run_threads(*[lambda i=i: work(i) for i in range(8)], timeout=60)
+    finally:
+        sys.setswitchinterval(previous)
+    assert violations == []
+    assert not lock.locked() and lock._owner == 0
+    s = lock.statistics()
+    assert s.acquisitions == box["acquired"]
+    assert (s.timeouts, s.would_block) == (box["timeouts"], box["failed_tries"])
