@@ -1,0 +1,474 @@
+"""The otlp exporter against real OTLP receivers (gRPC and HTTP/protobuf).
+
+The receivers (``tests/receivers.py``) run in this process on 127.0.0.1; the
+official OTLP exporters reach them over real sockets, configured only by the
+standard ``OTEL_EXPORTER_OTLP_*`` variables.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import tracedsync
+from tests.conftest import run_threads
+from tests.exporters.conftest import point_otlp_at
+from tests.helpers import HOLDER_SITES, Contention
+from tests.otlp_proto import parse_trace_line
+from tests.receivers import Receiver, iter_spans
+
+# --------------------------------------------------------------------------
+# The workload: contention inside app spans, a timed-out wait, an idle wait
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """What one run of the workload created, to check the exported spans against."""
+
+    app_spans: InMemorySpanExporter
+    primitives: dict[str, Any] = field(default_factory=dict)
+    thread_ids: dict[str, int] = field(default_factory=dict)
+
+
+def _app_tracer() -> tuple[Any, InMemorySpanExporter]:
+    """The application's own tracing: its provider, its exporter (never global)."""
+    app_spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(app_spans))
+    return provider.get_tracer("app"), app_spans
+
+
+def contended_workload() -> Run:
+    """Five tracedsync spans, always the same ones (no timing guesses):
+
+    - ``pool_lock``: a holder (app span ``holder-request``) keeps it until the
+      waiter (app span ``waiter-request``) is blocked: a ``lock.hold`` and a
+      ``lock.wait`` (``acquired``) linking to it;
+    - ``tight_lock``: a holder outside any app span keeps it until an
+      impatient thread (app span ``impatient``) gave up after 50 ms: a root
+      ``lock.hold`` and a ``lock.wait`` (``timeout``) linking to it;
+    - ``jobs``: an Event nobody sets, waited on for 50 ms (app span
+      ``poll-jobs``): an ``event.wait`` (``timeout``).
+    """
+    tracer, app_spans = _app_tracer()
+    run = Run(app_spans)
+    pool_lock = tracedsync.Lock()
+    tight_lock = tracedsync.Lock()
+    jobs = tracedsync.Event()
+    run.primitives = {"pool_lock": pool_lock, "tight_lock": tight_lock, "jobs": jobs}
+    contention = Contention(pool_lock)
+    tight_held = threading.Event()
+    gave_up = threading.Event()
+
+    def in_span(name: str, fn: Callable[[], object]) -> Callable[[], None]:
+        def target() -> None:
+            run.thread_ids[threading.current_thread().name] = threading.get_ident()
+            if name:
+                with tracer.start_as_current_span(name):
+                    fn()
+            else:
+                fn()
+
+        return target
+
+    def tight_holder() -> None:
+        with tight_lock:
+            tight_held.set()
+            assert gave_up.wait(30)
+
+    def impatient() -> None:
+        assert tight_held.wait(30)
+        try:
+            assert not tight_lock.acquire(timeout=0.05)
+        finally:
+            gave_up.set()
+
+    def poll_jobs() -> None:
+        assert not jobs.wait(0.05)
+
+    run_threads(
+        in_span("holder-request", contention.holder),
+        in_span("waiter-request", contention.waiter),
+        in_span("", tight_holder),
+        in_span("impatient", impatient),
+        in_span("poll-jobs", poll_jobs),
+        names=["holder", "waiter", "tight-holder", "impatient", "poller"],
+    )
+    return run
+
+
+# --------------------------------------------------------------------------
+# Comparing what arrived: ids differ from run to run, structure must not
+# --------------------------------------------------------------------------
+
+#: Attributes whose values differ between runs; checked per run instead.
+_PER_RUN = {"thread.id", "sync.id", "sync.holder.thread.id"}
+
+
+def _value(any_value: Any) -> Any:
+    which = any_value.WhichOneof("value")
+    return getattr(any_value, which) if which else None
+
+
+def _attrs(span: Any) -> dict[str, Any]:
+    return {kv.key: _value(kv.value) for kv in span.attributes}
+
+
+def _ids(trace_id: bytes, span_id: bytes) -> tuple[int, int]:
+    return int.from_bytes(trace_id, "big"), int.from_bytes(span_id, "big")
+
+
+def _label(span: Any) -> str:
+    return f"{span.name} {_short(_attrs(span)['sync.name'])}"
+
+
+def canonical_spans(requests: list[ExportTraceServiceRequest], run: Run) -> Counter[Any]:
+    """Spans as (name, attributes, parent, links), ids replaced by what they point to.
+
+    A parent is ``app:<name>`` (a span of the application) or the label of a
+    tracedsync span; a link is the label of the span it resolves to. Anything
+    that does not resolve shows as ``unresolved``. Per-run values (ids) are
+    checked here, against the run, and left out of the result.
+    """
+    spans = [span for _, _, span in iter_spans(requests)]
+    ours = {_ids(s.trace_id, s.span_id): s for s in spans}
+    app = {(s.context.trace_id, s.context.span_id): s for s in run.app_spans.get_finished_spans()}
+    out: Counter[Any] = Counter()
+    for span in spans:
+        attrs = _attrs(span)
+        assert attrs["sync.id"] == run.primitives[_short(attrs["sync.name"])].id
+        assert attrs["thread.id"] == run.thread_ids[attrs["thread.name"]]
+        if "sync.holder.thread.id" in attrs:
+            holder = attrs["sync.holder.thread.name"]
+            assert attrs["sync.holder.thread.id"] == run.thread_ids[holder]
+        if attrs.get("sync.holder.site") in HOLDER_SITES:
+            # The holder polls in wait_until: which of its lines it is on varies.
+            attrs["sync.holder.site"] = "tests/helpers.py:wait_until"
+        parent = ""
+        if span.parent_span_id:
+            key = _ids(span.trace_id, span.parent_span_id)
+            if key in app:
+                parent = f"app:{app[key].name}"
+            elif key in ours:
+                parent = _label(ours[key])
+            else:
+                parent = "unresolved"
+        links = []
+        for link in span.links:
+            target = ours.get(_ids(link.trace_id, link.span_id))
+            links.append(_label(target) if target is not None else "unresolved")
+        kept = tuple(sorted((k, v) for k, v in attrs.items() if k not in _PER_RUN))
+        out[(span.name, kept, parent, tuple(links))] += 1
+    return out
+
+
+def _short(name: str) -> str:
+    """``pool_lock (tests/exporters/test_otlp.py:71)`` -> ``pool_lock``."""
+    return name.split(" ", 1)[0]
+
+
+def summary(canonical: Counter[Any]) -> list[tuple[str, str, str, str, tuple[str, ...]]]:
+    """(span, primitive, outcome, parent, links) of each span, sorted."""
+    out = []
+    for (name, attrs, parent, links), count in canonical.items():
+        a = dict(attrs)
+        for _ in range(count):
+            out.append((name, _short(a["sync.name"]), a.get("sync.outcome", ""), parent, links))
+    return sorted(out)
+
+
+EXPECTED = sorted(
+    [
+        ("lock.hold", "pool_lock", "", "app:holder-request", ()),
+        ("lock.wait", "pool_lock", "acquired", "app:waiter-request", ("lock.hold pool_lock",)),
+        ("lock.hold", "tight_lock", "", "", ()),
+        ("lock.wait", "tight_lock", "timeout", "app:impatient", ("lock.hold tight_lock",)),
+        ("event.wait", "jobs", "timeout", "app:poll-jobs", ()),
+    ]
+)
+
+
+def _links_share_trace_of_target(requests: list[ExportTraceServiceRequest]) -> None:
+    """Every link names the trace id of the hold span it points to."""
+    spans = [span for _, _, span in iter_spans(requests)]
+    by_span_id = {s.span_id: s for s in spans}
+    for span in spans:
+        for link in span.links:
+            assert link.trace_id == by_span_id[link.span_id].trace_id
+
+
+def _resource_attrs(requests: list[ExportTraceServiceRequest]) -> list[dict[str, Any]]:
+    return [_attrs(resource) for resource, _, _ in iter_spans(requests)]
+
+
+def _scopes(requests: list[ExportTraceServiceRequest]) -> set[str]:
+    return {scope.name for _, scope, _ in iter_spans(requests)}
+
+
+def _file_requests(directory: Path, kind: str = "spans") -> list[ExportTraceServiceRequest]:
+    out = []
+    for path in sorted(glob.glob(str(directory / f"{kind}-*.jsonl"))):
+        with open(path, encoding="utf-8") as f:
+            out.extend(parse_trace_line(line) for line in f.read().splitlines())
+    return out
+
+
+# --------------------------------------------------------------------------
+# Done means: the same spans in the file and at each receiver
+# --------------------------------------------------------------------------
+
+
+def test_same_spans_in_file_and_at_grpc_and_http_receivers(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    grpc_receiver: Receiver,
+    http_receiver: Receiver,
+) -> None:
+    """One contended workload run three times (jsonfile, otlp/grpc, otlp/http): the same
+    spans, attributes, parents and links arrive everywhere, in tracedsync's scope, with
+    the service name in the resource."""
+    arrived: dict[str, tuple[list[ExportTraceServiceRequest], Run]] = {}
+
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "tracedsync-tests")
+    tracedsync.configure(exporters=["jsonfile"], output_dir=str(tmp_path))
+    run = contended_workload()
+    assert tracedsync.flush(10)
+    tracedsync.shutdown()
+    arrived["jsonfile"] = (_file_requests(tmp_path), run)
+
+    for receiver in (grpc_receiver, http_receiver):
+        point_otlp_at(monkeypatch, receiver)
+        tracedsync.configure(exporters=["otlp"])
+        run = contended_workload()
+        assert tracedsync.flush(10)
+        tracedsync.shutdown()
+        arrived[receiver.protocol] = (list(receiver.received.traces), run)
+
+    assert list(arrived) == ["jsonfile", "grpc", "http/protobuf"]
+    canonical = {}
+    for where, (requests, run) in arrived.items():
+        canonical[where] = canonical_spans(requests, run)
+        assert summary(canonical[where]) == EXPECTED, where
+        assert _scopes(requests) == {"tracedsync"}, where
+        _links_share_trace_of_target(requests)
+        for attrs in _resource_attrs(requests):
+            assert attrs["service.name"] == "tracedsync-tests", where
+            assert attrs["process.pid"] == os.getpid()
+    assert canonical["grpc"] == canonical["jsonfile"]
+    assert canonical["http/protobuf"] == canonical["jsonfile"]
+
+
+def test_app_spans_never_reach_tracedsync_receivers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: Receiver
+) -> None:
+    """With tracedsync's own provider, the app's spans stay in the app's exporter and
+    never reach tracedsync's receiver or files, yet the wait span is the child of the
+    app span current in the waiting thread (same trace id, parent span id)."""
+    point_otlp_at(monkeypatch, receiver)
+    tracedsync.configure(exporters=["otlp", "jsonfile"], output_dir=str(tmp_path))
+    tracer, app_spans = _app_tracer()
+    lock = tracedsync.Lock()
+
+    def in_request(fn: Callable[[], None]) -> None:
+        with tracer.start_as_current_span("request"):
+            fn()
+
+    Contention(lock).run(in_request)
+    assert tracedsync.flush(10)
+    (request,) = app_spans.get_finished_spans()
+    for where, requests in (
+        ("receiver", receiver.received.traces),
+        ("file", _file_requests(tmp_path)),
+    ):
+        spans = [span for _, _, span in iter_spans(requests)]
+        assert sorted(s.name for s in spans) == ["lock.hold", "lock.wait"], where
+        assert _scopes(requests) == {"tracedsync"}, where
+        (wait,) = [s for s in spans if s.name == "lock.wait"]
+        assert _ids(wait.trace_id, wait.parent_span_id) == (
+            request.context.trace_id,
+            request.context.span_id,
+        ), where
+    # And nothing of tracedsync's went the other way.
+    assert [s.name for s in app_spans.get_finished_spans()] == ["request"]
+
+
+# --------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------
+
+
+def _metric_points(request: Any) -> dict[str, list[Any]]:
+    """metric name -> data points of tracedsync's scope in one metrics request."""
+    out: dict[str, list[Any]] = {}
+    for rm in request.resource_metrics:
+        for sm in rm.scope_metrics:
+            assert sm.scope.name == "tracedsync"
+            for metric in sm.metrics:
+                data = getattr(metric, metric.WhichOneof("data"))
+                out.setdefault(metric.name, []).extend(data.data_points)
+    return out
+
+
+def _stats_by_key() -> dict[tuple[str, str], dict[str, Any]]:
+    """tracedsync.stats() summed by (kind, name), as metrics report them."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for s in tracedsync.stats():
+        entry = out.setdefault(
+            (s.kind, s.name),
+            {
+                "acquisitions": 0,
+                "contentions": 0,
+                "timeouts": 0,
+                "wait_total": 0.0,
+                "hold_total": 0.0,
+                "wait_histogram": [0] * len(s.wait_histogram),
+                "hold_histogram": [0] * len(s.hold_histogram),
+            },
+        )
+        for key in ("acquisitions", "contentions", "timeouts", "wait_total", "hold_total"):
+            entry[key] += getattr(s, key)
+        for key in ("wait_histogram", "hold_histogram"):
+            entry[key] = [a + b for a, b in zip(entry[key], getattr(s, key), strict=True)]
+    return out
+
+
+def test_metrics_arrive_and_totals_equal_stats(
+    monkeypatch: pytest.MonkeyPatch, receiver: Receiver
+) -> None:
+    """Sums and histograms arrive with sync.kind/sync.name, cumulative, and every point
+    equals tracedsync.stats() for its primitive."""
+    point_otlp_at(monkeypatch, receiver)
+    tracedsync.configure(exporters=["otlp"])
+    run = contended_workload()
+    counter_lock = tracedsync.Lock()
+    start = threading.Barrier(4)
+
+    def work() -> None:
+        start.wait()
+        for _ in range(500):
+            with counter_lock:
+                pass
+
+    run_threads(*[work] * 4)
+    assert tracedsync.flush(10)
+    assert receiver.received.metrics
+    request = receiver.received.metrics[-1]
+    (resource_metrics,) = request.resource_metrics
+    assert _attrs(resource_metrics.resource)["service.name"] == "tracedsync-tests"
+    points = _metric_points(request)
+    for metric in (
+        "tracedsync.acquisitions",
+        "tracedsync.contentions",
+        "tracedsync.timeouts",
+        "tracedsync.wait.time",
+        "tracedsync.hold.time",
+        "tracedsync.wait.duration",
+        "tracedsync.hold.duration",
+    ):
+        assert points.get(metric), metric
+    metrics = {
+        m.name: m for rm in request.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+    }
+    assert metrics["tracedsync.acquisitions"].sum.is_monotonic
+    assert metrics["tracedsync.acquisitions"].sum.aggregation_temporality == 2  # cumulative
+    assert metrics["tracedsync.hold.duration"].histogram.aggregation_temporality == 2
+    assert metrics["tracedsync.wait.time"].unit == "s"
+
+    stats = _stats_by_key()
+    ours = {(p.kind, p.name) for p in [*run.primitives.values(), counter_lock]}
+    seen: set[tuple[str, str]] = set()
+    for metric, data_points in points.items():
+        if metric.startswith("tracedsync.telemetry."):
+            continue
+        for p in data_points:
+            attrs = _attrs(p)
+            key = (attrs["sync.kind"], attrs["sync.name"])
+            seen.add(key)
+            s = stats[key]
+            if metric == "tracedsync.acquisitions":
+                assert p.as_int == s["acquisitions"], key
+            elif metric == "tracedsync.contentions":
+                assert p.as_int == s["contentions"], key
+            elif metric == "tracedsync.timeouts":
+                assert p.as_int == s["timeouts"], key
+            elif metric == "tracedsync.wait.time":
+                assert p.as_double == pytest.approx(s["wait_total"]), key
+            elif metric == "tracedsync.hold.time":
+                assert p.as_double == pytest.approx(s["hold_total"]), key
+            elif metric in ("tracedsync.wait.duration", "tracedsync.hold.duration"):
+                which = "wait" if metric == "tracedsync.wait.duration" else "hold"
+                assert list(p.bucket_counts) == s[f"{which}_histogram"], key
+                assert p.count == sum(s[f"{which}_histogram"]), key
+                assert p.sum == pytest.approx(s[f"{which}_total"]), key
+                assert list(p.explicit_bounds) == list(tracedsync.HISTOGRAM_BOUNDS)
+            else:
+                raise AssertionError(f"unexpected metric {metric}")
+    assert ours <= seen
+    # The workload's own numbers, so the equalities above are not vacuous.
+    counter = stats[("lock", counter_lock.name)]
+    assert counter["acquisitions"] == 2000
+    assert sum(counter["hold_histogram"]) == 2000
+    tight = stats[("lock", run.primitives["tight_lock"].name)]
+    assert (tight["acquisitions"], tight["timeouts"]) == (1, 1)
+    jobs = stats[("event", run.primitives["jobs"].name)]
+    assert jobs["timeouts"] == 1
+
+
+# --------------------------------------------------------------------------
+# Several exporters, compression
+# --------------------------------------------------------------------------
+
+
+def test_console_jsonfile_and_otlp_all_receive(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    receiver: Receiver,
+) -> None:
+    """TRACEDSYNC_EXPORTERS=console,jsonfile,otlp: the console line, the spans file
+    and the receiver all get the wait."""
+    point_otlp_at(monkeypatch, receiver)
+    monkeypatch.setenv("TRACEDSYNC_EXPORTERS", "console,jsonfile,otlp")
+    monkeypatch.setenv("TRACEDSYNC_OUTPUT_DIR", str(tmp_path))
+    cfg = tracedsync.configure()
+    assert cfg.exporters == ("console", "jsonfile", "otlp")
+    lock = tracedsync.Lock()
+    Contention(lock).run()
+    assert tracedsync.flush(10)
+    err = capsys.readouterr().err
+    assert "waiter waited" in err and lock.name in err
+    for requests in (_file_requests(tmp_path), receiver.received.traces):
+        names = sorted(s.name for _, _, s in iter_spans(requests))
+        assert names == ["lock.hold", "lock.wait"]
+    assert receiver.received.metrics
+    assert glob.glob(str(tmp_path / "metrics-*.jsonl"))
+
+
+def test_http_gzip_bodies_arrive(monkeypatch: pytest.MonkeyPatch, http_receiver: Receiver) -> None:
+    """OTEL_EXPORTER_OTLP_COMPRESSION=gzip: protobuf bodies are gzipped and still arrive."""
+    point_otlp_at(monkeypatch, http_receiver)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    tracedsync.configure(exporters=["otlp"])
+    Contention(tracedsync.Lock()).run()
+    assert tracedsync.flush(10)
+    assert sorted(s.name for _, _, s in http_receiver.received.spans()) == [
+        "lock.hold",
+        "lock.wait",
+    ]
+    assert http_receiver.received.metrics
+    requests = http_receiver.received.http_requests
+    assert {path for path, _, _ in requests} == {"/v1/traces", "/v1/metrics"}
+    assert {(ctype, enc) for _, ctype, enc in requests} == {("application/x-protobuf", "gzip")}
