@@ -10,8 +10,10 @@ from __future__ import annotations
 import glob
 import os
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +25,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tracedsync
-from tests.conftest import run_threads
+from tests.conftest import LogCollector, run_threads
 from tests.exporters.conftest import point_otlp_at
 from tests.helpers import HOLDER_SITES, Contention
 from tests.otlp_proto import parse_trace_line
 from tests.receivers import Receiver, iter_spans
+from tracedsync import config, recorder
 
 # --------------------------------------------------------------------------
 # The workload: contention inside app spans, a timed-out wait, an idle wait
@@ -472,3 +475,177 @@ def test_http_gzip_bodies_arrive(monkeypatch: pytest.MonkeyPatch, http_receiver:
     requests = http_receiver.received.http_requests
     assert {path for path, _, _ in requests} == {"/v1/traces", "/v1/metrics"}
     assert {(ctype, enc) for _, ctype, enc in requests} == {("application/x-protobuf", "gzip")}
+
+
+# --------------------------------------------------------------------------
+# Faults: collector down, refusing, going away and coming back
+# --------------------------------------------------------------------------
+
+
+def _busy_workload() -> None:
+    """Contention that produces records all along, plus plain lock traffic."""
+    lock = tracedsync.Lock()
+    for _ in range(10):
+        Contention(lock, extra_hold=0.012).run()
+    counter_lock = tracedsync.Lock()
+    start = threading.Barrier(4)
+
+    def work() -> None:
+        start.wait()
+        for _ in range(2000):
+            with counter_lock:
+                pass
+
+    run_threads(*[work] * 4)
+
+
+def _timed(fn: Callable[[], None]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+@contextmanager
+def _accounted() -> Iterator[dict[str, int]]:
+    """Yields a dict filled, on exit, with the record counts produced inside."""
+    acc = recorder.accounting
+    before = (acc.produced, acc.exported, acc.dropped, acc.failed)
+    out: dict[str, int] = {}
+    yield out
+    after = (acc.produced, acc.exported, acc.dropped, acc.failed)
+    for key, b, a in zip(("produced", "exported", "dropped", "failed"), before, after, strict=True):
+        out[key] = a - b
+
+
+def _shutdown_and_check_thread() -> None:
+    """Shut down; the pipeline thread must have ended within the shutdown timeout."""
+    pipe = config.pipeline()
+    assert pipe is not None and pipe.thread is not None
+    thread = pipe.thread
+    tracedsync.shutdown()
+    # shutdown() joins with the shutdown timeout: alive now means it overran.
+    assert not thread.is_alive(), "pipeline thread outlived tracedsync.shutdown()"
+
+
+def _failure_events(logs: LogCollector) -> Counter[tuple[str, str]]:
+    return Counter((e["exporter"], e["error"]) for e in logs.named("exporter_failed"))
+
+
+def _expected_failing(receiver: Receiver) -> set[str]:
+    return {f"otlp-traces-{receiver.protocol}", f"otlp-metrics-{receiver.protocol}"}
+
+
+def _check_failed_once(logs: LogCollector, receiver: Receiver, err: str) -> None:
+    events = _failure_events(logs)
+    assert set(events.values()) == {1}, events
+    assert {exporter for exporter, _ in events} == _expected_failing(receiver)
+    for exporter in _expected_failing(receiver):
+        assert err.count(f"tracedsync: exporter {exporter} failed") == 1, err
+
+
+@pytest.mark.slow
+def test_collector_down_app_runs_at_full_speed_and_failures_are_counted(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    receiver: Receiver,
+) -> None:
+    """Nothing listening: the workload runs as fast as with no exporter at all, flush and
+    shutdown finish within the shutdown timeout, every record is counted failed
+    (produced == exported + dropped + failed) and exporter_failed is logged once per
+    exporter and kind of error."""
+    tracedsync.configure()  # no exporter: the baseline
+    baseline = min(_timed(_busy_workload) for _ in range(2))
+    tracedsync.shutdown()
+
+    receiver.stop()  # the collector is down from the start
+    point_otlp_at(monkeypatch, receiver, timeout_s=1)
+    monkeypatch.setenv("TRACEDSYNC_SHUTDOWN_TIMEOUT_MS", "10000")
+    logs = LogCollector()
+    with _accounted() as counts:
+        tracedsync.configure(exporters=["otlp", logs])
+        down = min(_timed(_busy_workload) for _ in range(2))
+        assert tracedsync.flush(), "flush did not finish within the shutdown timeout"
+        _shutdown_and_check_thread()
+
+    # Generous: exports retry for a second each; an app waiting on them would
+    # take many times longer.
+    assert down < 4 * baseline, (down, baseline)
+    assert counts["produced"] >= 40  # two busy runs of ten contended rounds
+    assert counts["produced"] == counts["exported"] + counts["dropped"] + counts["failed"]
+    assert counts["exported"] == 0
+    assert counts["failed"] > 0
+    assert receiver.received.traces == [] and receiver.received.metrics == []
+    _check_failed_once(logs, receiver, capsys.readouterr().err)
+
+
+@pytest.mark.slow
+def test_collector_refusing_is_counted_and_reported_once(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    receiver: Receiver,
+) -> None:
+    """A collector answering UNAVAILABLE (gRPC) or 503 (HTTP) to everything: the
+    exporters reach it and give up within their timeout, records are counted failed,
+    exporter_failed is logged once per exporter and kind."""
+    receiver.refusing = True
+    point_otlp_at(monkeypatch, receiver, timeout_s=1)
+    monkeypatch.setenv("TRACEDSYNC_SHUTDOWN_TIMEOUT_MS", "10000")
+    logs = LogCollector()
+    with _accounted() as counts:
+        tracedsync.configure(exporters=["otlp", logs])
+        for _ in range(3):
+            Contention(tracedsync.Lock()).run()
+            assert tracedsync.flush()
+        _shutdown_and_check_thread()
+
+    assert receiver.received.refused["traces"] >= 3
+    assert receiver.received.refused["metrics"] >= 3
+    assert receiver.received.traces == [] and receiver.received.metrics == []
+    assert counts["produced"] == 6
+    assert counts["failed"] == 6
+    assert counts["produced"] == counts["exported"] + counts["dropped"] + counts["failed"]
+    _check_failed_once(logs, receiver, capsys.readouterr().err)
+
+
+@pytest.mark.slow
+def test_collector_down_mid_run_then_back(
+    monkeypatch: pytest.MonkeyPatch, receiver: Receiver
+) -> None:
+    """The collector goes away mid-run: that batch is counted failed (never queued
+    without bound); once it is back on the same port, later batches arrive again."""
+    point_otlp_at(monkeypatch, receiver, timeout_s=2)
+    logs = LogCollector()
+
+    def batch(name: str) -> None:
+        Contention(tracedsync.Lock(name=name)).run()
+        assert tracedsync.flush(30)
+
+    def arrived(name: str) -> bool:
+        return any(_attrs(s)["sync.name"] == name for _, _, s in receiver.received.spans())
+
+    with _accounted() as counts:
+        tracedsync.configure(exporters=["otlp", logs])
+        batch("before")
+        assert arrived("before")
+        metrics_before = len(receiver.received.metrics)
+
+        receiver.stop()
+        failed_before = recorder.accounting.failed
+        batch("while-down")
+        assert recorder.accounting.failed - failed_before == 2
+
+        receiver.restart()
+        for attempt in range(5):
+            batch(f"after-{attempt}")
+            if arrived(f"after-{attempt}"):
+                break
+        else:
+            raise AssertionError("no batch arrived after the collector came back")
+        _shutdown_and_check_thread()
+
+    assert not arrived("while-down")
+    assert len(receiver.received.metrics) > metrics_before
+    assert counts["produced"] == counts["exported"] + counts["dropped"] + counts["failed"]
+    assert counts["failed"] >= 2
+    assert counts["exported"] >= 4
+    assert logs.named("exporter_failed")

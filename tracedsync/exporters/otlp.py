@@ -69,10 +69,15 @@ def _metric_exporter(proto: str) -> Any:
 
 
 def create_otlp_exporters(config: Any, resource: Any, scope: Any) -> list[Exporter]:
-    """A span and a metric exporter for the configured protocols."""
+    """A span and a metric exporter for the configured protocols.
+
+    Each has its own name (``otlp-traces-grpc``, ``otlp-metrics-http/protobuf``):
+    they may go to different endpoints and fail for different reasons, and
+    ``exporter_failed`` is reported once per exporter and kind of error.
+    """
     traces = protocol("traces")
     metrics = protocol("metrics")
     return [
-        SpanExporterAdapter(_span_exporter(traces), resource, scope, name=f"otlp-{traces}"),
-        MetricExporterAdapter(_metric_exporter(metrics), name=f"otlp-{metrics}"),
+        SpanExporterAdapter(_span_exporter(traces), resource, scope, name=f"otlp-traces-{traces}"),
+        MetricExporterAdapter(_metric_exporter(metrics), name=f"otlp-metrics-{metrics}"),
     ]
