@@ -649,3 +649,26 @@ def test_collector_down_mid_run_then_back(
     assert counts["failed"] >= 2
     assert counts["exported"] >= 4
     assert logs.named("exporter_failed")
+
+
+@pytest.mark.slow
+def test_shutdown_cuts_exporter_retries_short(
+    monkeypatch: pytest.MonkeyPatch, receiver: Receiver
+) -> None:
+    """OTLP timeout (30 s of retries) far above the shutdown timeout (1 s): shutdown
+    still ends the pipeline thread within its timeout, and every record is accounted
+    for (counted failed), none left in flight."""
+    receiver.stop()
+    point_otlp_at(monkeypatch, receiver, timeout_s=30)
+    monkeypatch.setenv("TRACEDSYNC_SHUTDOWN_TIMEOUT_MS", "1000")
+    with _accounted() as counts:
+        tracedsync.configure(exporters=["otlp"])
+        for _ in range(3):
+            Contention(tracedsync.Lock()).run()
+        # The export retries for up to 30 s: a flush cannot finish in time.
+        assert not tracedsync.flush(0.5)
+        Contention(tracedsync.Lock()).run()
+        _shutdown_and_check_thread()
+    assert counts["produced"] == 8
+    assert counts["failed"] == 8
+    assert counts["produced"] == counts["exported"] + counts["dropped"] + counts["failed"]

@@ -69,6 +69,7 @@ class SpanExporterAdapter(Exporter):
         self.resource = resource
         self.scope = scope
         self.name = name or type(exporter).__name__
+        self._aborted = False
 
     def export_spans(self, spans: Sequence[SpanData]) -> None:
         readable = [to_readable_span(s, self.resource, self.scope) for s in spans]
@@ -80,6 +81,17 @@ class SpanExporterAdapter(Exporter):
         self.exporter.force_flush(int(timeout_s * 1000))
 
     def shutdown(self, timeout_s: float) -> None:
+        if not self._aborted:
+            self.exporter.shutdown()
+
+    def abort(self) -> None:
+        # The SDK exporters' shutdown() may be called from another thread
+        # while export() runs (BatchSpanProcessor does): it ends their retry
+        # backoff at once, and export() returns FAILURE from then on. An
+        # exporter the caller passed in stays theirs: it is not shut down.
+        if not self.owned:
+            return
+        self._aborted = True
         self.exporter.shutdown()
 
 
@@ -91,6 +103,7 @@ class MetricExporterAdapter(Exporter):
     def __init__(self, exporter: Any, name: str | None = None) -> None:
         self.exporter = exporter
         self.name = name or type(exporter).__name__
+        self._aborted = False
 
     def export_metrics(self, metrics: Any) -> None:
         result = self.exporter.export(metrics, timeout_millis=10_000)
@@ -101,4 +114,11 @@ class MetricExporterAdapter(Exporter):
         self.exporter.force_flush(int(timeout_s * 1000))
 
     def shutdown(self, timeout_s: float) -> None:
-        self.exporter.shutdown(timeout_millis=timeout_s * 1000)
+        if not self._aborted:
+            self.exporter.shutdown(timeout_millis=timeout_s * 1000)
+
+    def abort(self) -> None:
+        if not self.owned:
+            return
+        self._aborted = True
+        self.exporter.shutdown(timeout_millis=0)
