@@ -535,18 +535,28 @@ def _expected_failing(receiver: Receiver) -> set[str]:
     return {f"otlp-traces-{receiver.protocol}", f"otlp-metrics-{receiver.protocol}"}
 
 
-def _check_failed_once(logs: LogCollector, receiver: Receiver, err: str) -> None:
+def _check_failed_once(
+    logs: LogCollector, receiver: Receiver, err: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """exporter_failed once per exporter and kind, with the exporter's own reason;
+    one stderr line each; none of the official exporters' per-batch log lines."""
     events = _failure_events(logs)
     assert set(events.values()) == {1}, events
     assert {exporter for exporter, _ in events} == _expected_failing(receiver)
+    for event in logs.named("exporter_failed"):
+        assert event["detail"].startswith(f"{event['exporter']} returned FAILURE: ")
+        assert "Failed to" in event["detail"]  # the official exporter's own words
     for exporter in _expected_failing(receiver):
         assert err.count(f"tracedsync: exporter {exporter} failed") == 1, err
+    leaked = [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry")]
+    assert not leaked
 
 
 @pytest.mark.slow
 def test_collector_down_app_runs_at_full_speed_and_failures_are_counted(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
     receiver: Receiver,
 ) -> None:
     """Nothing listening: the workload runs as fast as with no exporter at all, flush and
@@ -575,13 +585,14 @@ def test_collector_down_app_runs_at_full_speed_and_failures_are_counted(
     assert counts["exported"] == 0
     assert counts["failed"] > 0
     assert receiver.received.traces == [] and receiver.received.metrics == []
-    _check_failed_once(logs, receiver, capsys.readouterr().err)
+    _check_failed_once(logs, receiver, capsys.readouterr().err, caplog)
 
 
 @pytest.mark.slow
 def test_collector_refusing_is_counted_and_reported_once(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
     receiver: Receiver,
 ) -> None:
     """A collector answering UNAVAILABLE (gRPC) or 503 (HTTP) to everything: the
@@ -604,7 +615,7 @@ def test_collector_refusing_is_counted_and_reported_once(
     assert counts["produced"] == 6
     assert counts["failed"] == 6
     assert counts["produced"] == counts["exported"] + counts["dropped"] + counts["failed"]
-    _check_failed_once(logs, receiver, capsys.readouterr().err)
+    _check_failed_once(logs, receiver, capsys.readouterr().err, caplog)
 
 
 @pytest.mark.slow
@@ -672,3 +683,27 @@ def test_shutdown_cuts_exporter_retries_short(
     assert counts["produced"] == 8
     assert counts["failed"] == 8
     assert counts["produced"] == counts["exported"] + counts["dropped"] + counts["failed"]
+
+
+def test_apps_own_otlp_exporter_still_logs(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, receiver: Receiver
+) -> None:
+    """tracedsync keeps only its own calls' exporter log lines out of the app's logs:
+    the app's own OTLP exporter, failing on the app's thread, logs as usual."""
+    receiver.refusing = True
+    point_otlp_at(monkeypatch, receiver, timeout_s=0.5)
+    tracedsync.configure(exporters=["otlp"])  # installs tracedsync's log filter
+    if receiver.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[assignment]
+            OTLPSpanExporter,
+        )
+    app_exporter = OTLPSpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(app_exporter))
+    with provider.get_tracer("app").start_as_current_span("request"):
+        pass
+    provider.shutdown()
+    assert receiver.received.refused["traces"] >= 1
+    assert [r for r in caplog.records if r.name.startswith("opentelemetry.exporter.otlp")]
