@@ -26,10 +26,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import tracedsync
 from tests.conftest import LogCollector, run_threads
-from tests.exporters.conftest import point_otlp_at
 from tests.helpers import HOLDER_SITES, Contention
 from tests.otlp_proto import parse_trace_line
-from tests.receivers import Receiver, iter_spans
+from tests.receivers import Receiver, iter_spans, point_otlp_at
 from tracedsync import config, recorder
 
 # --------------------------------------------------------------------------
