@@ -2,8 +2,9 @@
 
 Each receiver binds port 0, keeps every export request it accepted (parsed
 into the ``opentelemetry.proto`` messages) and can be told to refuse
-(gRPC ``UNAVAILABLE``, HTTP 503), to stop (nothing listens on its port any
-more: the collector is down) and to start again on the same port. Servers
+(gRPC ``UNAVAILABLE``, HTTP 503), to stall (hold calls unanswered: a slow
+collector), to stop (nothing listens on its port any more: the collector
+is down) and to start again on the same port. Servers
 are always shut down and their threads joined with a timeout.
 
 No mocks: the official OTLP exporters talk to these over real sockets;
@@ -48,6 +49,10 @@ class Received:
         self.metrics: list[ExportMetricsServiceRequest] = []
         #: Export calls answered with UNAVAILABLE / 503, per signal.
         self.refused = {"traces": 0, "metrics": 0}
+        #: Export calls held by stall() (then refused, never stored), per signal.
+        self.stalled = {"traces": 0, "metrics": 0}
+        #: Calls being held right now.
+        self.holding = 0
         #: HTTP only: (path, content-type, content-encoding) of every request.
         self.http_requests: list[tuple[str, str, str]] = []
 
@@ -63,6 +68,13 @@ class Received:
     def add_refused(self, signal: str) -> None:
         with self._cond:
             self.refused[signal] += 1
+            self._cond.notify_all()
+
+    def add_stalled(self, signal: str, delta: int) -> None:
+        with self._cond:
+            if delta > 0:
+                self.stalled[signal] += 1
+            self.holding += delta
             self._cond.notify_all()
 
     def wait_for(self, predicate: Callable[[Received], bool], timeout: float = 20.0) -> bool:
@@ -101,6 +113,8 @@ class Receiver:
         self.refusing = False
         self.port = 0
         self.running = False
+        self._answering = threading.Event()
+        self._answering.set()
 
     @property
     def endpoint(self) -> str:
@@ -113,6 +127,29 @@ class Receiver:
 
     def stop(self) -> None:
         raise NotImplementedError
+
+    def stall(self) -> None:
+        """Hold every export call unanswered until :meth:`resume` (a slow collector).
+
+        A held call is then refused and its data dropped, as by a collector
+        that gave up: the exporter timed out long before.
+        """
+        self._answering.clear()
+
+    def resume(self) -> None:
+        self._answering.set()
+
+    def held(self, signal: str) -> bool:
+        """Called by a handler: wait while stalled; True if this call was held."""
+        if self._answering.is_set():
+            return False
+        self.received.add_stalled(signal, +1)
+        try:
+            # Bounded, so that a forgotten resume() never hangs a test.
+            self._answering.wait(JOIN_TIMEOUT / 2)
+        finally:
+            self.received.add_stalled(signal, -1)
+        return True
 
     def restart(self) -> None:
         """Start again on the same port (the collector comes back)."""
@@ -163,6 +200,8 @@ class GrpcReceiver(Receiver):
         self._executor: futures.ThreadPoolExecutor | None = None
 
     def handle(self, signal: str, request: Any, context: Any) -> None:
+        if self.held(signal):
+            context.abort(grpc.StatusCode.UNAVAILABLE, "test receiver stalled")
         if self.refusing:
             self.received.add_refused(signal)
             context.abort(grpc.StatusCode.UNAVAILABLE, "test receiver refusing")
@@ -191,6 +230,7 @@ class GrpcReceiver(Receiver):
         if not self.running:
             return
         self.running = False
+        self.resume()  # stalled handlers answer and end
         server, self._server = self._server, None
         stopped = server.stop(grace=None)
         assert stopped.wait(JOIN_TIMEOUT), "grpc receiver did not stop"
@@ -240,6 +280,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, b"unknown path", "text/plain")
             return
         signal, request_type, response_type = route
+        if receiver.held(signal):
+            self._reply(503, b"test receiver stalled", "text/plain")
+            return
         if receiver.refusing:
             receiver.received.add_refused(signal)
             self._reply(503, b"test receiver refusing", "text/plain")
@@ -260,11 +303,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(200, response_type().SerializeToString(), "application/x-protobuf")
 
     def _reply(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the client gave up (its timeout) while we stalled
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: tests read the receiver's storage, not its access log
@@ -310,6 +356,7 @@ class HttpReceiver(Receiver):
         if not self.running:
             return
         self.running = False
+        self.resume()  # stalled handlers answer and end
         server, thread = self._server, self._thread
         self._server = self._thread = None
         assert server is not None and thread is not None

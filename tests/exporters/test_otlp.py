@@ -552,21 +552,26 @@ def _check_failed_once(
 
 
 @pytest.mark.slow
-def test_collector_down_app_runs_at_full_speed_and_failures_are_counted(
+@pytest.mark.parametrize("fault", ["down", "stalled"])
+def test_collector_down_or_slow_app_runs_at_full_speed_and_failures_are_counted(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
     receiver: Receiver,
+    fault: str,
 ) -> None:
-    """Nothing listening: the workload runs as fast as with no exporter at all, flush and
-    shutdown finish within the shutdown timeout, every record is counted failed
-    (produced == exported + dropped + failed) and exporter_failed is logged once per
-    exporter and kind of error."""
+    """Nothing listening, or a collector that never answers in time: the workload runs
+    as fast as with no exporter at all, flush and shutdown finish within the shutdown
+    timeout, every record is counted failed (produced == exported + dropped + failed)
+    and exporter_failed is logged once per exporter and kind of error."""
     tracedsync.configure()  # no exporter: the baseline
     baseline = min(_timed(_busy_workload) for _ in range(2))
     tracedsync.shutdown()
 
-    receiver.stop()  # the collector is down from the start
+    if fault == "down":
+        receiver.stop()  # the collector is down from the start
+    else:
+        receiver.stall()  # it accepts calls and never answers within the timeout
     point_otlp_at(monkeypatch, receiver, timeout_s=1)
     monkeypatch.setenv("TRACEDSYNC_SHUTDOWN_TIMEOUT_MS", "10000")
     logs = LogCollector()
@@ -584,6 +589,9 @@ def test_collector_down_app_runs_at_full_speed_and_failures_are_counted(
     assert counts["exported"] == 0
     assert counts["failed"] > 0
     assert receiver.received.traces == [] and receiver.received.metrics == []
+    if fault == "stalled":
+        assert receiver.received.stalled["traces"] > 0
+        assert receiver.received.stalled["metrics"] > 0
     _check_failed_once(logs, receiver, capsys.readouterr().err, caplog)
 
 
@@ -682,6 +690,38 @@ def test_shutdown_cuts_exporter_retries_short(
     assert counts["produced"] == 8
     assert counts["failed"] == 8
     assert counts["produced"] == counts["exported"] + counts["dropped"] + counts["failed"]
+
+
+@pytest.mark.slow
+def test_shutdown_returns_in_time_with_a_call_stuck_in_a_stalled_collector(
+    monkeypatch: pytest.MonkeyPatch, receiver: Receiver
+) -> None:
+    """An export call held by a collector that does not answer (30 s OTLP timeout,
+    1 s shutdown timeout): shutdown() returns in time. The gRPC call is cancelled and
+    the thread ends; an HTTP request in flight cannot be cancelled, so that thread
+    ends when the request does, having taken nothing more; every record is accounted."""
+    receiver.stall()
+    point_otlp_at(monkeypatch, receiver, timeout_s=30)
+    monkeypatch.setenv("TRACEDSYNC_SHUTDOWN_TIMEOUT_MS", "1000")
+    with _accounted() as counts:
+        tracedsync.configure(exporters=["otlp"])
+        Contention(tracedsync.Lock()).run()
+        assert not tracedsync.flush(0.2)
+        assert receiver.received.wait_for(lambda r: r.stalled["traces"] >= 1)
+        pipe = config.pipeline()
+        assert pipe is not None and pipe.thread is not None
+        thread = pipe.thread
+        tracedsync.shutdown()
+        # It returned while the collector still sits on the call.
+        assert receiver.received.holding >= 1
+        if receiver.protocol == "grpc":
+            assert not thread.is_alive()
+        receiver.resume()  # the held request is answered (refused): it ends
+        thread.join(15)
+        assert not thread.is_alive()
+    assert counts["produced"] == 2
+    assert counts["produced"] == counts["exported"] + counts["dropped"] + counts["failed"]
+    assert receiver.received.traces == []
 
 
 def test_apps_own_otlp_exporter_still_logs(
