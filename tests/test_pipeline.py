@@ -189,7 +189,9 @@ def test_idle_wait_spans_and_outcomes(spans: InMemorySpanExporter) -> None:
 
 def test_uncontended_operations_record_nothing(spans: InMemorySpanExporter) -> None:
     """Fast paths below the thresholds produce no record and no span."""
-    tracedsync.configure(exporters=[spans])
+    # A hold threshold no hold can reach: on a loaded machine a thread
+    # descheduled inside `with` holds for more than the default 10 ms.
+    tracedsync.configure(exporters=[spans], hold_threshold_ms=60_000)
     lock, rlock, sem = tracedsync.Lock(), tracedsync.RLock(), tracedsync.Semaphore(2)
     produced = recorder.accounting.produced
     for _ in range(2000):
