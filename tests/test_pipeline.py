@@ -290,6 +290,35 @@ def test_full_buffer_drops_are_counted_and_reported(logs: LogCollector) -> None:
     assert event["level"] == "warning"
 
 
+def test_drops_are_reported_by_the_configuration_they_happened_in(
+    logs: LogCollector,
+) -> None:
+    """Drops counted under one configuration are not reported again by the next one's
+    pipeline (the record counts are per process, the reports per pipeline)."""
+    gated = _GatedExporter()
+    tracedsync.configure(exporters=[gated], hold_threshold_ms=0, buffer_size=16)
+    dropped_before = recorder.accounting.dropped
+    lock = tracedsync.Lock()
+    with lock:
+        pass
+    tracedsync.flush(0.01)
+    assert gated.entered.wait(10)
+    for _ in range(40):
+        with lock:
+            pass
+    gated.gate.set()
+    assert tracedsync.flush(10)
+    assert recorder.accounting.dropped > dropped_before
+    tracedsync.shutdown()
+
+    tracedsync.configure(exporters=[logs], hold_threshold_ms=0)
+    with lock:
+        pass
+    assert tracedsync.flush(10)
+    assert logs.named("long_hold")
+    assert logs.named("telemetry_dropped") == []
+
+
 class _FailingExporter(Exporter):
     name = "failing"
     wants_spans = True

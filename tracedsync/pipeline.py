@@ -168,7 +168,8 @@ class Pipeline:
         self._ready: list[SpanData] = []
         self._failures_seen: set[tuple[str, str]] = set()
         self._failure_counts: dict[str, int] = {}
-        self._dropped_reported = 0
+        # Accounting is per process: report only the drops from now on.
+        self._dropped_reported = recorder.accounting.dropped
         self._suppressed_reported = 0
         self._last_metrics = 0.0
         self._start_ns = time.time_ns()
