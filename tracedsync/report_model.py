@@ -1,0 +1,1004 @@
+"""What ``tracedsync report`` computes from the files (internal).
+
+Everything is streamed: metrics lines are reduced to the snapshots that
+matter (the last one of each process, or the two around a time window),
+spans to per-primitive, per-call-site and per-thread aggregates with bounded
+quantile sketches. Memory grows with the number of distinct primitives,
+sites and threads, never with the number of spans.
+
+Durations are integers in nanoseconds here; the renderers convert.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import heapq
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from tracedsync.report_input import (
+    InputFile,
+    ReportError,
+    any_value,
+    attributes,
+    nanos,
+    number,
+    read_lines,
+    resource_identity,
+)
+
+SCOPE = "tracedsync"
+KINDS = ("lock", "rlock", "condition", "semaphore", "bounded_semaphore", "event", "barrier")
+LOCK_KINDS = frozenset({"lock", "rlock", "semaphore", "bounded_semaphore"})
+#: Log events that mirror spans (the spans are the source of truth).
+SPAN_MIRRORS = frozenset({"long_wait", "long_hold"})
+#: Findings stored in full; past this, they are only counted.
+MAX_FINDINGS = 1000
+#: Holder threads remembered per (site, holder site).
+MAX_HOLDER_THREADS = 8
+
+_SPAN_NAMES = {f"{k}.{w}": (k, w == "wait") for k in KINDS for w in ("wait", "hold")}
+
+
+# -- histograms and sketches ------------------------------------------------------
+
+
+class Hist:
+    """An explicit-bucket histogram (seconds), as in OTLP: mergeable, subtractable."""
+
+    __slots__ = ("bounds", "count", "counts", "max", "min", "sum")
+
+    def __init__(
+        self,
+        bounds: Sequence[float],
+        counts: Sequence[int],
+        total: float,
+        lo: float | None,
+        hi: float | None,
+    ) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = list(counts)
+        self.count = sum(self.counts)
+        self.sum = total
+        self.min = lo
+        self.max = hi
+
+    def copy(self) -> Hist:
+        return Hist(self.bounds, self.counts, self.sum, self.min, self.max)
+
+    def _aligned(self, other: Hist) -> list[int]:
+        if other.bounds == self.bounds:
+            return other.counts
+        # Different bounds (another producer): put each bucket where its upper
+        # bound falls in ours.
+        out = [0] * len(self.counts)
+        for i, c in enumerate(other.counts):
+            upper = other.bounds[i] if i < len(other.bounds) else math.inf
+            j = 0
+            while j < len(self.bounds) and upper > self.bounds[j]:
+                j += 1
+            out[j] += c
+        return out
+
+    def add(self, other: Hist) -> None:
+        for i, c in enumerate(self._aligned(other)):
+            self.counts[i] += c
+        self.count = sum(self.counts)
+        self.sum += other.sum
+        if other.min is not None:
+            self.min = other.min if self.min is None else min(self.min, other.min)
+        if other.max is not None:
+            self.max = other.max if self.max is None else max(self.max, other.max)
+
+    def subtract(self, earlier: Hist) -> None:
+        """What happened after the cumulative snapshot ``earlier``."""
+        for i, c in enumerate(self._aligned(earlier)):
+            self.counts[i] = max(0, self.counts[i] - c)
+        self.count = sum(self.counts)
+        self.sum = max(0.0, self.sum - earlier.sum)
+        self.min = None
+        top = self._top_upper()
+        if top is not None and self.max is not None:
+            self.max = min(self.max, top)
+
+    def _top_upper(self) -> float | None:
+        for i in range(len(self.counts) - 1, -1, -1):
+            if self.counts[i]:
+                return self.bounds[i] if i < len(self.bounds) else None
+        return 0.0
+
+    def quantile(self, q: float) -> float | None:
+        """The ``q`` quantile, interpolated inside its bucket (None when empty).
+
+        The first bucket (up to ~1 µs) holds the acquisitions that did not
+        wait: a quantile there is its lower end, 0.
+        """
+        if self.count <= 0:
+            return None
+        rank = q * self.count
+        seen = 0
+        for i, c in enumerate(self.counts):
+            if not c:
+                continue
+            if seen + c >= rank:
+                lower = self.bounds[i - 1] if i > 0 else (self.min or 0.0)
+                if i == 0:
+                    return lower
+                upper = self.bounds[i] if i < len(self.bounds) else (self.max or lower)
+                if self.max is not None:
+                    upper = min(upper, self.max)
+                if self.min is not None:
+                    lower = max(lower, self.min)
+                upper = max(upper, lower)
+                return lower + (upper - lower) * max(0.0, rank - seen) / c
+            seen += c
+        return self.max
+
+
+class Sketch:
+    """A log-bucket histogram of nanosecond durations: 8 buckets per power of
+    two (at most 12.5% error), a few hundred buckets at most."""
+
+    __slots__ = ("buckets", "count", "max")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, int] = {}
+        self.count = 0
+        self.max = 0
+
+    def add(self, ns: int) -> None:
+        if ns < 16:
+            key = ns if ns > 0 else 0
+        else:
+            bits = ns.bit_length()
+            key = (bits << 3) | ((ns >> (bits - 4)) & 7)
+        b = self.buckets
+        b[key] = b.get(key, 0) + 1
+        self.count += 1
+        if ns > self.max:
+            self.max = ns
+
+    @staticmethod
+    def _range(key: int) -> tuple[int, int]:
+        if key < 16:
+            return key, key
+        bits, sub = key >> 3, key & 7
+        low = (8 | sub) << (bits - 4)
+        return low, low + (1 << (bits - 4)) - 1
+
+    def quantile(self, q: float) -> int | None:
+        if not self.count:
+            return None
+        rank = q * self.count
+        seen = 0
+        for key in sorted(self.buckets):
+            seen += self.buckets[key]
+            if seen >= rank:
+                low, high = self._range(key)
+                return min((low + high) // 2, self.max)
+        return self.max
+
+
+# -- aggregates -----------------------------------------------------------------------
+
+
+class MetricPoint:
+    """One primitive's cumulative metrics in one snapshot."""
+
+    __slots__ = (
+        "acquisitions",
+        "contentions",
+        "hold_hist",
+        "hold_time",
+        "timeouts",
+        "wait_hist",
+        "wait_time",
+    )
+
+    def __init__(self) -> None:
+        self.acquisitions: int | None = None
+        self.contentions = 0
+        self.timeouts = 0
+        self.wait_time = 0.0
+        self.hold_time: float | None = None
+        self.wait_hist: Hist | None = None
+        self.hold_hist: Hist | None = None
+
+    def copy(self) -> MetricPoint:
+        out = MetricPoint()
+        out.acquisitions = self.acquisitions
+        out.contentions = self.contentions
+        out.timeouts = self.timeouts
+        out.wait_time = self.wait_time
+        out.hold_time = self.hold_time
+        out.wait_hist = self.wait_hist.copy() if self.wait_hist else None
+        out.hold_hist = self.hold_hist.copy() if self.hold_hist else None
+        return out
+
+    def add(self, other: MetricPoint) -> None:
+        if other.acquisitions is not None:
+            self.acquisitions = (self.acquisitions or 0) + other.acquisitions
+        self.contentions += other.contentions
+        self.timeouts += other.timeouts
+        self.wait_time += other.wait_time
+        if other.hold_time is not None:
+            self.hold_time = (self.hold_time or 0.0) + other.hold_time
+        for attr in ("wait_hist", "hold_hist"):
+            theirs = getattr(other, attr)
+            if theirs is None:
+                continue
+            mine = getattr(self, attr)
+            if mine is None:
+                setattr(self, attr, theirs.copy())
+            else:
+                mine.add(theirs)
+
+    def subtract(self, earlier: MetricPoint) -> None:
+        if self.acquisitions is not None and earlier.acquisitions is not None:
+            self.acquisitions = max(0, self.acquisitions - earlier.acquisitions)
+        self.contentions = max(0, self.contentions - earlier.contentions)
+        self.timeouts = max(0, self.timeouts - earlier.timeouts)
+        self.wait_time = max(0.0, self.wait_time - earlier.wait_time)
+        if self.hold_time is not None and earlier.hold_time is not None:
+            self.hold_time = max(0.0, self.hold_time - earlier.hold_time)
+        if self.wait_hist is not None and earlier.wait_hist is not None:
+            self.wait_hist.subtract(earlier.wait_hist)
+        if self.hold_hist is not None and earlier.hold_hist is not None:
+            self.hold_hist.subtract(earlier.hold_hist)
+
+
+@dataclass
+class Snapshot:
+    """One metrics line of one process: cumulative values at ``time_ns``."""
+
+    time_ns: int
+    start_ns: int | None
+    points: dict[tuple[str, str], MetricPoint] = field(default_factory=dict)
+    telemetry: dict[str, float] = field(default_factory=dict)
+
+
+class HolderAgg:
+    __slots__ = ("count", "threads", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0
+        self.threads: dict[str, int] = {}
+
+
+class SiteAgg:
+    """Waits from one call site on one primitive, and who blocked them."""
+
+    __slots__ = ("count", "function", "holders", "max", "sketch", "timeouts", "total")
+
+    def __init__(self, function: str) -> None:
+        self.function = function
+        self.count = 0
+        self.total = 0
+        self.max = 0
+        self.timeouts = 0
+        self.sketch = Sketch()
+        self.holders: dict[str, HolderAgg] = {}
+
+
+class PrimAgg:
+    """One primitive (kind and name, summed over processes)."""
+
+    __slots__ = (
+        "hold_max",
+        "hold_sketch",
+        "hold_spans",
+        "hold_total",
+        "kind",
+        "metrics",
+        "name",
+        "sites",
+        "wait_max",
+        "wait_sketch",
+        "wait_spans",
+        "wait_timeouts",
+        "wait_total",
+    )
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.metrics: MetricPoint | None = None
+        self.wait_spans = 0
+        self.wait_total = 0
+        self.wait_max = 0
+        self.wait_timeouts = 0
+        self.wait_sketch = Sketch()
+        self.hold_spans = 0
+        self.hold_total = 0
+        self.hold_max = 0
+        self.hold_sketch = Sketch()
+        self.sites: dict[str, SiteAgg] = {}
+
+
+class ThreadAgg:
+    __slots__ = (
+        "by_prim",
+        "hold_total",
+        "holds",
+        "name",
+        "pid",
+        "tid",
+        "wait_max",
+        "wait_total",
+        "waits",
+    )
+
+    def __init__(self, pid: int | None, tid: int | None, name: str) -> None:
+        self.pid = pid
+        self.tid = tid
+        self.name = name
+        self.waits = 0
+        self.wait_total = 0
+        self.wait_max = 0
+        self.holds = 0
+        self.hold_total = 0
+        self.by_prim: dict[tuple[str, str], int] = {}
+
+
+@dataclass
+class Finding:
+    event: str
+    level: str
+    time_ns: int | None
+    timestamp: str
+    message: str
+    thread: str | None
+    primitive: str | None
+    fields: dict[str, Any]
+    source: str
+
+
+@dataclass
+class Filters:
+    kinds: frozenset[str] = frozenset()
+    names: tuple[str, ...] = ()
+    #: Absolute bounds (ns since the epoch), resolved before the spans pass.
+    since_ns: int | None = None
+    until_ns: int | None = None
+
+    def primitive(self, kind: str, name: str) -> bool:
+        if self.kinds and kind not in self.kinds:
+            return False
+        return not self.names or any(fnmatch.fnmatchcase(name, g) for g in self.names)
+
+
+#: Receives each kept span: (pid, run, attrs, is_wait, kind, name, start_ns,
+#: end_ns, span_id, linked hold span ids).
+SpanSink = Callable[["SpanEvent"], None]
+
+
+class SpanEvent:
+    """A tracedsync wait or hold span, as the timeline writers see it."""
+
+    __slots__ = (
+        "attrs",
+        "end_ns",
+        "is_wait",
+        "kind",
+        "links",
+        "name",
+        "pid",
+        "run",
+        "span_id",
+        "start_ns",
+    )
+
+    def __init__(
+        self,
+        pid: int | None,
+        run: str | None,
+        attrs: dict[str, Any],
+        is_wait: bool,
+        kind: str,
+        name: str,
+        start_ns: int,
+        end_ns: int,
+        span_id: str,
+        links: list[str],
+    ) -> None:
+        self.pid = pid
+        self.run = run
+        self.attrs = attrs
+        self.is_wait = is_wait
+        self.kind = kind
+        self.name = name
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.span_id = span_id
+        self.links = links
+
+
+def site_of(attrs: dict[str, Any]) -> str:
+    path = attrs.get("code.file.path")
+    line = attrs.get("code.line.number")
+    if path is None:
+        return "?"
+    return f"{path}:{line}" if line is not None else str(path)
+
+
+def parse_timestamp(text: Any) -> int | None:
+    """ISO 8601 (``...Z`` or an offset; naive means UTC) to ns since the epoch."""
+    if not isinstance(text, str) or not text:
+        return None
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+class Analysis:
+    """Streams the files once and keeps bounded aggregates."""
+
+    def __init__(
+        self,
+        filters: Filters | None = None,
+        *,
+        warn: Callable[[str], None] | None = None,
+        max_line_bytes: int | None = None,
+    ) -> None:
+        self.filters = filters or Filters()
+        self.warn_cb = warn
+        self.max_line_bytes = max_line_bytes
+        self.warnings: list[str] = []
+        self.files: list[str] = []
+        self.runs: dict[str, set[int]] = {}
+        self.start_ns: int | None = None
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
+        # spans
+        self.spans_read = 0
+        self.spans_used = 0
+        self.spans_filtered = 0
+        self.foreign_spans = 0
+        self.foreign_scopes: dict[str, int] = {}
+        self.other_spans: dict[str, int] = {}
+        self.other_signals = 0
+        self.prims: dict[tuple[str, str], PrimAgg] = {}
+        self.threads: dict[tuple[int | None, int | None, str], ThreadAgg] = {}
+        # metrics: per process key, the snapshots kept
+        self._latest: dict[tuple[str | None, int | None], Snapshot] = {}
+        self._base: dict[tuple[str | None, int | None], Snapshot] = {}
+        self._end: dict[tuple[str | None, int | None], Snapshot] = {}
+        self.metric_lines = 0
+        self.telemetry: dict[str, float] = {}
+        # logs
+        self.findings: list[Finding] = []
+        self.finding_counts: dict[str, int] = {}
+        self.log_lines = 0
+        self.sinks: list[SpanSink] = []
+        self._prescan_start: int | None = None
+
+    # -- helpers ---------------------------------------------------------------
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        if self.warn_cb is not None:
+            self.warn_cb(message)
+
+    def _lines(self, path: str, limit: int | None = None) -> Iterable[tuple[int, Any]]:
+        kwargs: dict[str, Any] = {"warn": self.warn, "limit": limit}
+        if self.max_line_bytes is not None:
+            kwargs["max_line_bytes"] = self.max_line_bytes
+        return read_lines(path, **kwargs)
+
+    def _note_process(self, run: str | None, pid: int | None) -> None:
+        if run is not None:
+            pids = self.runs.setdefault(run, set())
+            if pid is not None:
+                pids.add(pid)
+
+    # -- reading ------------------------------------------------------------------
+
+    def run_start(self, files: Sequence[InputFile]) -> int | None:
+        """When the run began: the earliest process start in the metrics, else
+        the earliest span start in the first line of each spans file."""
+        starts: list[int] = []
+        for f in files:
+            if f.signal not in (None, "metrics", "spans"):
+                continue
+            try:
+                for _, doc in self._lines(f.path, limit=1):
+                    starts.extend(_first_times(doc))
+            except ReportError:
+                continue  # reported properly by the full pass
+        self._prescan_start = min(starts) if starts else None
+        return self._prescan_start
+
+    def read(self, files: Sequence[InputFile]) -> None:
+        """Read every file: metrics first, then spans, then logs."""
+        order = {"metrics": 0, None: 1, "spans": 1, "logs": 2}
+        self.files = [f.path for f in files]
+        for f in sorted(files, key=lambda f: order.get(f.signal, 1)):
+            if f.signal == "logs":
+                self._read_logs(f)
+            else:
+                self._read_otlp(f)
+        self._finish_metrics()
+
+    def _read_otlp(self, f: InputFile) -> None:
+        for lineno, doc in self._lines(f.path):
+            where = f"{f.path}:{lineno}"
+            if not isinstance(doc, dict):
+                raise ReportError(f"{where}: not an OTLP export request (a JSON {_kind(doc)})")
+            if "resourceSpans" in doc:
+                self._spans_doc(doc["resourceSpans"], where)
+            elif "resourceMetrics" in doc:
+                self._metrics_doc(doc["resourceMetrics"], where)
+            elif "resourceLogs" in doc:
+                self.other_signals += 1
+            elif "event" in doc and f.signal is None:
+                self._log_event(doc, where, f)
+            else:
+                raise ReportError(
+                    f"{where}: not an OTLP export request "
+                    "(no resourceSpans, resourceMetrics or resourceLogs)"
+                )
+
+    # -- spans --------------------------------------------------------------------------
+
+    def _spans_doc(self, resource_spans: Any, where: str) -> None:
+        if not isinstance(resource_spans, list):
+            raise ReportError(f"{where}: resourceSpans is not a list")
+        for rs in resource_spans:
+            if not isinstance(rs, dict):
+                raise ReportError(f"{where}: a resourceSpans entry is not an object")
+            run, pid, _ = resource_identity(rs.get("resource"))
+            self._note_process(run, pid)
+            scope_spans = rs.get("scopeSpans", [])
+            if not isinstance(scope_spans, list):
+                raise ReportError(f"{where}: scopeSpans is not a list")
+            for ss in scope_spans:
+                if not isinstance(ss, dict):
+                    raise ReportError(f"{where}: a scopeSpans entry is not an object")
+                spans = ss.get("spans", [])
+                if not isinstance(spans, list):
+                    raise ReportError(f"{where}: spans is not a list")
+                scope = ss.get("scope")
+                scope_name = scope.get("name") if isinstance(scope, dict) else None
+                if scope_name != SCOPE:
+                    self.foreign_spans += len(spans)
+                    label = str(scope_name) if scope_name else "(no scope)"
+                    self.foreign_scopes[label] = self.foreign_scopes.get(label, 0) + len(spans)
+                    continue
+                for span in spans:
+                    self._span(span, run, pid, where)
+
+    def _span(self, span: Any, run: str | None, pid: int | None, where: str) -> None:
+        if not isinstance(span, dict):
+            raise ReportError(f"{where}: a span is not an object")
+        self.spans_read += 1
+        span_name = span.get("name")
+        known = _SPAN_NAMES.get(span_name) if isinstance(span_name, str) else None
+        if known is None:
+            label = str(span_name)[:100]
+            self.other_spans[label] = self.other_spans.get(label, 0) + 1
+            return
+        attrs = attributes(span.get("attributes"))
+        kind = attrs.get("sync.kind")
+        name = attrs.get("sync.name")
+        if not isinstance(kind, str) or not isinstance(name, str):
+            missing = [
+                k for k, v in (("sync.kind", kind), ("sync.name", name)) if not isinstance(v, str)
+            ]
+            raise ReportError(
+                f"{where}: tracedsync span {span_name!r} ({span.get('spanId')}) lacks "
+                f"{' and '.join(missing)}"
+            )
+        start = nanos(span.get("startTimeUnixNano"))
+        end = nanos(span.get("endTimeUnixNano"))
+        if start is None or end is None:
+            raise ReportError(f"{where}: span {span_name!r} has no valid start or end time")
+        if end < start:
+            end = start
+        is_wait = known[1]
+        filters = self.filters
+        if (filters.since_ns is not None and end < filters.since_ns) or (
+            filters.until_ns is not None and start > filters.until_ns
+        ):
+            self.spans_filtered += 1
+            return
+        if not filters.primitive(kind, name):
+            self.spans_filtered += 1
+            return
+        self.spans_used += 1
+        if self.first_ns is None or start < self.first_ns:
+            self.first_ns = start
+        if self.last_ns is None or end > self.last_ns:
+            self.last_ns = end
+        dur = end - start
+        key = (kind, name)
+        prim = self.prims.get(key)
+        if prim is None:
+            prim = self.prims[key] = PrimAgg(kind, name)
+        tname = attrs.get("thread.name")
+        tid = attrs.get("thread.id")
+        tkey = (
+            pid,
+            tid if isinstance(tid, int) else None,
+            str(tname) if tname is not None else "?",
+        )
+        thread = self.threads.get(tkey)
+        if thread is None:
+            thread = self.threads[tkey] = ThreadAgg(*tkey)
+        if is_wait:
+            prim.wait_spans += 1
+            prim.wait_total += dur
+            if dur > prim.wait_max:
+                prim.wait_max = dur
+            prim.wait_sketch.add(dur)
+            timed_out = attrs.get("sync.outcome") == "timeout"
+            if timed_out:
+                prim.wait_timeouts += 1
+            site = site_of(attrs)
+            s = prim.sites.get(site)
+            if s is None:
+                s = prim.sites[site] = SiteAgg(str(attrs.get("code.function.name") or ""))
+            s.count += 1
+            s.total += dur
+            if dur > s.max:
+                s.max = dur
+            if timed_out:
+                s.timeouts += 1
+            s.sketch.add(dur)
+            hsite = attrs.get("sync.holder.site")
+            hname = attrs.get("sync.holder.thread.name")
+            if hsite is not None or hname is not None:
+                hkey = str(hsite) if hsite is not None else "?"
+                h = s.holders.get(hkey)
+                if h is None:
+                    h = s.holders[hkey] = HolderAgg()
+                h.count += 1
+                h.total += dur
+                if hname is not None:
+                    hn = str(hname)
+                    if hn in h.threads or len(h.threads) < MAX_HOLDER_THREADS:
+                        h.threads[hn] = h.threads.get(hn, 0) + 1
+            thread.waits += 1
+            thread.wait_total += dur
+            if dur > thread.wait_max:
+                thread.wait_max = dur
+            thread.by_prim[key] = thread.by_prim.get(key, 0) + dur
+        else:
+            prim.hold_spans += 1
+            prim.hold_total += dur
+            if dur > prim.hold_max:
+                prim.hold_max = dur
+            prim.hold_sketch.add(dur)
+            thread.holds += 1
+            thread.hold_total += dur
+        if self.sinks:
+            links = span.get("links")
+            linked = [
+                str(li.get("spanId"))
+                for li in (links if isinstance(links, list) else ())
+                if isinstance(li, dict) and li.get("spanId")
+            ]
+            event = SpanEvent(
+                pid, run, attrs, is_wait, kind, name, start, end, str(span.get("spanId")), linked
+            )
+            for sink in self.sinks:
+                sink(event)
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    def _metrics_doc(self, resource_metrics: Any, where: str) -> None:
+        if not isinstance(resource_metrics, list):
+            raise ReportError(f"{where}: resourceMetrics is not a list")
+        self.metric_lines += 1
+        for rm in resource_metrics:
+            if not isinstance(rm, dict):
+                raise ReportError(f"{where}: a resourceMetrics entry is not an object")
+            run, pid, _ = resource_identity(rm.get("resource"))
+            self._note_process(run, pid)
+            snap = _snapshot(rm.get("scopeMetrics", []), where)
+            if snap is None:
+                continue
+            self._keep(snap, (run, pid))
+
+    def _keep(self, snap: Snapshot, key: tuple[str | None, int | None]) -> None:
+        latest = self._latest.get(key)
+        if latest is None or snap.time_ns >= latest.time_ns:
+            self._latest[key] = snap
+        since, until = self.filters.since_ns, self.filters.until_ns
+        if since is not None and snap.time_ns <= since:
+            base = self._base.get(key)
+            if base is None or snap.time_ns >= base.time_ns:
+                self._base[key] = snap
+        if until is not None and snap.time_ns >= until:
+            end = self._end.get(key)
+            if end is None or snap.time_ns < end.time_ns:
+                self._end[key] = snap
+
+    def _finish_metrics(self) -> None:
+        self.start_ns = self._prescan_start
+        for key, latest in self._latest.items():
+            if self.start_ns is None or (
+                latest.start_ns is not None and latest.start_ns < self.start_ns
+            ):
+                self.start_ns = latest.start_ns
+            end = self._end.get(key, latest)
+            base = self._base.get(key)
+            until = self.filters.until_ns
+            if until is not None and end.start_ns is not None and end.start_ns > until:
+                continue  # the process started after the window
+            if base is not None and base.time_ns >= end.time_ns:
+                continue  # nothing recorded inside the window
+            for pkey, point in end.points.items():
+                if not self.filters.primitive(*pkey):
+                    continue
+                value = point.copy()
+                if base is not None and pkey in base.points:
+                    value.subtract(base.points[pkey])
+                prim = self.prims.get(pkey)
+                if prim is None:
+                    prim = self.prims[pkey] = PrimAgg(*pkey)
+                if prim.metrics is None:
+                    prim.metrics = value
+                else:
+                    prim.metrics.add(value)
+            for name, v in end.telemetry.items():
+                earlier = base.telemetry.get(name, 0.0) if base is not None else 0.0
+                self.telemetry[name] = self.telemetry.get(name, 0.0) + max(0.0, v - earlier)
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def _read_logs(self, f: InputFile) -> None:
+        for lineno, doc in self._lines(f.path):
+            where = f"{f.path}:{lineno}"
+            if not isinstance(doc, dict) or not isinstance(doc.get("event"), str):
+                raise ReportError(f'{where}: not a tracedsync log event (no "event" field)')
+            self._log_event(doc, where, f)
+
+    def _log_event(self, doc: dict[str, Any], where: str, f: InputFile) -> None:
+        self.log_lines += 1
+        event = doc["event"]
+        if not isinstance(event, str):
+            raise ReportError(f'{where}: "event" is not a string')
+        if event in SPAN_MIRRORS:
+            return
+        time_ns = parse_timestamp(doc.get("timestamp"))
+        filters = self.filters
+        if time_ns is not None and (
+            (filters.since_ns is not None and time_ns < filters.since_ns)
+            or (filters.until_ns is not None and time_ns > filters.until_ns)
+        ):
+            return
+        prim_name = doc.get("sync.name")
+        prim_kind = doc.get("sync.kind")
+        if isinstance(prim_name, str):
+            if filters.names and not _names_match(filters.names, prim_name):
+                return
+            if filters.kinds and isinstance(prim_kind, str) and prim_kind not in filters.kinds:
+                return
+        self.finding_counts[event] = self.finding_counts.get(event, 0) + 1
+        if len(self.findings) >= MAX_FINDINGS:
+            return
+        thread = doc.get("thread.name")
+        fields = {
+            k: v for k, v in doc.items() if k not in ("timestamp", "level", "event", "message")
+        }
+        message = doc.get("message")
+        self.findings.append(
+            Finding(
+                event=event,
+                level=str(doc.get("level", "")),
+                time_ns=time_ns,
+                timestamp=str(doc.get("timestamp", "")),
+                message=str(message) if message is not None else _default_message(event, doc),
+                thread=str(thread) if thread is not None else None,
+                primitive=str(prim_name) if prim_name is not None else None,
+                fields=fields,
+                source=where,
+            )
+        )
+
+    # -- results -----------------------------------------------------------------------
+
+    def top_bars(self, limit: int) -> TopSpans:
+        top = TopSpans(limit)
+        self.sinks.append(top.add)
+        return top
+
+
+def _names_match(globs: Sequence[str], name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, g) for g in globs)
+
+
+def _default_message(event: str, doc: dict[str, Any]) -> str:
+    if event == "telemetry_dropped":
+        return (
+            f"tracedsync dropped {doc.get('dropped')} records "
+            f"({doc.get('dropped_total')} of {doc.get('produced_total')} in all)"
+        )
+    if event == "exporter_failed":
+        return f"exporter {doc.get('exporter')} failed: {doc.get('error')}: {doc.get('detail')}"
+    return ""
+
+
+def _kind(value: Any) -> str:
+    return {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+        type(value), "null"
+    )
+
+
+def _first_times(doc: Any) -> list[int]:
+    """Start times in the first line of a file (for the run start)."""
+    out: list[int] = []
+    if not isinstance(doc, dict):
+        return out
+    for rm in doc.get("resourceMetrics", []) or []:
+        for sm in (rm.get("scopeMetrics", []) if isinstance(rm, dict) else []) or []:
+            for metric in (sm.get("metrics", []) if isinstance(sm, dict) else []) or []:
+                if not isinstance(metric, dict):
+                    continue
+                for data in metric.values():
+                    if isinstance(data, dict):
+                        for p in data.get("dataPoints", []) or []:
+                            t = nanos(p.get("startTimeUnixNano")) if isinstance(p, dict) else None
+                            if t:
+                                out.append(t)
+                                break
+    for rs in doc.get("resourceSpans", []) or []:
+        for ss in (rs.get("scopeSpans", []) if isinstance(rs, dict) else []) or []:
+            scope = ss.get("scope") if isinstance(ss, dict) else None
+            if not isinstance(scope, dict) or scope.get("name") != SCOPE:
+                continue
+            for span in ss.get("spans", []) or []:
+                t = nanos(span.get("startTimeUnixNano")) if isinstance(span, dict) else None
+                if t:
+                    out.append(t)
+    return out
+
+
+_SUMS = {
+    "tracedsync.acquisitions": "acquisitions",
+    "tracedsync.contentions": "contentions",
+    "tracedsync.timeouts": "timeouts",
+    "tracedsync.wait.time": "wait_time",
+    "tracedsync.hold.time": "hold_time",
+}
+_HISTS = {"tracedsync.wait.duration": "wait_hist", "tracedsync.hold.duration": "hold_hist"}
+_TELEMETRY_PREFIX = "tracedsync.telemetry."
+
+
+def _snapshot(scope_metrics: Any, where: str) -> Snapshot | None:
+    if not isinstance(scope_metrics, list):
+        raise ReportError(f"{where}: scopeMetrics is not a list")
+    snap: Snapshot | None = None
+    for sm in scope_metrics:
+        if not isinstance(sm, dict):
+            raise ReportError(f"{where}: a scopeMetrics entry is not an object")
+        scope = sm.get("scope")
+        if not isinstance(scope, dict) or scope.get("name") != SCOPE:
+            continue
+        metrics = sm.get("metrics", [])
+        if not isinstance(metrics, list):
+            raise ReportError(f"{where}: metrics is not a list")
+        for metric in metrics:
+            if not isinstance(metric, dict):
+                raise ReportError(f"{where}: a metric is not an object")
+            mname = metric.get("name")
+            if not isinstance(mname, str):
+                continue
+            if "sum" in metric:
+                body, is_hist = metric["sum"], False
+            elif "histogram" in metric:
+                body, is_hist = metric["histogram"], True
+            elif "gauge" in metric:
+                body, is_hist = metric["gauge"], False
+            else:
+                continue
+            points = body.get("dataPoints", []) if isinstance(body, dict) else None
+            if not isinstance(points, list):
+                raise ReportError(f"{where}: metric {mname!r} has no dataPoints list")
+            for point in points:
+                if not isinstance(point, dict):
+                    raise ReportError(f"{where}: a data point of {mname!r} is not an object")
+                t = nanos(point.get("timeUnixNano")) or 0
+                if snap is None:
+                    snap = Snapshot(t, nanos(point.get("startTimeUnixNano")))
+                else:
+                    snap.time_ns = max(snap.time_ns, t)
+                    s0 = nanos(point.get("startTimeUnixNano"))
+                    if s0 is not None and (snap.start_ns is None or s0 < snap.start_ns):
+                        snap.start_ns = s0
+                if mname.startswith(_TELEMETRY_PREFIX):
+                    v = number(point.get("asInt", point.get("asDouble")))
+                    if v is not None:
+                        key = mname[len(_TELEMETRY_PREFIX) :]
+                        snap.telemetry[key] = snap.telemetry.get(key, 0.0) + v
+                    continue
+                target = _HISTS.get(mname) if is_hist else _SUMS.get(mname)
+                if target is None:
+                    continue
+                attrs = attributes(point.get("attributes"))
+                kind, name = attrs.get("sync.kind"), attrs.get("sync.name")
+                if not isinstance(kind, str) or not isinstance(name, str):
+                    raise ReportError(f"{where}: a {mname} data point lacks sync.kind or sync.name")
+                mp = snap.points.get((kind, name))
+                if mp is None:
+                    mp = snap.points[(kind, name)] = MetricPoint()
+                if is_hist:
+                    setattr(mp, target, _hist(point, where, mname))
+                else:
+                    v = number(point.get("asInt", point.get("asDouble")))
+                    if v is None:
+                        raise ReportError(f"{where}: a {mname} data point has no value")
+                    current = getattr(mp, target)
+                    if target in ("acquisitions", "contentions", "timeouts"):
+                        setattr(mp, target, (current or 0) + int(v))
+                    else:
+                        setattr(mp, target, (current or 0.0) + float(v))
+    return snap
+
+
+def _hist(point: dict[str, Any], where: str, mname: str) -> Hist:
+    counts = point.get("bucketCounts", [])
+    bounds = point.get("explicitBounds", [])
+    if not isinstance(counts, list) or not isinstance(bounds, list):
+        raise ReportError(f"{where}: a {mname} data point has malformed buckets")
+    c = [number(x) for x in counts]
+    b = [number(x) for x in bounds]
+    if any(x is None for x in c) or any(x is None for x in b) or len(c) != len(b) + 1:
+        raise ReportError(f"{where}: a {mname} data point has malformed buckets")
+    total = number(point.get("sum")) or 0.0
+    lo, hi = number(point.get("min")), number(point.get("max"))
+    return Hist(
+        [float(x) for x in b if x is not None],
+        [int(x) for x in c if x is not None],
+        float(total),
+        float(lo) if lo is not None else None,
+        float(hi) if hi is not None else None,
+    )
+
+
+class TopSpans:
+    """The ``limit`` longest spans seen (for the HTML timeline): a min-heap."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.heap: list[tuple[int, int, SpanEvent]] = []
+        self.seen = 0
+
+    def add(self, event: SpanEvent) -> None:
+        self.seen += 1
+        item = (event.end_ns - event.start_ns, self.seen, event)
+        if len(self.heap) < self.limit:
+            heapq.heappush(self.heap, item)
+        elif item[0] > self.heap[0][0]:
+            heapq.heapreplace(self.heap, item)
+
+    def spans(self) -> list[SpanEvent]:
+        return sorted((e for _, _, e in self.heap), key=lambda e: e.start_ns)
+
+
+__all__ = [
+    "Analysis",
+    "Filters",
+    "Finding",
+    "Hist",
+    "PrimAgg",
+    "SiteAgg",
+    "Sketch",
+    "SpanEvent",
+    "ThreadAgg",
+    "TopSpans",
+    "any_value",
+    "parse_timestamp",
+]
