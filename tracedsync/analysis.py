@@ -45,6 +45,7 @@ __all__ = [
 FORMATS = ("table", "json", "html", "perfetto")
 DEFAULT_TOP = 10
 DEFAULT_MAX_BARS = 20_000
+DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
 
 _HELP_EPILOG = """\
 PATH is an output directory (its latest run; --all-runs or --run ID for others)
@@ -126,6 +127,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_BARS,
         metavar="N",
         help=f"html: the N longest waits and holds drawn (default: {DEFAULT_MAX_BARS})",
+    )
+    parser.add_argument(
+        "--jobs",
+        "-j",
+        type=_positive_int,
+        default=DEFAULT_JOBS,
+        metavar="N",
+        help=f"worker processes for big inputs (default here: {DEFAULT_JOBS}; 1: none)",
     )
     parser.add_argument(
         "--max-line-bytes",
@@ -341,6 +350,7 @@ def command(args: argparse.Namespace) -> int:
         warn=warn,
         max_line_bytes=args.max_line_bytes,
     )
+    analysis.jobs = args.jobs
     start = analysis.run_start(selection.files)
     if args.since:
         analysis.filters.since_ns = parse_time(args.since, start, "--since")
@@ -363,6 +373,7 @@ def command(args: argparse.Namespace) -> int:
             from tracedsync.report_html import BarCollector
 
             bars = BarCollector(args.max_bars)
+            analysis.bars = bars
             analysis.sinks.append(bars.add)
         analysis.read(selection.files)
         full = build_document(analysis)

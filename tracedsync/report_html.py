@@ -41,10 +41,12 @@ class BarCollector:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.seen = 0
+        self._seq = 0
         self._heap: list[tuple[int, int, _Bar]] = []
 
     def add(self, ev: SpanEvent) -> None:
         self.seen += 1
+        self._seq += 1
         dur = ev.end_ns - ev.start_ns
         heap = self._heap
         if len(heap) >= self.limit and dur <= heap[0][0]:
@@ -67,11 +69,27 @@ class BarCollector:
             str(outcome) if outcome is not None else None,
             ev.span_id,
         )
-        item = (dur, self.seen, bar)
+        item = (dur, self._seq, bar)
         if len(heap) < self.limit:
             heapq.heappush(heap, item)
         else:
             heapq.heapreplace(heap, item)
+
+    def items(self) -> tuple[int, list[tuple[int, int, _Bar]]]:
+        """How many spans were seen and the kept entries, to merge elsewhere."""
+        return self.seen, list(self._heap)
+
+    def merge(self, items: tuple[int, list[tuple[int, int, _Bar]]]) -> None:
+        """Add what another collector (a worker's) saw and kept."""
+        seen, entries = items
+        heap = self._heap
+        for dur, _, bar in entries:
+            self._seq += 1
+            if len(heap) < self.limit:
+                heapq.heappush(heap, (dur, self._seq, bar))
+            elif dur > heap[0][0]:
+                heapq.heapreplace(heap, (dur, self._seq, bar))
+        self.seen += seen
 
     def bars(self) -> list[_Bar]:
         return sorted((b for _, _, b in self._heap), key=lambda b: (b[1], b[2]))

@@ -149,8 +149,14 @@ def read_lines(
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     warn: Callable[[str], None] | None = None,
     limit: int | None = None,
+    start: int = 0,
+    end: int | None = None,
+    first_line: int = 0,
 ) -> Iterator[tuple[int, Any]]:
     """``(line number, parsed JSON)`` for each line of ``path``.
+
+    ``start``/``end`` read only the lines in that byte range (``start`` at the
+    beginning of a line; ``first_line`` lines come before it).
 
     A line that is not JSON raises :class:`ReportError` naming ``path:line``,
     except a last line without its newline (a process killed mid-write): that
@@ -163,15 +169,19 @@ def read_lines(
     except OSError as exc:
         raise ReportError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        lineno = 0
+        lineno = first_line
         parsed = 0
-        while True:
+        pos = start
+        if start:
+            handle.seek(start)
+        while end is None or pos < end:
             try:
                 raw = handle.readline(max_line_bytes + 1)
             except OSError as exc:
                 raise ReportError(f"{path}:{lineno + 1}: read error: {exc.strerror}") from None
             if not raw:
                 return
+            pos += len(raw)
             lineno += 1
             complete = raw.endswith(b"\n")
             if not complete and len(raw) > max_line_bytes:
@@ -199,6 +209,38 @@ def read_lines(
                 return
     finally:
         handle.close()
+
+
+def split_lines(path: str, chunk_bytes: int) -> list[tuple[int, int, int]]:
+    """Cut a file into ranges of about ``chunk_bytes`` that end at line ends:
+    ``(start, end, lines before start)`` each."""
+    out: list[tuple[int, int, int]] = []
+    pos = lines = chunk_start = chunk_lines = 0
+    target = chunk_bytes
+    try:
+        with open(path, "rb") as handle:
+            while True:
+                block = handle.read(1 << 20)
+                if not block:
+                    break
+                offset = 0
+                while pos + len(block) > target:
+                    i = block.find(b"\n", max(offset, target - pos))
+                    if i < 0:
+                        break
+                    lines += block.count(b"\n", offset, i + 1)
+                    end = pos + i + 1
+                    out.append((chunk_start, end, chunk_lines))
+                    chunk_start, chunk_lines = end, lines
+                    offset = i + 1
+                    target = end + chunk_bytes
+                lines += block.count(b"\n", offset)
+                pos += len(block)
+    except OSError as exc:
+        raise ReportError(f"cannot read {path}: {exc.strerror}") from None
+    if chunk_start < pos:
+        out.append((chunk_start, pos, chunk_lines))
+    return out
 
 
 # -- OTLP JSON values -----------------------------------------------------------

@@ -295,7 +295,8 @@ def format_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], width
 
     # Names first keep a comfortable width, then the least useful columns go,
     # then names shrink to their minimum, then anything but the first goes.
-    shrink_flex(32)
+    drop(3)
+    shrink_flex(40)
     drop(6)
     for i in keep:
         if columns[i].flex:
