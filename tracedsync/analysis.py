@@ -335,6 +335,19 @@ def _default_paths() -> list[str]:
 
 def command(args: argparse.Namespace) -> int:
     """Run ``tracedsync report``; 0, 1 (a --fail-on breach) or raise ReportError."""
+    try:
+        return _command(args)
+    except BrokenPipeError:
+        # `tracedsync report | head`: the reader left; say nothing more.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
+
+
+def _command(args: argparse.Namespace) -> int:
     kinds = _split(args.kind)
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:

@@ -159,7 +159,8 @@ def _tables(doc: dict[str, Any]) -> str:
         parts.append("<p>No primitives.</p>")
     else:
         parts.append(
-            '<table class="prims"><thead><tr><th>kind</th><th>name</th><th>calls</th>'
+            '<div class="scroll"><table class="prims"><thead><tr><th>kind</th><th>name</th>'
+            "<th>calls</th>"
             "<th>contentions</th><th>rate</th>"
             '<th class="w">wait total</th><th class="w">p50</th><th class="w">p95</th>'
             '<th class="w">p99</th><th class="w">max</th>'
@@ -197,7 +198,7 @@ def _tables(doc: dict[str, Any]) -> str:
                     f"{_d(site['total'])}, p95 {_d(site['p95'])}, max {_d(site['max'])}"
                     f"{'<ul>' + holders + '</ul>' if holders else ''}</td></tr>"
                 )
-        parts.append("</tbody></table>")
+        parts.append("</tbody></table></div>")
         if any(p["source"] == "spans" for p in doc["primitives"]):
             parts.append("<p class=note>* no metrics: numbers from spans only.</p>")
     parts.append("</section><section><h2>Threads <small>by time waiting</small></h2>")
@@ -205,7 +206,8 @@ def _tables(doc: dict[str, Any]) -> str:
         parts.append("<p>No wait or hold spans.</p>")
     else:
         parts.append(
-            "<table><thead><tr><th>thread</th><th>pid</th><th>waits</th><th>waited</th>"
+            '<div class="scroll"><table class="threads"><thead><tr><th>thread</th>'
+            "<th>pid</th><th>waits</th><th>waited</th>"
             "<th>max wait</th><th>held</th><th>most waited on</th></tr></thead><tbody>"
         )
         for t in doc["threads"]:
@@ -215,7 +217,7 @@ def _tables(doc: dict[str, Any]) -> str:
                 f"<td>{_d(t['wait_total'])}</td><td>{_d(t['wait_max'])}</td>"
                 f"<td>{_d(t['hold_total'])}</td><td>{_e(most['name']) if most else '-'}</td></tr>"
             )
-        parts.append("</tbody></table>")
+        parts.append("</tbody></table></div>")
     parts.append("</section><section><h2>Findings</h2>")
     tel = doc["telemetry"]
     items = []
@@ -333,6 +335,8 @@ tr.site ul{margin:2px 0 4px;padding-left:20px}
 .findings li.error,.findings li.critical{color:#b42318}
 .findings li.warning{color:#9a6700}
 .note{color:var(--mute)}
+.scroll{overflow-x:auto}
+table.threads td:last-child,table.threads th:last-child{text-align:left}
 </style></head>
 """
 

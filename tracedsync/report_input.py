@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracedsync._format import clean
 from tracedsync.cli import CliError
 
 #: ``spans-<run>-<pid>.jsonl`` and rotated ``spans-<run>-<pid>.<n>.jsonl``.
@@ -29,6 +30,10 @@ DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
 
 class ReportError(CliError):
     """Unusable input: one line naming the file (and line), exit code 2."""
+
+    def __init__(self, message: str) -> None:
+        # File names and values quoted from the input stay on one line.
+        super().__init__(clean(message))
 
 
 @dataclass

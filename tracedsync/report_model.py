@@ -652,11 +652,14 @@ class Analysis:
                     pool.submit(_read_chunk, path, rng, self.filters, self.max_line_bytes, limit)
                     for path, rng in tasks
                 ]
-                for future in futures:
-                    part, bars = future.result()
+                # In order (deterministic merges), dropping each result once merged.
+                futures.reverse()
+                while futures:
+                    part, bars = futures.pop().result()
                     self._merge(part)
                     if self.bars is not None:
                         self.bars.merge(bars)
+                    del part, bars
         except concurrent.futures.process.BrokenProcessPool as exc:
             raise ReportError(f"a worker process failed ({exc}); try --jobs 1") from None
 
