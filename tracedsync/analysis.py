@@ -53,10 +53,24 @@ or .jsonl files (spans-*, metrics-*, logs-*, rotated ones, or an OpenTelemetry
 Collector's file exporter output). Default: $TRACEDSYNC_OUTPUT_DIR or
 ./tracedsync-out.
 
+formats (--format):
+  table     the default: primitives by total wait with their waiting call sites
+            and the holder sites that blocked them, threads by time waiting,
+            findings; fits the terminal (or --width)
+  json      the same data with stable keys: durations in seconds, times ISO
+            8601 UTC, "format": "tracedsync-report/1"
+  html      one self-contained page (-o report.html): a per-thread timeline of
+            the --max-bars longest waits and holds (wheel zooms, drag pans,
+            hover tells what, how long, where and who held it) and the tables
+  perfetto  Chrome Trace Event JSON (-o trace.json) for ui.perfetto.dev and
+            chrome://tracing: a track per thread, waits and holds as slices,
+            arrows from a holder's release to the wait it ended
+
 times (--since, --until):
   an ISO 8601 timestamp: 2026-01-02T12:00:00Z, 2026-01-02T13:00:00+01:00
       (no offset means UTC, as in the log files), or
-  a duration from the start of the run: 30s, 1.5m, 250ms, 2h, 1m30s.
+  a duration from the start of the run (its earliest process start in the
+      metrics, else its first span): 30s, 1.5m, 250ms, 2h, 1m30s.
   Spans overlapping the window count, findings inside it; per-primitive
   numbers are the difference of the metrics snapshots just before --since and
   just after --until (snapshots are written every 10 s and at exit).

@@ -532,7 +532,7 @@ class Analysis:
         self.other_spans: dict[str, int] = {}
         self.other_signals = 0
         self.prims: dict[tuple[str, str], PrimAgg] = {}
-        self.threads: dict[tuple[int | None, int | None, str], ThreadAgg] = {}
+        self.threads: dict[tuple[int | None, str | None, str], ThreadAgg] = {}
         # metrics: per process key, the snapshots kept
         self._latest: dict[tuple[str | None, int | None], Snapshot] = {}
         self._base: dict[tuple[str | None, int | None], Snapshot] = {}
@@ -744,30 +744,72 @@ class Analysis:
                     self._span(span, run, pid, where)
 
     def _span(self, span: Any, run: str | None, pid: int | None, where: str) -> None:
-        if not isinstance(span, dict):
-            raise ReportError(f"{where}: a span is not an object")
         self.spans_read += 1
-        span_name = span.get("name")
-        known = _SPAN_NAMES.get(span_name) if isinstance(span_name, str) else None
+        try:
+            known = _SPAN_NAMES.get(span["name"])
+        except (TypeError, KeyError):
+            if not isinstance(span, dict):
+                raise ReportError(f"{where}: a span is not an object") from None
+            known = None
         if known is None:
-            label = str(span_name)[:100]
+            label = str(span.get("name"))[:100]
             self.other_spans[label] = self.other_spans.get(label, 0) + 1
             return
-        attrs = _fast_attributes(span.get("attributes"))
-        kind = attrs.get("sync.kind")
-        name = attrs.get("sync.name")
-        if not isinstance(kind, str) or not isinstance(name, str):
-            missing = [
-                k for k, v in (("sync.kind", kind), ("sync.name", name)) if not isinstance(v, str)
-            ]
-            raise ReportError(
-                f"{where}: tracedsync span {span_name!r} ({span.get('spanId')}) lacks "
-                f"{' and '.join(missing)}"
-            )
-        start = nanos(span.get("startTimeUnixNano"))
-        end = nanos(span.get("endTimeUnixNano"))
-        if start is None or end is None:
-            raise ReportError(f"{where}: span {span_name!r} has no valid start or end time")
+        # The fast path reads the encoding tracedsync writes; anything else
+        # (another encoder's choices, or broken input) takes the careful path.
+        try:
+            raw = {a["key"]: a["value"] for a in span["attributes"]}
+            kind = raw["sync.kind"]["stringValue"]
+            name = raw["sync.name"]["stringValue"]
+            start = int(span["startTimeUnixNano"])
+            end = int(span["endTimeUnixNano"])
+            g = raw.get
+            v = g("thread.name")
+            tname = v["stringValue"] if v else None
+            v = g("thread.id")
+            tid = v["intValue"] if v else None
+            v = g("code.file.path")
+            path = v["stringValue"] if v else None
+            v = g("code.line.number")
+            line = v["intValue"] if v else None
+            v = g("code.function.name")
+            function = v["stringValue"] if v else None
+            v = g("sync.outcome")
+            outcome = v["stringValue"] if v else None
+            v = g("sync.holder.site")
+            hsite = v["stringValue"] if v else None
+            v = g("sync.holder.thread.name")
+            hname = v["stringValue"] if v else None
+            if kind.__class__ is not str or name.__class__ is not str:
+                raise TypeError
+        except (TypeError, KeyError, ValueError, AttributeError):
+            attrs = attributes(span.get("attributes"))
+            kind, name = attrs.get("sync.kind"), attrs.get("sync.name")
+            if not isinstance(kind, str) or not isinstance(name, str):
+                missing = [
+                    k
+                    for k, val in (("sync.kind", kind), ("sync.name", name))
+                    if not isinstance(val, str)
+                ]
+                raise ReportError(
+                    f"{where}: tracedsync span {span.get('name')!r} ({span.get('spanId')}) "
+                    f"lacks {' and '.join(missing)}"
+                ) from None
+            t0 = nanos(span.get("startTimeUnixNano"))
+            t1 = nanos(span.get("endTimeUnixNano"))
+            if t0 is None or t1 is None:
+                raise ReportError(
+                    f"{where}: span {span.get('name')!r} has no valid start or end time"
+                ) from None
+            start, end = t0, t1
+            tname = attrs.get("thread.name")
+            tid = attrs.get("thread.id")
+            path = attrs.get("code.file.path")
+            line = attrs.get("code.line.number")
+            function = attrs.get("code.function.name")
+            outcome = attrs.get("sync.outcome")
+            hsite = attrs.get("sync.holder.site")
+            hname = attrs.get("sync.holder.thread.name")
         if end < start:
             end = start
         is_wait = known[1]
@@ -793,29 +835,23 @@ class Analysis:
         prim = self.prims.get(key)
         if prim is None:
             prim = self.prims[key] = PrimAgg(kind, name)
-        tname = attrs.get("thread.name")
-        tid = attrs.get("thread.id")
-        tkey = (
-            pid,
-            tid if isinstance(tid, int) else None,
-            str(tname) if tname is not None else "?",
-        )
+        tkey = (pid, str(tid) if tid is not None else None, str(tname) if tname else "?")
         thread = self.threads.get(tkey)
         if thread is None:
-            thread = self.threads[tkey] = ThreadAgg(*tkey)
+            thread = self.threads[tkey] = ThreadAgg(pid, _int_or_none(tid), tkey[2])
         if is_wait:
             prim.wait_spans += 1
             prim.wait_total += dur
             if dur > prim.wait_max:
                 prim.wait_max = dur
             prim.wait_sketch.add(dur)
-            timed_out = attrs.get("sync.outcome") == "timeout"
+            timed_out = outcome == "timeout"
             if timed_out:
                 prim.wait_timeouts += 1
-            site = site_of(attrs)
+            site = f"{path}:{line}" if path is not None else "?"
             s = prim.sites.get(site)
             if s is None:
-                s = prim.sites[site] = SiteAgg(str(attrs.get("code.function.name") or ""))
+                s = prim.sites[site] = SiteAgg(str(function or ""))
             s.count += 1
             s.total += dur
             if dur > s.max:
@@ -823,8 +859,6 @@ class Analysis:
             if timed_out:
                 s.timeouts += 1
             s.sketch.add(dur)
-            hsite = attrs.get("sync.holder.site")
-            hname = attrs.get("sync.holder.thread.name")
             if hsite is not None or hname is not None:
                 hkey = str(hsite) if hsite is not None else "?"
                 h = s.holders.get(hkey)
@@ -857,7 +891,16 @@ class Analysis:
                 if isinstance(li, dict) and li.get("spanId")
             ]
             event = SpanEvent(
-                pid, run, attrs, is_wait, kind, name, start, end, str(span.get("spanId")), linked
+                pid,
+                run,
+                attributes(span.get("attributes")),
+                is_wait,
+                kind,
+                name,
+                start,
+                end,
+                str(span.get("spanId")),
+                linked,
             )
             for sink in self.sinks:
                 sink(event)
@@ -1021,6 +1064,13 @@ def _fast_attributes(items: Any) -> dict[str, Any]:
     except (TypeError, KeyError, ValueError, AttributeError):
         return attributes(items)
     return out
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _names_match(globs: Sequence[str], name: str) -> bool:

@@ -142,9 +142,17 @@ def _primitive(p: PrimAgg) -> dict[str, Any]:
     }
 
 
+def _idle(p: dict[str, Any]) -> bool:
+    calls = p["acquisitions"] if p["acquisitions"] is not None else p["waits"]
+    spans = p["spans"]["waits"] + p["spans"]["holds"]
+    return not calls and not p["contentions"] and not p["timeouts"] and not spans
+
+
 def build_document(analysis: Analysis, *, top: int | None = None) -> dict[str, Any]:
     """The whole report as plain data; ``top`` limits primitives and threads."""
-    prims = [_primitive(p) for p in analysis.prims.values()]
+    every = [_primitive(p) for p in analysis.prims.values()]
+    # Created but never used (no acquisition, no wait, no span): not listed.
+    prims = [p for p in every if not _idle(p)]
     prims.sort(key=lambda d: (-(d["wait"]["total"] or 0.0), d["kind"], d["name"]))
     threads = sorted(
         analysis.threads.values(),
@@ -214,6 +222,7 @@ def build_document(analysis: Analysis, *, top: int | None = None) -> dict[str, A
         },
         "primitives": prims[:top] if top is not None else prims,
         "primitives_total": len(prims),
+        "primitives_idle": len(every) - len(prims),
         "threads": thread_docs,
         "threads_total": len(threads),
         "findings": findings,
