@@ -200,8 +200,11 @@ def _metrics_line(
     return json.dumps(doc, separators=(",", ":"))
 
 
-def time_report(directory: str, fmt: str, out_dir: str) -> tuple[float, float, int]:
-    """(seconds, peak RSS in MiB, exit code) of one ``tracedsync report`` run."""
+def time_report(
+    directory: str, fmt: str, out_dir: str, jobs: int | None
+) -> tuple[float, float, float, int]:
+    """(wall seconds, CPU seconds of it and its workers, peak RSS in MiB of the
+    report process, exit code) of one ``tracedsync report`` run."""
     output = os.path.join(out_dir, f"report.{ {'perfetto': 'json', 'table': 'txt'}.get(fmt, fmt) }")
     code = (
         "import resource, sys\n"
@@ -212,16 +215,21 @@ def time_report(directory: str, fmt: str, out_dir: str) -> tuple[float, float, i
         "sys.exit(rc)\n"
     )
     cmd = [sys.executable, "-c", code, "report", directory, "--format", fmt, "-o", output]
+    if jobs is not None:
+        cmd += ["--jobs", str(jobs)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     rss = 0
     for line in proc.stderr.splitlines():
         if line.startswith("maxrss_kib="):
             rss = int(line.split("=")[1])
         else:
             sys.stderr.write(line + "\n")
-    return seconds, rss / 1024, proc.returncode
+    return seconds, cpu, rss / 1024, proc.returncode
 
 
 def main() -> int:
@@ -229,6 +237,7 @@ def main() -> int:
     parser.add_argument("--spans", type=int, default=1_000_000)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--formats", default="table", help="comma list: table,json,html,perfetto")
+    parser.add_argument("--jobs", type=int, help="passed to tracedsync report --jobs")
     parser.add_argument("--keep", metavar="DIR", help="write the input here and keep it")
     args = parser.parse_args()
     directory = args.keep or tempfile.mkdtemp(prefix="tracedsync-scale-")
@@ -243,15 +252,18 @@ def main() -> int:
         size = sum(os.path.getsize(os.path.join(directory, n)) for n in os.listdir(directory))
         print(f"input: {size / 2**20:.0f} MiB in {len(os.listdir(directory))} files")
         failed = False
+        cores = os.cpu_count() or 1
         for fmt in args.formats.split(","):
-            seconds, rss, rc = time_report(directory, fmt.strip(), out_dir)
+            load = os.getloadavg()[0]
+            seconds, cpu, rss, rc = time_report(directory, fmt.strip(), out_dir, args.jobs)
             print(
-                f"tracedsync report --format {fmt}: {seconds:.1f} s, "
-                f"peak RSS {rss:.0f} MiB, exit {rc}"
+                f"tracedsync report --format {fmt}: {seconds:.1f} s wall, {cpu:.1f} s CPU "
+                f"(with workers), peak RSS {rss:.0f} MiB, exit {rc} "
+                f"[load average {load:.1f} -> {os.getloadavg()[0]:.1f} on {cores} cores]"
             )
             failed = failed or rc != 0 or seconds > 60
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"largest child peak RSS: {peak:.0f} MiB")
+        print(f"largest peak RSS of a report process or worker: {peak:.0f} MiB")
         return 1 if failed else 0
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)

@@ -211,7 +211,7 @@ def test_table_shows_primitives_threads_and_findings(
     assert run.event in prim_lines[1]
     cells = prim_lines[0].split()
     assert "6" in cells and "50.0%" in cells
-    assert f"tests/helpers.py:{run.waiter_line}" in out
+    assert f"    waited at helpers.py:{run.waiter_line} in acquire: 3 waits" in out
     assert "← held at tests/helpers.py:" in out
     assert "THREADS by time waiting" in out
     assert any(ln.startswith("waiter ") for ln in lines)
@@ -902,3 +902,15 @@ def test_split_lines_cuts_at_line_ends(tmp_path: Path) -> None:
     for (_, e0, _), (s1, _, n1) in itertools.pairwise(chunks):
         assert e0 == s1 and data[e0 - 1 : e0] == b"\n"
         assert data[:s1].count(b"\n") == n1
+
+
+def test_table_shortens_call_sites_to_their_common_directory() -> None:
+    """Absolute call-site paths lose the directory they all share, only in the table."""
+    from tracedsync.report_render import common_directory, short_site
+
+    sites = ["/srv/shop/app/db.py:41", "/srv/shop/lib/cache.py:9"]
+    assert common_directory(sites) == "/srv/shop"
+    assert short_site(sites[0], "/srv/shop") == "app/db.py:41"
+    assert common_directory(["/a.py:1", "/b.py:2"]) == ""
+    assert common_directory(["app/db.py:41", "/srv/x.py:1"]) == ""
+    assert common_directory([]) == ""

@@ -645,9 +645,10 @@ class Analysis:
         # spawn: the parent may have threads (fork would copy their locks).
         context = multiprocessing.get_context("spawn")
         try:
-            with concurrent.futures.ProcessPoolExecutor(
+            pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=min(self.jobs, len(tasks)), mp_context=context
-            ) as pool:
+            )
+            try:
                 futures = [
                     pool.submit(_read_chunk, path, rng, self.filters, self.max_line_bytes, limit)
                     for path, rng in tasks
@@ -660,6 +661,11 @@ class Analysis:
                     if self.bars is not None:
                         self.bars.merge(bars)
                     del part, bars
+            except BaseException:
+                # An error or Ctrl-C: do not wait for the chunks still queued.
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
         except concurrent.futures.process.BrokenProcessPool as exc:
             raise ReportError(f"a worker process failed ({exc}); try --jobs 1") from None
 

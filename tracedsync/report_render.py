@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import posixpath
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -434,12 +435,13 @@ def render_table(doc: dict[str, Any], width: int) -> str:
         )
     if prims:
         table = format_table(PRIMITIVE_COLUMNS, rows, width)
+        prefix = common_directory(s["site"] for p in prims for s in p["sites"])
         heading = len(table) - len(rows)
         out.extend(table[:heading])
         body = table[heading:]
         for p, line in zip(prims, body, strict=True):
             out.append(line)
-            out.extend(_site_lines(p, width))
+            out.extend(_site_lines(p, width, prefix))
         if any(p["source"] == "spans" for p in prims):
             out.append(
                 _cut(
@@ -525,14 +527,35 @@ def _header(doc: dict[str, Any], width: int) -> list[str]:
     return lines
 
 
-def _site_lines(p: dict[str, Any], width: int) -> list[str]:
+def common_directory(sites: Iterable[str]) -> str:
+    """The directory all absolute call-site paths share (``""`` if none), so the
+    table can show ``app/db.py:41`` rather than ``/srv/project/app/db.py:41``."""
+    dirs = []
+    for site in sites:
+        path = site.rsplit(":", 1)[0]
+        if not path.startswith("/"):
+            return ""
+        dirs.append(posixpath.dirname(path))
+    if not dirs:
+        return ""
+    common = posixpath.commonpath(dirs)
+    return common if common not in ("", "/") else ""
+
+
+def short_site(site: str, prefix: str) -> str:
+    if prefix and site.startswith(prefix + "/"):
+        return site[len(prefix) + 1 :]
+    return site
+
+
+def _site_lines(p: dict[str, Any], width: int, prefix: str = "") -> list[str]:
     lines = []
     for s in p["sites"]:
         fn = f" in {clean(s['function'])}" if s["function"] else ""
         timeouts = f", {s['timeouts']:,} timed out" if s["timeouts"] else ""
         lines.append(
             _cut(
-                f"    waited at {clean(s['site'])}{fn}: {s['waits']:,} waits, "
+                f"    waited at {clean(short_site(s['site'], prefix))}{fn}: {s['waits']:,} waits, "
                 f"{_d(s['total'])}, p95 {_d(s['p95'])}, max {_d(s['max'])}{timeouts}",
                 width,
             )
