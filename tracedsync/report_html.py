@@ -16,7 +16,7 @@ import html
 from typing import Any
 
 from tracedsync._format import clean, duration
-from tracedsync.report_model import SpanEvent, site_of
+from tracedsync.report_model import SpanEvent, _int_or_none, site_of
 from tracedsync.report_render import dumps
 
 _Bar = tuple[
@@ -56,7 +56,7 @@ class BarCollector:
         hsite = a.get("sync.holder.site")
         outcome = a.get("sync.outcome")
         bar: _Bar = (
-            (ev.pid, a.get("thread.id"), str(a.get("thread.name", "?"))),
+            (ev.pid, str(a.get("thread.id")), str(a.get("thread.name") or "?")),
             ev.start_ns,
             ev.end_ns,
             ev.is_wait,
@@ -133,7 +133,9 @@ def timeline_data(collector: BarCollector, base_ns: int | None) -> dict[str, Any
             ]
         )
     return {
-        "threads": [{"name": name, "pid": pid, "id": tid} for (pid, tid, name) in threads],
+        "threads": [
+            {"name": name, "pid": pid, "id": _int_or_none(tid)} for (pid, tid, name) in threads
+        ],
         "strings": list(strings),
         "bars": out,
         "shown": len(out),

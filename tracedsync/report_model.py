@@ -439,7 +439,10 @@ SpanSink = Callable[["SpanEvent"], None]
 
 
 class SpanEvent:
-    """A tracedsync wait or hold span, as the timeline writers see it."""
+    """A tracedsync wait or hold span, as the timeline writers see it.
+
+    ``attrs`` has the thread, call-site, outcome and holder attributes (None
+    when the span has not got one)."""
 
     __slots__ = (
         "attrs",
@@ -896,10 +899,20 @@ class Analysis:
                 for li in (links if isinstance(links, list) else ())
                 if isinstance(li, dict) and li.get("spanId")
             ]
+            attrs = {
+                "thread.name": tname,
+                "thread.id": tid,
+                "code.file.path": path,
+                "code.line.number": line,
+                "code.function.name": function,
+                "sync.outcome": outcome,
+                "sync.holder.thread.name": hname,
+                "sync.holder.site": hsite,
+            }
             event = SpanEvent(
                 pid,
                 run,
-                attributes(span.get("attributes")),
+                attrs,
                 is_wait,
                 kind,
                 name,

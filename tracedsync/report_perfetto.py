@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import IO, Any
 
-from tracedsync.report_model import SpanEvent, site_of
+from tracedsync.report_model import SpanEvent, _int_or_none, site_of
 from tracedsync.report_render import dumps
 
 #: Holds and waits kept while their partner has not been read yet.
@@ -62,8 +62,8 @@ class PerfettoWriter:
             self._emit(
                 {"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": label}}
             )
-        tname = str(ev.attrs.get("thread.name", "?"))
-        key = (ev.pid, ev.attrs.get("thread.id"), tname)
+        tname = str(ev.attrs.get("thread.name") or "?")
+        key = (ev.pid, str(ev.attrs.get("thread.id")), tname)
         tid = self._threads.get(key)
         if tid is None:
             tid = self._threads[key] = len(self._threads) + 1
@@ -92,15 +92,15 @@ class PerfettoWriter:
             "site": site_of(attrs),
             "function": attrs.get("code.function.name"),
             "thread": attrs.get("thread.name"),
-            "thread_id": attrs.get("thread.id"),
+            "thread_id": _int_or_none(attrs.get("thread.id")),
             "span_id": ev.span_id,
         }
         if ev.is_wait:
             args["outcome"] = attrs.get("sync.outcome")
-            if "sync.holder.thread.name" in attrs:
-                args["holder"] = attrs.get("sync.holder.thread.name")
-            if "sync.holder.site" in attrs:
-                args["holder_site"] = attrs.get("sync.holder.site")
+            if attrs.get("sync.holder.thread.name") is not None:
+                args["holder"] = attrs["sync.holder.thread.name"]
+            if attrs.get("sync.holder.site") is not None:
+                args["holder_site"] = attrs["sync.holder.site"]
         self._emit(
             {
                 "ph": "X",
