@@ -37,6 +37,7 @@ class PerfettoWriter:
         #: hold span id -> [(pid, tid, wait end µs)]
         self._waits: OrderedDict[str, list[tuple[int, int, float]]] = OrderedDict()
         self._flow_id = 0
+        self._parts: dict[tuple[Any, ...], tuple[str, str]] = {}
         self.events = 0
         self.flows = 0
         self._first = True
@@ -86,34 +87,61 @@ class PerfettoWriter:
         attrs = ev.attrs
         ts = self._us(ev.start_ns)
         end = self._us(ev.end_ns)
-        args: dict[str, Any] = {
-            "primitive": ev.name,
-            "kind": ev.kind,
-            "site": site_of(attrs),
-            "function": attrs.get("code.function.name"),
-            "thread": attrs.get("thread.name"),
-            "thread_id": _int_or_none(attrs.get("thread.id")),
-            "span_id": ev.span_id,
-        }
-        if ev.is_wait:
-            args["outcome"] = attrs.get("sync.outcome")
-            if attrs.get("sync.holder.thread.name") is not None:
-                args["holder"] = attrs["sync.holder.thread.name"]
-            if attrs.get("sync.holder.site") is not None:
-                args["holder_site"] = attrs["sync.holder.site"]
-        self._emit(
-            {
-                "ph": "X",
-                "cat": "wait" if ev.is_wait else "hold",
-                "name": f"{'wait' if ev.is_wait else 'hold'} {ev.name}",
-                "pid": pid,
-                "tid": tid,
-                "ts": ts,
-                "dur": round(end - ts, 3),
-                "cname": "terrible" if ev.is_wait else "good",
-                "args": args,
-            }
+        outcome = attrs.get("sync.outcome") if ev.is_wait else None
+        holder = attrs.get("sync.holder.thread.name") if ev.is_wait else None
+        holder_site = attrs.get("sync.holder.site") if ev.is_wait else None
+        key = (
+            pid,
+            tid,
+            ev.is_wait,
+            ev.kind,
+            ev.name,
+            attrs.get("code.file.path"),
+            attrs.get("code.line.number"),
+            attrs.get("code.function.name"),
+            outcome,
+            holder,
+            holder_site,
         )
+        parts = self._parts.get(key)
+        if parts is None:
+            # Everything but the times and the span id repeats: encode it once.
+            args: dict[str, Any] = {
+                "primitive": ev.name,
+                "kind": ev.kind,
+                "site": site_of(attrs),
+                "function": attrs.get("code.function.name"),
+                "thread": attrs.get("thread.name"),
+                "thread_id": _int_or_none(attrs.get("thread.id")),
+            }
+            if ev.is_wait:
+                args["outcome"] = outcome
+                if holder is not None:
+                    args["holder"] = holder
+                if holder_site is not None:
+                    args["holder_site"] = holder_site
+            head = dumps(
+                {
+                    "ph": "X",
+                    "cat": "wait" if ev.is_wait else "hold",
+                    "name": f"{'wait' if ev.is_wait else 'hold'} {ev.name}",
+                    "pid": pid,
+                    "tid": tid,
+                    "cname": "terrible" if ev.is_wait else "good",
+                }
+            )[:-1]
+            parts = (head, dumps(args)[:-1])
+            if len(self._parts) >= 100_000:
+                self._parts.clear()
+            self._parts[key] = parts
+        if not self._first:
+            self.stream.write(",\n")
+        self._first = False
+        self.stream.write(
+            f'{parts[0]},"ts":{ts!r},"dur":{round(end - ts, 3)!r},"args":{parts[1]},'
+            f'"span_id":{dumps(ev.span_id)}}}}}'
+        )
+        self.events += 1
         if ev.is_wait:
             for hold_id in ev.links:
                 hold = self._holds.get(hold_id)
