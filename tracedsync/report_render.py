@@ -308,6 +308,8 @@ def format_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], width
     drop(3)
     shrink_flex(40)
     drop(6)
+    shrink_flex(24)
+    drop(7)
     for i in keep:
         if columns[i].flex:
             shrink_flex(columns[i].min_width)
@@ -369,7 +371,7 @@ PRIMITIVE_COLUMNS = [
     Column("KIND", "<", 9),
     Column("NAME", "<", 10, flex=True, min_width=16),
     Column("CALLS", ">", 8),
-    Column("CONT", ">", 5),
+    Column("CONT", ">", 7),
     Column("RATE", ">", 8),
     Column("total", ">", 10, "wait"),
     Column("p50", ">", 3, "wait"),
