@@ -883,6 +883,21 @@ def test_worker_processes_give_the_same_report(
     assert len(split_lines(str(spans), 2000)) >= 3
     multi = report_json(capsys, str(r.out), "--jobs", "2")
     assert multi == single
+    traces = []
+    for jobs in ("1", "2"):
+        path = tmp_path / f"trace-{jobs}.json"
+        rc, _, err = report(capsys, str(r.out), "-j", jobs, "-f", "perfetto", "-o", str(path))
+        assert rc == 0, err
+        events = json.loads(path.read_text())["traceEvents"]
+        slices = sorted((e["args"]["span_id"], e["tid"], e["ts"]) for e in events if e["ph"] == "X")
+        names = sorted(
+            (e["tid"], e["args"]["name"]) for e in events if e.get("name") == "thread_name"
+        )
+        flows = sorted((e["ph"], e["tid"], e["ts"]) for e in events if e["ph"] in ("s", "f"))
+        traces.append((slices, names, flows))
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tracedsync")] == []
+    assert traces[0] == traces[1]
+    assert len(traces[0][2]) == 12  # 6 waits, each an arrow from its holder's release
     # An error in a later chunk still names the right line of the file.
     lines = spans.read_text().splitlines()
     lines[-2] = "{broken"

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -396,6 +397,8 @@ def _command(args: argparse.Namespace) -> int:
 
             perfetto = PerfettoWriter(out.stream, start or 0)
             analysis.sinks.append(perfetto.add)
+            analysis.perfetto = perfetto
+            analysis.part_dir = out.scratch()
         elif args.format == "html":
             from tracedsync.report_html import BarCollector
 
@@ -440,6 +443,7 @@ class _Output:
         self.path = path
         self.stream: IO[str] = sys.stdout
         self._tmp: str | None = None
+        self._scratch: str | None = None
 
     def __enter__(self) -> _Output:
         if self.path is not None:
@@ -457,7 +461,19 @@ class _Output:
                     pass
         return self
 
+    def scratch(self) -> str:
+        """A private directory for parts of the output, removed at the end."""
+        if self._scratch is None:
+            where = os.path.dirname(os.path.abspath(self.path)) if self.path else None
+            try:
+                self._scratch = tempfile.mkdtemp(prefix=".tracedsync-report-", dir=where)
+            except OSError:
+                self._scratch = tempfile.mkdtemp(prefix="tracedsync-report-")
+        return self._scratch
+
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
         if self._tmp is None:
             self.stream.flush()
             return

@@ -553,6 +553,10 @@ class Analysis:
         self.jobs = 1
         #: The HTML timeline's collector (see report_html.BarCollector), if any.
         self.bars: Any = None
+        #: The Perfetto writer (report_perfetto.PerfettoWriter), if any, and
+        #: where worker processes write their parts of it.
+        self.perfetto: Any = None
+        self.part_dir: str | None = None
 
     # -- helpers ---------------------------------------------------------------
 
@@ -629,8 +633,11 @@ class Analysis:
         self._finish_metrics()
 
     def _parallel_ok(self, spans: Sequence[InputFile]) -> bool:
-        if len(self.sinks) != (1 if self.bars is not None else 0):
-            return False  # a streaming writer needs the spans in order
+        known = (1 if self.bars is not None else 0) + (1 if self.perfetto is not None else 0)
+        if len(self.sinks) != known:
+            return False  # an unknown writer may need the spans in order
+        if self.perfetto is not None and self.part_dir is None:
+            return False
         total = 0
         for f in spans:
             try:
@@ -645,6 +652,12 @@ class Analysis:
 
         tasks = [(f.path, rng) for f in spans for rng in split_lines(f.path, CHUNK_BYTES)]
         limit = self.bars.limit if self.bars is not None else 0
+        perfetto = self.perfetto
+        parts: list[str | None] = [
+            os.path.join(self.part_dir, f"part-{i}.json") if perfetto and self.part_dir else None
+            for i in range(len(tasks))
+        ]
+        base_ns = perfetto.base_ns if perfetto is not None else 0
         # spawn: the parent may have threads (fork would copy their locks).
         context = multiprocessing.get_context("spawn")
         try:
@@ -653,17 +666,35 @@ class Analysis:
             )
             try:
                 futures = [
-                    pool.submit(_read_chunk, path, rng, self.filters, self.max_line_bytes, limit)
-                    for path, rng in tasks
+                    pool.submit(
+                        _read_chunk,
+                        path,
+                        rng,
+                        self.filters,
+                        self.max_line_bytes,
+                        limit,
+                        (parts[i], base_ns, (i + 1) << 32),
+                    )
+                    for i, (path, rng) in enumerate(tasks)
                 ]
                 # In order (deterministic merges), dropping each result once merged.
                 futures.reverse()
+                index = 0
                 while futures:
-                    part, bars = futures.pop().result()
+                    part, bars, trace = futures.pop().result()
                     self._merge(part)
                     if self.bars is not None:
                         self.bars.merge(bars)
-                    del part, bars
+                    part_path = parts[index]
+                    if perfetto is not None and trace is not None and part_path is not None:
+                        tracks, holds, waits, flows = trace
+                        perfetto.append_part(part_path)
+                        os.unlink(part_path)
+                        perfetto.add_tracks(tracks)
+                        perfetto.adopt(holds, waits)
+                        perfetto.flows += flows
+                    index += 1
+                    del part, bars, trace
             except BaseException:
                 # An error or Ctrl-C: do not wait for the chunks still queued.
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -1051,8 +1082,10 @@ def _read_chunk(
     filters: Filters,
     max_line_bytes: int | None,
     bar_limit: int,
-) -> tuple[Analysis, Any]:
-    """In a worker process: the aggregates of one range of a spans file."""
+    trace: tuple[str | None, int, int],
+) -> tuple[Analysis, Any, Any]:
+    """In a worker process: the aggregates of one range of a spans file, the
+    longest spans of it (html), and its part of the trace (perfetto)."""
     gc.disable()
     part = Analysis(filters, max_line_bytes=max_line_bytes)
     if bar_limit:
@@ -1060,12 +1093,29 @@ def _read_chunk(
 
         part.bars = BarCollector(bar_limit)
         part.sinks.append(part.bars.add)
-    part._read_otlp(InputFile(path, signal="spans"), rng)
+    part_path, base_ns, flow_base = trace
+    writer = None
+    stream = None
+    if part_path is not None:
+        from tracedsync.report_perfetto import PerfettoWriter
+
+        stream = open(part_path, "w", encoding="utf-8")  # noqa: SIM115
+        writer = PerfettoWriter(stream, base_ns, part=True, flow_base=flow_base)
+        part.sinks.append(writer.add)
+    try:
+        part._read_otlp(InputFile(path, signal="spans"), rng)
+    finally:
+        if stream is not None:
+            stream.close()
     bars = part.bars.items() if part.bars is not None else None
+    leftovers = None
+    if writer is not None:
+        holds, waits = writer.unpaired()
+        leftovers = (writer.tracks, holds, waits, writer.flows)
     part.sinks = []
     part.bars = None
     part._keep_cache = {}
-    return part, bars
+    return part, bars, leftovers
 
 
 def _fast_attributes(items: Any) -> dict[str, Any]:

@@ -8,12 +8,15 @@ blocked a waiter to the end of that wait. Events are written as the spans are
 read; memory is bounded (holds and waits still to be paired are capped).
 
 Timestamps are microseconds from the run start. Thread ids of the trace are
-small numbers in order of appearance (real thread ids do not fit the 32 bits
-the viewers expect); the real one is in each slice's ``args``.
+31-bit numbers derived from the thread (real thread ids do not fit the 32
+bits the viewers expect); the real one is in each slice's ``args``. Big
+inputs are written by worker processes, one part each, joined here.
 """
 
 from __future__ import annotations
 
+import shutil
+import zlib
 from collections import OrderedDict
 from typing import IO, Any
 
@@ -25,23 +28,35 @@ MAX_UNPAIRED = 50_000
 
 
 class PerfettoWriter:
-    """Streams spans out as trace events."""
+    """Streams spans out as trace events.
 
-    def __init__(self, stream: IO[str], base_ns: int) -> None:
+    A worker process writes a *part*: events only (no header, no metadata),
+    with flow ids from ``flow_base``; the parent appends each part to its
+    file, pairs the holds and waits the parts could not pair, and writes the
+    thread names (:meth:`append_part`, :meth:`adopt`, :meth:`add_tracks`).
+    """
+
+    def __init__(
+        self, stream: IO[str], base_ns: int, *, part: bool = False, flow_base: int = 0
+    ) -> None:
         self.stream = stream
         self.base_ns = base_ns
-        self._threads: dict[tuple[int | None, Any, str], int] = {}
-        self._pids: dict[int | None, int] = {}
+        self.part = part
+        #: (pid, tid) -> (thread name, real pid, run) of every track used.
+        self.tracks: dict[tuple[int, int], tuple[str, int | None, str | None]] = {}
+        self._pids_named: set[int] = set()
+        self._tids: dict[tuple[Any, str, str], int] = {}
         #: hold span id -> (pid, tid, end µs)
         self._holds: OrderedDict[str, tuple[int, int, float]] = OrderedDict()
         #: hold span id -> [(pid, tid, wait end µs)]
         self._waits: OrderedDict[str, list[tuple[int, int, float]]] = OrderedDict()
-        self._flow_id = 0
+        self._flow_id = flow_base
         self._parts: dict[tuple[Any, ...], tuple[str, str]] = {}
         self.events = 0
         self.flows = 0
         self._first = True
-        stream.write('{"displayTimeUnit":"ms","traceEvents":[\n')
+        if not part:
+            stream.write('{"displayTimeUnit":"ms","traceEvents":[\n')
 
     def _emit(self, event: dict[str, Any]) -> None:
         if not self._first:
@@ -54,33 +69,76 @@ class PerfettoWriter:
         return round((ns - self.base_ns) / 1000, 3)
 
     def _track(self, ev: SpanEvent) -> tuple[int, int]:
-        pid = self._pids.get(ev.pid)
-        if pid is None:
-            pid = self._pids[ev.pid] = ev.pid if isinstance(ev.pid, int) else len(self._pids) + 1
-            label = f"pid {ev.pid}" if ev.pid is not None else "process"
-            if ev.run:
-                label += f" (tracedsync run {ev.run})"
+        pid = ev.pid if isinstance(ev.pid, int) and 0 < ev.pid < 1 << 31 else 1
+        tname = str(ev.attrs.get("thread.name") or "?")
+        key = (ev.pid, str(ev.attrs.get("thread.id")), tname)
+        tid = self._tids.get(key)
+        if tid is None:
+            # The same number in every worker: derived from the thread itself.
+            tid = self._tids[key] = (zlib.crc32(repr(key).encode()) & 0x7FFFFFFF) or 1
+            track = (tname, ev.pid, ev.run)
+            if (pid, tid) not in self.tracks:
+                self.tracks[(pid, tid)] = track
+                if not self.part:
+                    self._name_track(pid, tid, track)
+        return pid, tid
+
+    def _name_track(self, pid: int, tid: int, track: tuple[str, int | None, str | None]) -> None:
+        tname, real_pid, run = track
+        if pid not in self._pids_named:
+            self._pids_named.add(pid)
+            label = f"pid {real_pid}" if real_pid is not None else "process"
+            if run:
+                label += f" (tracedsync run {run})"
             self._emit(
                 {"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": label}}
             )
-        tname = str(ev.attrs.get("thread.name") or "?")
-        key = (ev.pid, str(ev.attrs.get("thread.id")), tname)
-        tid = self._threads.get(key)
-        if tid is None:
-            tid = self._threads[key] = len(self._threads) + 1
-            self._emit(
-                {"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": tname}}
-            )
-            self._emit(
-                {
-                    "ph": "M",
-                    "name": "thread_sort_index",
-                    "pid": pid,
-                    "tid": tid,
-                    "args": {"sort_index": tid},
-                }
-            )
-        return pid, tid
+        self._emit(
+            {"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": tname}}
+        )
+
+    # -- merging parts written by worker processes ------------------------------------
+
+    def append_part(self, path: str) -> None:
+        """Copy a worker's events into the document."""
+        with open(path, encoding="utf-8") as part:
+            first = part.read(1 << 20)
+            if not first:
+                return
+            if not self._first:
+                self.stream.write(",\n")
+            self._first = False
+            self.stream.write(first)
+            shutil.copyfileobj(part, self.stream, 1 << 20)
+
+    def unpaired(self, keep_holds: int = 5_000) -> tuple[list[Any], list[Any]]:
+        """What a part could not pair: its last holds and its waiting waits."""
+        holds = list(self._holds.items())[-keep_holds:]
+        return holds, list(self._waits.items())
+
+    def adopt(self, holds: list[Any], waits: list[Any]) -> None:
+        """Pair a part's leftovers with those of the parts before it."""
+        for hold_id, hold in holds:
+            for wait in self._waits.pop(hold_id, None) or ():
+                self._flow(hold, wait)
+            self._holds[hold_id] = hold
+            if len(self._holds) > MAX_UNPAIRED:
+                self._holds.popitem(last=False)
+        for hold_id, entries in waits:
+            hold = self._holds.get(hold_id)
+            if hold is not None:
+                for wait in entries:
+                    self._flow(hold, wait)
+            else:
+                self._waits.setdefault(hold_id, []).extend(entries)
+                if len(self._waits) > MAX_UNPAIRED:
+                    self._waits.popitem(last=False)
+
+    def add_tracks(self, tracks: dict[tuple[int, int], tuple[str, int | None, str | None]]) -> None:
+        for key, track in tracks.items():
+            if key not in self.tracks:
+                self.tracks[key] = track
+                self._name_track(key[0], key[1], track)
 
     def add(self, ev: SpanEvent) -> None:
         pid, tid = self._track(ev)
@@ -131,7 +189,7 @@ class PerfettoWriter:
                 }
             )[:-1]
             parts = (head, dumps(args)[:-1])
-            if len(self._parts) >= 100_000:
+            if len(self._parts) >= 20_000:
                 self._parts.clear()
             self._parts[key] = parts
         if not self._first:
