@@ -45,13 +45,13 @@ class PerfettoWriter:
         #: (pid, tid) -> (thread name, real pid, run) of every track used.
         self.tracks: dict[tuple[int, int], tuple[str, int | None, str | None]] = {}
         self._pids_named: set[int] = set()
-        self._tids: dict[tuple[Any, str, str], int] = {}
+        self._tids: dict[tuple[Any, str, str], tuple[int, str]] = {}
         #: hold span id -> (pid, tid, end µs)
         self._holds: OrderedDict[str, tuple[int, int, float]] = OrderedDict()
         #: hold span id -> [(pid, tid, wait end µs)]
         self._waits: OrderedDict[str, list[tuple[int, int, float]]] = OrderedDict()
         self._flow_id = flow_base
-        self._parts: dict[tuple[Any, ...], tuple[str, str]] = {}
+        self._encoded: dict[Any, str] = {}
         self.events = 0
         self.flows = 0
         self._first = True
@@ -68,20 +68,32 @@ class PerfettoWriter:
     def _us(self, ns: int) -> float:
         return round((ns - self.base_ns) / 1000, 3)
 
-    def _track(self, ev: SpanEvent) -> tuple[int, int]:
+    def _track(self, ev: SpanEvent) -> tuple[int, int, str]:
         pid = ev.pid if isinstance(ev.pid, int) and 0 < ev.pid < 1 << 31 else 1
         tname = str(ev.attrs.get("thread.name") or "?")
         key = (ev.pid, str(ev.attrs.get("thread.id")), tname)
-        tid = self._tids.get(key)
-        if tid is None:
+        known = self._tids.get(key)
+        if known is None:
             # The same number in every worker: derived from the thread itself.
-            tid = self._tids[key] = (zlib.crc32(repr(key).encode()) & 0x7FFFFFFF) or 1
+            tid = (zlib.crc32(repr(key).encode()) & 0x7FFFFFFF) or 1
+            real = _int_or_none(ev.attrs.get("thread.id"))
+            known = self._tids[key] = (tid, "null" if real is None else str(real))
             track = (tname, ev.pid, ev.run)
             if (pid, tid) not in self.tracks:
                 self.tracks[(pid, tid)] = track
                 if not self.part:
                     self._name_track(pid, tid, track)
-        return pid, tid
+        return pid, known[0], known[1]
+
+    def _enc(self, value: Any) -> str:
+        """``value`` as JSON, cached: names, sites and threads repeat."""
+        cached = self._encoded.get(value)
+        if cached is None:
+            cached = dumps(value)
+            if len(self._encoded) >= 50_000:
+                self._encoded.clear()
+            self._encoded[value] = cached
+        return cached
 
     def _name_track(self, pid: int, tid: int, track: tuple[str, int | None, str | None]) -> None:
         tname, real_pid, run = track
@@ -141,63 +153,41 @@ class PerfettoWriter:
                 self._name_track(key[0], key[1], track)
 
     def add(self, ev: SpanEvent) -> None:
-        pid, tid = self._track(ev)
+        pid, tid, real_tid = self._track(ev)
         attrs = ev.attrs
         ts = self._us(ev.start_ns)
         end = self._us(ev.end_ns)
-        outcome = attrs.get("sync.outcome") if ev.is_wait else None
-        holder = attrs.get("sync.holder.thread.name") if ev.is_wait else None
-        holder_site = attrs.get("sync.holder.site") if ev.is_wait else None
-        key = (
-            pid,
-            tid,
-            ev.is_wait,
-            ev.kind,
-            ev.name,
-            attrs.get("code.file.path"),
-            attrs.get("code.line.number"),
-            attrs.get("code.function.name"),
-            outcome,
-            holder,
-            holder_site,
+        is_wait = ev.is_wait
+        enc = self._enc
+        name = ev.name
+        outcome = ""
+        if is_wait:
+            outcome = ',"outcome":' + enc(attrs.get("sync.outcome"))
+            holder = attrs.get("sync.holder.thread.name")
+            if holder is not None:
+                outcome += ',"holder":' + enc(holder)
+            holder_site = attrs.get("sync.holder.site")
+            if holder_site is not None:
+                outcome += ',"holder_site":' + enc(holder_site)
+        head = (
+            f'{{"ph":"X","cat":"{"wait" if is_wait else "hold"}",'
+            f'"name":{enc(("wait " if is_wait else "hold ") + name)},'
+            f'"pid":{pid},"tid":{tid},"cname":"{"terrible" if is_wait else "good"}"'
         )
-        parts = self._parts.get(key)
-        if parts is None:
-            # Everything but the times and the span id repeats: encode it once.
-            args: dict[str, Any] = {
-                "primitive": ev.name,
-                "kind": ev.kind,
-                "site": site_of(attrs),
-                "function": attrs.get("code.function.name"),
-                "thread": attrs.get("thread.name"),
-                "thread_id": _int_or_none(attrs.get("thread.id")),
-            }
-            if ev.is_wait:
-                args["outcome"] = outcome
-                if holder is not None:
-                    args["holder"] = holder
-                if holder_site is not None:
-                    args["holder_site"] = holder_site
-            head = dumps(
-                {
-                    "ph": "X",
-                    "cat": "wait" if ev.is_wait else "hold",
-                    "name": f"{'wait' if ev.is_wait else 'hold'} {ev.name}",
-                    "pid": pid,
-                    "tid": tid,
-                    "cname": "terrible" if ev.is_wait else "good",
-                }
-            )[:-1]
-            parts = (head, dumps(args)[:-1])
-            if len(self._parts) >= 20_000:
-                self._parts.clear()
-            self._parts[key] = parts
+        args = (
+            f'{{"primitive":{enc(name)},"kind":{enc(ev.kind)},"site":{enc(site_of(attrs))},'
+            f'"function":{enc(attrs.get("code.function.name"))},'
+            f'"thread":{enc(attrs.get("thread.name"))},"thread_id":{real_tid}'
+        )
+        span_id = ev.span_id
+        if not (span_id.isascii() and span_id.isalnum()):
+            span_id = dumps(span_id)[1:-1]
         if not self._first:
             self.stream.write(",\n")
         self._first = False
         self.stream.write(
-            f'{parts[0]},"ts":{ts!r},"dur":{round(end - ts, 3)!r},"args":{parts[1]},'
-            f'"span_id":{dumps(ev.span_id)}}}}}'
+            f'{head},"ts":{ts!r},"dur":{round(end - ts, 3)!r},"args":{args}{outcome},'
+            f'"span_id":"{span_id}"}}}}'
         )
         self.events += 1
         if ev.is_wait:
@@ -225,11 +215,17 @@ class PerfettoWriter:
         self._flow_id += 1
         self.flows += 1
         # One nanosecond inside each slice, so each end binds to its slice.
-        common = {"cat": "unblock", "name": "released", "id": self._flow_id}
-        self._emit({"ph": "s", "pid": hold[0], "tid": hold[1], "ts": hold[2] - 0.001, **common})
-        self._emit(
-            {"ph": "f", "bp": "e", "pid": wait[0], "tid": wait[1], "ts": wait[2] - 0.001, **common}
+        ident = self._flow_id
+        if not self._first:
+            self.stream.write(",\n")
+        self._first = False
+        self.stream.write(
+            f'{{"ph":"s","pid":{hold[0]},"tid":{hold[1]},"ts":{round(hold[2] - 0.001, 3)!r},'
+            f'"cat":"unblock","name":"released","id":{ident}}},\n'
+            f'{{"ph":"f","bp":"e","pid":{wait[0]},"tid":{wait[1]},'
+            f'"ts":{round(wait[2] - 0.001, 3)!r},"cat":"unblock","name":"released","id":{ident}}}'
         )
+        self.events += 2
 
     def close(self, doc: dict[str, Any]) -> None:
         """End the JSON document, with the report's summary as metadata."""

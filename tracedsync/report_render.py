@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import posixpath
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -241,10 +242,17 @@ _HTML_SAFE = str.maketrans(
 )
 
 
+_UNSAFE = re.compile("[<>&\u2028\u2029]")
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=str)
+
+
 def dumps(value: Any, *, indent: int | None = None) -> str:
     """JSON that is also safe inside HTML ``<script>`` (``<``, ``>``, ``&`` escaped)."""
-    text = json.dumps(value, indent=indent, ensure_ascii=False, allow_nan=False, default=str)
-    return text.translate(_HTML_SAFE)
+    if indent is None:
+        text = _ENCODER.encode(value)
+    else:
+        text = json.dumps(value, indent=indent, ensure_ascii=False, allow_nan=False, default=str)
+    return text.translate(_HTML_SAFE) if _UNSAFE.search(text) else text
 
 
 def render_json(doc: dict[str, Any]) -> str:
