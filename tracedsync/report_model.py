@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fnmatch
 import gc
-import heapq
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -36,7 +35,7 @@ from tracedsync.report_input import (
 SCOPE = "tracedsync"
 #: Spans files bigger than this in all are read by worker processes (--jobs).
 PARALLEL_MIN_BYTES = 64 << 20
-#: The size of the pieces spans files are cut into for the workers.
+#: The smallest pieces spans files are cut into for the workers.
 CHUNK_BYTES = 24 << 20
 KINDS = ("lock", "rlock", "condition", "semaphore", "bounded_semaphore", "event", "barrier")
 LOCK_KINDS = frozenset({"lock", "rlock", "semaphore", "bounded_semaphore"})
@@ -433,8 +432,7 @@ class Filters:
         return not self.names or any(fnmatch.fnmatchcase(name, g) for g in self.names)
 
 
-#: Receives each kept span: (pid, run, attrs, is_wait, kind, name, start_ns,
-#: end_ns, span_id, linked hold span ids).
+#: Receives each span kept by the filters (the timeline writers).
 SpanSink = Callable[["SpanEvent"], None]
 
 
@@ -650,7 +648,11 @@ class Analysis:
         import concurrent.futures
         import multiprocessing
 
-        tasks = [(f.path, rng) for f in spans for rng in split_lines(f.path, CHUNK_BYTES)]
+        # About four chunks per worker: enough to balance, few enough that the
+        # per-chunk results (longest spans, unpaired holds) stay small.
+        total = sum(os.path.getsize(f.path) for f in spans)
+        chunk = max(CHUNK_BYTES, total // (self.jobs * 4))
+        tasks = [(f.path, rng) for f in spans for rng in split_lines(f.path, chunk)]
         limit = self.bars.limit if self.bars is not None else 0
         perfetto = self.perfetto
         parts: list[str | None] = [
@@ -1068,13 +1070,6 @@ class Analysis:
             )
         )
 
-    # -- results -----------------------------------------------------------------------
-
-    def top_bars(self, limit: int) -> TopSpans:
-        top = TopSpans(limit)
-        self.sinks.append(top.add)
-        return top
-
 
 def _read_chunk(
     path: str,
@@ -1294,26 +1289,6 @@ def _hist(point: dict[str, Any], where: str, mname: str) -> Hist:
     )
 
 
-class TopSpans:
-    """The ``limit`` longest spans seen (for the HTML timeline): a min-heap."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.heap: list[tuple[int, int, SpanEvent]] = []
-        self.seen = 0
-
-    def add(self, event: SpanEvent) -> None:
-        self.seen += 1
-        item = (event.end_ns - event.start_ns, self.seen, event)
-        if len(self.heap) < self.limit:
-            heapq.heappush(self.heap, item)
-        elif item[0] > self.heap[0][0]:
-            heapq.heapreplace(self.heap, item)
-
-    def spans(self) -> list[SpanEvent]:
-        return sorted((e for _, _, e in self.heap), key=lambda e: e.start_ns)
-
-
 __all__ = [
     "Analysis",
     "Filters",
@@ -1324,7 +1299,6 @@ __all__ = [
     "Sketch",
     "SpanEvent",
     "ThreadAgg",
-    "TopSpans",
     "any_value",
     "parse_timestamp",
 ]
