@@ -11,8 +11,10 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -929,3 +931,42 @@ def test_table_shortens_call_sites_to_their_common_directory() -> None:
     assert common_directory(["/a.py:1", "/b.py:2"]) == ""
     assert common_directory(["app/db.py:41", "/srv/x.py:1"]) == ""
     assert common_directory([]) == ""
+
+
+def test_window_uses_the_difference_of_metrics_snapshots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--since between two exports: counts are what happened after it, spans too."""
+    out = tmp_path / "out"
+    tracedsync.configure(
+        exporters=["jsonfile"], output_dir=str(out), wait_threshold_ms=0, hold_threshold_ms=0
+    )
+    lock = tracedsync.Lock(name="window_lock")
+    for _ in range(2):
+        Contention(lock, extra_hold=0.002).run()
+    assert tracedsync.flush()
+    middle = time.time_ns()
+    time.sleep(0.01)
+    for _ in range(3):
+        Contention(lock, extra_hold=0.002).run()
+    with lock:
+        pass
+    assert tracedsync.flush()
+    tracedsync.shutdown()
+    since = datetime.fromtimestamp(middle / 1e9, tz=timezone.utc).isoformat()
+    whole = prim(report_json(capsys, str(out)), "window_lock")
+    assert (whole["acquisitions"], whole["contentions"]) == (11, 5)
+    later = prim(report_json(capsys, str(out), "--since", since), "window_lock")
+    assert (later["acquisitions"], later["contentions"]) == (7, 3)
+    assert later["spans"]["waits"] == 3
+    assert later["wait"]["count"] == 7
+    assert later["wait"]["total"] < whole["wait"]["total"]
+
+
+def test_table_to_a_file(run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """-o FILE writes the report there and nothing on stdout; no temporary file stays."""
+    target = tmp_path / "report.txt"
+    rc, out, _ = report(capsys, str(run.out), "-o", str(target))
+    assert rc == 0 and out == ""
+    assert run.lock in target.read_text()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("report.txt")] == ["report.txt"]
