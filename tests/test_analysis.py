@@ -23,7 +23,7 @@ import pytest
 import tracedsync
 from tests.helpers import HOLDER_SITES, Contention
 from tracedsync import HISTOGRAM_BOUNDS, recorder, report_model
-from tracedsync.analysis import parse_fail_on, parse_time, print_run_report
+from tracedsync.analysis import parse_fail_on, parse_time, print_run_report, run_summary
 from tracedsync.cli import main
 from tracedsync.report_input import ReportError, split_lines
 from tracedsync.report_model import Hist, Sketch
@@ -802,6 +802,20 @@ def test_default_path_from_environment(
     monkeypatch.setenv("TRACEDSYNC_OUTPUT_DIR", str(run.out))
     rc, out, _ = report(capsys)
     assert rc == 0 and run.lock in out
+
+
+def test_run_summary_for_tracedsync_run(run: Run) -> None:
+    """tracedsync run's exit summary: a few lines, or the full table with --report."""
+    short = run_summary(str(run.out), None, full=False, width=200)
+    lines = short.splitlines()
+    assert lines[0].startswith("tracedsync: run ") and "1 process(es)" in lines[0]
+    assert lines[1].startswith(f"  lock {run.lock}: 6 acquisitions, 3 contended (50.0%)")
+    assert lines[-1] == f"  tracedsync report {run.out}   for the full analysis"
+    full = run_summary(str(run.out), None, full=True, width=200)
+    assert "PRIMITIVES by total wait" in full and "THREADS" in full
+    missing = run_summary(str(run.out), "no-such-run", full=True)
+    assert missing.startswith("tracedsync report: no files of run 'no-such-run'")
+    assert len(missing.splitlines()) == 1
 
 
 def test_print_run_report_hook(run: Run) -> None:

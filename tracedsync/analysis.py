@@ -41,6 +41,8 @@ __all__ = [
     "parse_fail_on",
     "parse_time",
     "print_run_report",
+    "render_summary",
+    "run_summary",
 ]
 
 FORMATS = ("table", "json", "html", "perfetto")
@@ -490,6 +492,74 @@ class _Output:
                 pass
 
 
+def run_summary(
+    output_dir: str,
+    run_id: str | None = None,
+    *,
+    full: bool = False,
+    width: int | None = None,
+) -> str:
+    """What ``tracedsync run`` prints on stderr when the program ends: a few
+    lines on the primitives waited for most or, with ``full`` (``--report``),
+    the whole table. Never raises for bad input: a problem is one line."""
+    return _run_summary(output_dir, run_id, full, width)[0]
+
+
+def _run_summary(
+    output_dir: str, run_id: str | None, full: bool, width: int | None
+) -> tuple[str, bool]:
+    warnings: list[str] = []
+    try:
+        selection = select_files([output_dir], run=run_id)
+        analysis = Analysis(warn=warnings.append)
+        analysis.jobs = DEFAULT_JOBS
+        analysis.run_start(selection.files)
+        analysis.read(selection.files)
+        doc = build_document(analysis, top=DEFAULT_TOP if full else 5)
+    except ReportError as exc:
+        return f"tracedsync report: {exc}\n", False
+    width = width or shutil.get_terminal_size((120, 24)).columns
+    if full:
+        return render_table(doc, width), True
+    return render_summary(doc, output_dir, width), True
+
+
+def render_summary(doc: dict[str, Any], output_dir: str, width: int) -> str:
+    """A few lines: the run, its top primitives by wait, findings, what next."""
+    runs = doc["runs"]
+    pids = sum(len(r["pids"]) for r in runs)
+    run = clean(runs[0]["run_id"]) if len(runs) == 1 else f"{len(runs)} runs"
+    lines = [f"tracedsync: run {run}, {pids} process(es), files in {clean(output_dir)}"]
+    for p in doc["primitives"]:
+        calls = p["acquisitions"] if p["acquisitions"] is not None else p["waits"]
+        what = "acquisitions" if p["acquisitions"] is not None else "waits"
+        rate = p["contention_rate"]
+        contended = (
+            f", {p['contentions']:,} contended ({rate * 100:.1f}%)"
+            if p["contentions"] is not None and rate is not None
+            else ""
+        )
+        p99 = p["wait"]["p99"]
+        lines.append(
+            f"  {p['kind']} {clean(p['name'])}: {calls or 0:,} {what}{contended}, "
+            f"waited {duration(p['wait']['total'] or 0.0)}"
+            + (f", p99 {duration(p99)}" if p99 is not None else "")
+        )
+    if doc["findings_by_event"]:
+        counts = ", ".join(f"{clean(k)} {v}" for k, v in doc["findings_by_event"].items())
+        lines.append(f"  findings: {counts}")
+    tel = doc["telemetry"]
+    if tel["dropped"] or tel["failed"]:
+        lines.append(
+            f"  telemetry: {tel['dropped']:,} records dropped, {tel['failed']:,} failed to export"
+        )
+    lines.extend(f"  warning: {clean(w)}" for w in doc["warnings"])
+    lines.append(f"  tracedsync report {clean(output_dir)}   for the full analysis")
+    return "".join(
+        (line if len(line) <= width else line[: max(0, width - 1)] + "…") + "\n" for line in lines
+    )
+
+
 def print_run_report(
     output_dir: str,
     run_id: str | None = None,
@@ -497,21 +567,8 @@ def print_run_report(
     stream: IO[str] | None = None,
     width: int | None = None,
 ) -> bool:
-    """Print the table for one run of ``output_dir`` (the ``tracedsync run
-    --report`` hook). Problems are one line on the stream; returns False then."""
-    out = stream if stream is not None else sys.stderr
-    try:
-        selection = select_files([output_dir], run=run_id)
-
-        def warn(message: str) -> None:
-            out.write(f"tracedsync report: warning: {clean(message)}\n")
-
-        analysis = Analysis(warn=warn)
-        analysis.run_start(selection.files)
-        analysis.read(selection.files)
-        doc = build_document(analysis, top=DEFAULT_TOP)
-        out.write(render_table(doc, width or shutil.get_terminal_size((120, 24)).columns))
-        return True
-    except ReportError as exc:
-        out.write(f"tracedsync report: {exc}\n")
-        return False
+    """Print the full table of one run of ``output_dir``; False (and one line
+    on the stream) when it cannot be read."""
+    text, ok = _run_summary(output_dir, run_id, True, width)
+    (stream if stream is not None else sys.stderr).write(text)
+    return ok
