@@ -552,9 +552,35 @@ def common_directory(sites: Iterable[str]) -> str:
     return common if common not in ("", "/") else ""
 
 
+def _library_roots() -> tuple[str, ...]:
+    """Directories whose files read better relative: the current directory and
+    this interpreter's stdlib and site-packages (longest first)."""
+    import os
+    import sysconfig
+
+    roots = {os.getcwd()}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        try:
+            roots.add(sysconfig.get_paths()[key])
+        except KeyError:
+            pass
+    return tuple(sorted((r.rstrip("/") for r in roots if r and r != "/"), key=len, reverse=True))
+
+
+_ROOTS: tuple[str, ...] | None = None
+
+
 def short_site(site: str, prefix: str) -> str:
+    """``app/db.py:41`` for ``/srv/project/app/db.py:41``: the shared directory,
+    else the current directory or a library directory, is left out."""
+    global _ROOTS
     if prefix and site.startswith(prefix + "/"):
         return site[len(prefix) + 1 :]
+    if _ROOTS is None:
+        _ROOTS = _library_roots()
+    for root in _ROOTS:
+        if site.startswith(root + "/"):
+            return site[len(root) + 1 :]
     return site
 
 
