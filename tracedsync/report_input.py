@@ -208,6 +208,8 @@ def read_lines(
                     return
                 reason = str(exc).split(":")[0]
                 raise ReportError(f"{path}:{lineno}: not JSON ({reason})") from None
+            except RecursionError:
+                raise ReportError(f"{path}:{lineno}: JSON nested too deeply") from None
             yield lineno, value
             parsed += 1
             if limit is not None and parsed >= limit:

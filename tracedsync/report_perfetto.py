@@ -87,7 +87,10 @@ class PerfettoWriter:
 
     def _enc(self, value: Any) -> str:
         """``value`` as JSON, cached: names, sites and threads repeat."""
-        cached = self._encoded.get(value)
+        try:
+            cached = self._encoded.get(value)
+        except TypeError:  # a list or dict where a name was expected
+            return str(dumps(value))
         if cached is None:
             cached = dumps(value)
             if len(self._encoded) >= 50_000:
