@@ -85,6 +85,8 @@ def test_counter(tmp_path: Path) -> None:
     """counter.py: the locked version is exact; lock.wait spans show the contention."""
     direct = run_direct("counter.py")
     assert "with a lock:    200000 of 200000 increments" in direct.stdout
+    lost = int(direct.stdout.split(" lost)")[0].rsplit("(", 1)[1])
+    assert lost > 0  # the race, made visible by a short switch interval
     assert " waited " in direct.stderr and "counter_lock (counter.py:" in direct.stderr
     stdout, output = run_traced(tmp_path, "counter.py")
     assert "with a lock:    200000 of 200000" in stdout

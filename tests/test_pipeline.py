@@ -22,7 +22,7 @@ import tracedsync
 from tests import helpers
 from tests.conftest import LogCollector, run_threads
 from tests.helpers import HOLDER_SITES, Contention
-from tracedsync import recorder
+from tracedsync import config, recorder
 from tracedsync.exporters import Exporter
 from tracedsync.exporters.console import ConsoleExporter
 
@@ -189,8 +189,8 @@ def test_idle_wait_spans_and_outcomes(spans: InMemorySpanExporter) -> None:
 
 def test_uncontended_operations_record_nothing(spans: InMemorySpanExporter) -> None:
     """Fast paths below the thresholds produce no record and no span."""
-    # A hold threshold no preempted hold reaches on a loaded machine (a hold of
-    # 10 ms, the default, happens when the holder is descheduled mid-hold).
+    # A hold threshold no hold can reach: on a loaded machine a thread
+    # descheduled inside `with` holds for more than the default 10 ms.
     tracedsync.configure(exporters=[spans], hold_threshold_ms=60_000)
     lock, rlock, sem = tracedsync.Lock(), tracedsync.RLock(), tracedsync.Semaphore(2)
     produced = recorder.accounting.produced
@@ -290,6 +290,35 @@ def test_full_buffer_drops_are_counted_and_reported(logs: LogCollector) -> None:
     assert event["level"] == "warning"
 
 
+def test_drops_are_reported_by_the_configuration_they_happened_in(
+    logs: LogCollector,
+) -> None:
+    """Drops counted under one configuration are not reported again by the next one's
+    pipeline (the record counts are per process, the reports per pipeline)."""
+    gated = _GatedExporter()
+    tracedsync.configure(exporters=[gated], hold_threshold_ms=0, buffer_size=16)
+    dropped_before = recorder.accounting.dropped
+    lock = tracedsync.Lock()
+    with lock:
+        pass
+    tracedsync.flush(0.01)
+    assert gated.entered.wait(10)
+    for _ in range(40):
+        with lock:
+            pass
+    gated.gate.set()
+    assert tracedsync.flush(10)
+    assert recorder.accounting.dropped > dropped_before
+    tracedsync.shutdown()
+
+    tracedsync.configure(exporters=[logs], hold_threshold_ms=0)
+    with lock:
+        pass
+    assert tracedsync.flush(10)
+    assert logs.named("long_hold")
+    assert logs.named("telemetry_dropped") == []
+
+
 class _FailingExporter(Exporter):
     name = "failing"
     wants_spans = True
@@ -322,6 +351,88 @@ def test_failing_exporter_is_counted_and_reported_once(
     assert len(events) == 1
     assert events[0]["exporter"] == "failing" and events[0]["error"] == "OSError"
     assert capsys.readouterr().err.count("exporter failing failed: OSError") == 1
+
+
+class _HangingExporter(_GatedExporter):
+    """A gated exporter whose ``abort`` opens the gate, or is ignored."""
+
+    def __init__(self, honours_abort: bool) -> None:
+        super().__init__()
+        self.honours_abort = honours_abort
+        self.aborted = threading.Event()
+
+    def abort(self) -> None:
+        self.aborted.set()
+        if self.honours_abort:
+            self.gate.set()
+
+
+def test_shutdown_aborts_a_hanging_export_within_the_timeout() -> None:
+    """An export still running when the shutdown timeout runs out is aborted: the
+    pipeline thread ends in time and every record is accounted for."""
+    hanging = _HangingExporter(honours_abort=True)
+    tracedsync.configure(exporters=[hanging], hold_threshold_ms=0, shutdown_timeout_ms=1000)
+    acc = recorder.accounting
+    base = (acc.produced, acc.exported, acc.dropped, acc.failed)
+    lock = tracedsync.Lock()
+    with lock:
+        pass
+    tracedsync.flush(0.01)
+    assert hanging.entered.wait(10)
+    with lock:  # a second record, still in the buffer
+        pass
+    pipe = config.pipeline()
+    assert pipe is not None
+    thread = pipe.thread
+    tracedsync.shutdown()
+    assert not thread.is_alive()
+    assert hanging.aborted.is_set()
+    assert hanging.count == 2
+    assert acc.produced - base[0] == 2
+    assert acc.produced - base[0] == sum(
+        now - then
+        for now, then in zip((acc.exported, acc.dropped, acc.failed), base[1:], strict=True)
+    )
+
+
+def test_thread_outliving_shutdown_takes_no_record_of_the_next_pipeline(
+    spans: InMemorySpanExporter,
+) -> None:
+    """An exporter that ignores abort keeps the old pipeline thread alive past
+    shutdown(); when it finally returns, that thread takes nothing from the buffer
+    the next configuration's pipeline owns."""
+    stuck = _HangingExporter(honours_abort=False)
+    tracedsync.configure(exporters=[stuck], hold_threshold_ms=0, shutdown_timeout_ms=200)
+    lock = tracedsync.Lock()
+    with lock:
+        pass
+    tracedsync.flush(0.01)
+    assert stuck.entered.wait(10)
+    pipe = config.pipeline()
+    assert pipe is not None
+    old = pipe.thread
+    try:
+        tracedsync.shutdown()
+        assert old.is_alive() and stuck.aborted.is_set()
+        # The next pipeline, itself busy exporting while records pile up.
+        busy = _GatedExporter()
+        tracedsync.configure(exporters=[busy, spans], hold_threshold_ms=0)
+        with lock:
+            pass
+        tracedsync.flush(0.01)
+        assert busy.entered.wait(10)
+        for _ in range(5):
+            with lock:
+                pass
+        stuck.gate.set()  # the old thread returns and runs its final cycle
+        old.join(10)
+        assert not old.is_alive()
+    finally:
+        stuck.gate.set()
+        busy.gate.set()
+    assert tracedsync.flush(10)
+    assert stuck.count == 1
+    assert len(spans.get_finished_spans()) == 6
 
 
 def test_rate_limit_suppresses_and_counts(spans: InMemorySpanExporter) -> None:

@@ -53,6 +53,8 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _IDLE_KINDS = frozenset({"event", "condition", "barrier"})
 #: How long a timed-out wait span waits for the hold it links to.
 _LINK_PATIENCE_NS = 5_000_000_000
+#: What ``stop`` keeps of its timeout to abort a hanging export and join.
+_ABORT_RESERVE_S = 0.5
 
 
 def scope(version: str) -> InstrumentationScope:
@@ -204,9 +206,9 @@ class Pipeline:
         self._ready: list[SpanData] = []
         self._failures_seen: set[tuple[str, str]] = set()
         self._failure_counts: dict[str, int] = {}
-        # Drops before this pipeline were reported by the one that saw them.
+        # Accounting is per process: report only the drops from now on.
         self._dropped_reported = recorder.accounting.dropped
-        self._suppressed_reported = recorder.accounting.suppressed
+        self._suppressed_reported = 0
         self._last_metrics = 0.0
         self._start_ns = time.time_ns()
         self.extra_work: list[Callable[[], None]] = []
@@ -258,7 +260,15 @@ class Pipeline:
         return bool(done.wait(timeout_s))
 
     def stop(self, timeout_s: float) -> bool:
-        """Flush, shut the exporters down and end the thread (bounded)."""
+        """Flush, shut the exporters down and end the thread (bounded).
+
+        An export still running when the timeout is about to run out (an
+        OTLP exporter retrying against a collector that is down) is aborted,
+        so its records are counted failed and the thread ends in time. A
+        thread that outlives even that is abandoned: it never takes another
+        record from the buffer, which the next pipeline owns, and what it
+        still exports is not counted (``config`` counts it lost).
+        """
         recorder.set_recording(False)
         thread = self._thread
         if thread is None:
@@ -266,10 +276,19 @@ class Pipeline:
         self._stopping = True
         self._wake.set()
         if threading.get_ident() != thread.ident:
-            thread.join(timeout_s)
+            reserve = min(_ABORT_RESERVE_S, timeout_s / 4)
+            thread.join(timeout_s - reserve)
+            if thread.is_alive():
+                for sink in self.sinks:
+                    try:
+                        sink.abort()
+                    except Exception:
+                        pass
+                thread.join(reserve)
         if thread.is_alive():
             # An exporter is stuck: leave the (daemon) thread behind; what it
-            # still exports is no longer counted (the caller counts it lost).
+            # still exports is no longer counted (the caller counts it lost),
+            # and it takes no more records (the next pipeline's).
             self._abandoned = True
             return False
         return True
@@ -326,7 +345,7 @@ class Pipeline:
             self._note_failure("pipeline", exc)
 
     def _cycle(self, final: bool) -> None:
-        records = recorder.take_all()
+        records = [] if self._abandoned else recorder.take_all()
         spans: list[SpanData] = []
         logs: list[LogEvent] = []
         offset = time.time_ns() - time.monotonic_ns()

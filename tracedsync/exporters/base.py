@@ -75,7 +75,8 @@ class ExportError(Exception):
 class Exporter:
     """Base class of tracedsync exporters: override what you consume.
 
-    Every method is called on the pipeline thread only, never concurrently.
+    Every method but :meth:`abort` is called on the pipeline thread only,
+    never concurrently.
     Raise (any exception) to report a failed export; the pipeline counts it
     and logs ``exporter_failed`` once per exporter and kind of failure.
     """
@@ -103,3 +104,13 @@ class Exporter:
 
     def shutdown(self, timeout_s: float) -> None:
         """Flush and release resources; no call follows."""
+
+    def abort(self) -> None:
+        """Make a running export give up now. The one method called from
+        another thread, while an export may be running on the pipeline thread.
+
+        The pipeline calls it when its shutdown timeout is about to run out
+        (a collector that is down or refusing makes the OTLP exporters retry
+        for up to their own timeout); ``shutdown`` (for exporters tracedsync
+        made) still follows on the pipeline thread. The default does nothing.
+        """

@@ -8,11 +8,21 @@ else ``http/protobuf`` (the specification's default): ``grpc`` or
 come from the standard ``OTEL_EXPORTER_OTLP_*`` variables, read by the
 exporters themselves. The service name is the resource's
 (``OTEL_SERVICE_NAME``).
+
+The official exporters log every failed batch (and every retry) through
+``logging``. When tracedsync's pipeline makes the call, those lines are kept
+out of the application's logs and become the detail of tracedsync's own
+``exporter_failed`` event, reported once per exporter and kind of error. The
+application's own use of the same exporters logs as usual.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from tracedsync.exporters.base import Exporter
@@ -20,6 +30,59 @@ from tracedsync.exporters.sdk import MetricExporterAdapter, SpanExporterAdapter
 
 PROTOCOLS = ("grpc", "http/protobuf")
 INSTALL_HINT = "the otlp exporter needs its extra: pip install 'tracedsync[otlp]'"
+
+
+#: Where the official OTLP exporters (and their HTTP client) log.
+_EXPORTER_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http.metric_exporter",
+    "opentelemetry.exporter.otlp.common.http",
+)
+
+
+class _CapturedLogs(logging.Filter):
+    """A filter on the exporters' loggers: while a thread is inside
+    :meth:`capture`, its records are collected instead of logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        lines: list[str] | None = getattr(self._local, "lines", None)
+        if lines is None:
+            return True
+        try:
+            lines.append(record.getMessage().replace("\n", " "))
+        except Exception:
+            pass
+        return False
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[list[str]]:
+        lines: list[str] = []
+        outer = getattr(self._local, "lines", None)
+        self._local.lines = lines
+        try:
+            yield lines
+        finally:
+            self._local.lines = outer
+
+
+_captured = _CapturedLogs()
+
+
+def _quiet_exporter_loggers() -> None:
+    for name in _EXPORTER_LOGGERS:
+        logger = logging.getLogger(name)
+        if _captured not in logger.filters:
+            # First: the SDK's DuplicateFilter on these loggers drops a record
+            # whose format string repeats (traces then metrics) before a later
+            # filter would see it.
+            logger.filters.insert(0, _captured)
 
 
 class OtlpUnavailable(RuntimeError):
@@ -69,10 +132,20 @@ def _metric_exporter(proto: str) -> Any:
 
 
 def create_otlp_exporters(config: Any, resource: Any, scope: Any) -> list[Exporter]:
-    """A span and a metric exporter for the configured protocols."""
+    """A span and a metric exporter for the configured protocols.
+
+    Each has its own name (``otlp-traces-grpc``, ``otlp-metrics-http/protobuf``):
+    they may go to different endpoints and fail for different reasons, and
+    ``exporter_failed`` is reported once per exporter and kind of error.
+    """
     traces = protocol("traces")
     metrics = protocol("metrics")
+    spans = _span_exporter(traces)
+    metric = _metric_exporter(metrics)
+    _quiet_exporter_loggers()
     return [
-        SpanExporterAdapter(_span_exporter(traces), resource, scope, name=f"otlp-{traces}"),
-        MetricExporterAdapter(_metric_exporter(metrics), name=f"otlp-{metrics}"),
+        SpanExporterAdapter(
+            spans, resource, scope, name=f"otlp-traces-{traces}", capture=_captured.capture
+        ),
+        MetricExporterAdapter(metric, name=f"otlp-metrics-{metrics}", capture=_captured.capture),
     ]

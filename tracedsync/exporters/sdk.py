@@ -7,7 +7,8 @@ exporters are used the same way by ``tracedsync.exporters.otlp``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import MetricExportResult
@@ -19,6 +20,21 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
 from tracedsync.exporters.base import Exporter, ExportError, SpanData
+
+#: Returns a context manager collecting the log lines an SDK exporter writes
+#: during one call (see ``tracedsync.exporters.otlp``); they become the
+#: detail of the failure instead of lines in the application's logs.
+LogCapture = Callable[[], contextlib.AbstractContextManager[list[str]]]
+
+
+def _no_capture() -> contextlib.AbstractContextManager[list[str]]:
+    return contextlib.nullcontext([])
+
+
+def _failure(name: str, result: str, lines: list[str]) -> ExportError:
+    detail = " | ".join(dict.fromkeys(lines))  # distinct, in order: the cause comes first
+    return ExportError(f"{name} returned {result}" + (f": {detail}" if detail else ""))
+
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _STATUS = {0: Status(StatusCode.UNSET), 1: Status(StatusCode.OK), 2: Status(StatusCode.ERROR)}
@@ -64,23 +80,41 @@ class SpanExporterAdapter(Exporter):
         resource: Resource,
         scope: InstrumentationScope,
         name: str | None = None,
+        capture: LogCapture | None = None,
     ) -> None:
         self.exporter = exporter
         self.resource = resource
         self.scope = scope
         self.name = name or type(exporter).__name__
+        self._capture = capture or _no_capture
+        self._aborted = False
 
     def export_spans(self, spans: Sequence[SpanData]) -> None:
         readable = [to_readable_span(s, self.resource, self.scope) for s in spans]
-        result = self.exporter.export(readable)
+        with self._capture() as lines:
+            result = self.exporter.export(readable)
         if result is not SpanExportResult.SUCCESS:
-            raise ExportError(f"{self.name} returned {result.name}")
+            raise _failure(self.name, result.name, lines)
 
     def flush(self, timeout_s: float) -> None:
-        self.exporter.force_flush(int(timeout_s * 1000))
+        with self._capture():
+            self.exporter.force_flush(int(timeout_s * 1000))
 
     def shutdown(self, timeout_s: float) -> None:
-        self.exporter.shutdown()
+        if not self._aborted:
+            with self._capture():
+                self.exporter.shutdown()
+
+    def abort(self) -> None:
+        # The SDK exporters' shutdown() may be called from another thread
+        # while export() runs (BatchSpanProcessor does): it ends their retry
+        # backoff at once, and export() returns FAILURE from then on. An
+        # exporter the caller passed in stays theirs: it is not shut down.
+        if not self.owned:
+            return
+        self._aborted = True
+        with self._capture():
+            self.exporter.shutdown()
 
 
 class MetricExporterAdapter(Exporter):
@@ -88,17 +122,32 @@ class MetricExporterAdapter(Exporter):
 
     wants_metrics = True
 
-    def __init__(self, exporter: Any, name: str | None = None) -> None:
+    def __init__(
+        self, exporter: Any, name: str | None = None, capture: LogCapture | None = None
+    ) -> None:
         self.exporter = exporter
         self.name = name or type(exporter).__name__
+        self._capture = capture or _no_capture
+        self._aborted = False
 
     def export_metrics(self, metrics: Any) -> None:
-        result = self.exporter.export(metrics, timeout_millis=10_000)
+        with self._capture() as lines:
+            result = self.exporter.export(metrics, timeout_millis=10_000)
         if result is not MetricExportResult.SUCCESS:
-            raise ExportError(f"{self.name} returned {result.name}")
+            raise _failure(self.name, result.name, lines)
 
     def flush(self, timeout_s: float) -> None:
-        self.exporter.force_flush(int(timeout_s * 1000))
+        with self._capture():
+            self.exporter.force_flush(int(timeout_s * 1000))
 
     def shutdown(self, timeout_s: float) -> None:
-        self.exporter.shutdown(timeout_millis=timeout_s * 1000)
+        if not self._aborted:
+            with self._capture():
+                self.exporter.shutdown(timeout_millis=timeout_s * 1000)
+
+    def abort(self) -> None:
+        if not self.owned:
+            return
+        self._aborted = True
+        with self._capture():
+            self.exporter.shutdown(timeout_millis=0)

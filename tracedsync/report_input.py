@@ -1,0 +1,338 @@
+"""Finding and reading the files ``tracedsync report`` analyses (internal).
+
+Output directories hold ``spans-<run>-<pid>.jsonl``, ``metrics-<run>-<pid>.jsonl``
+and ``logs-<run>-<pid>.jsonl``, rotated ones as ``<stem>.<n>.jsonl`` (n = 1
+oldest). Files are read line by line, never whole: a line is one OTLP JSON
+export request (spans, metrics) or one structlog event (logs). Only the
+standard library's ``json`` parses them; nothing here imports OpenTelemetry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracedsync._format import clean
+from tracedsync.cli import CliError
+
+#: ``spans-<run>-<pid>.jsonl`` and rotated ``spans-<run>-<pid>.<n>.jsonl``.
+FILE_NAME = re.compile(
+    r"^(?P<signal>spans|metrics|logs)-(?P<run>[A-Za-z0-9_.-]+?)-(?P<pid>\d+)"
+    r"(?:\.(?P<n>\d+))?\.jsonl$"
+)
+#: One line longer than this is an error, so a giant line cannot exhaust memory.
+DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+class ReportError(CliError):
+    """Unusable input: one line naming the file (and line), exit code 2."""
+
+    def __init__(self, message: str) -> None:
+        # File names and values quoted from the input stay on one line.
+        super().__init__(clean(message))
+
+
+@dataclass
+class InputFile:
+    """One file to read, with what its name says about it."""
+
+    path: str
+    #: ``spans``, ``metrics``, ``logs``, or None when the name says nothing
+    #: (an OTel Collector's file): each line then tells what it is.
+    signal: str | None = None
+    run: str | None = None
+    pid: int | None = None
+    #: Rotation number (1 = oldest); None for the file being written.
+    rotation: int | None = None
+    mtime: float = 0.0
+
+    @property
+    def order(self) -> tuple[Any, ...]:
+        """Sort key: per process, rotated files oldest first, the live one last."""
+        rot = self.rotation if self.rotation is not None else 1 << 30
+        return (self.run or "", self.pid or 0, self.signal or "", rot, self.path)
+
+
+@dataclass
+class Selection:
+    """The files chosen and the runs they belong to."""
+
+    files: list[InputFile]
+    runs: list[str]
+    #: Runs present in the directories but not selected (latest run only).
+    other_runs: list[str] = field(default_factory=list)
+
+
+def _describe(path: str) -> InputFile:
+    name = os.path.basename(path)
+    match = FILE_NAME.match(name)
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:
+        mtime = 0.0
+    if match is None:
+        return InputFile(path, mtime=mtime)
+    n = match.group("n")
+    return InputFile(
+        path,
+        signal=match.group("signal"),
+        run=match.group("run"),
+        pid=int(match.group("pid")),
+        rotation=int(n) if n is not None else None,
+        mtime=mtime,
+    )
+
+
+def select_files(
+    paths: Sequence[str], *, all_runs: bool = False, run: str | None = None
+) -> Selection:
+    """Files to analyse from directories and explicit files.
+
+    A directory contributes its tracedsync files of the latest run (the run
+    whose newest file is newest), of every run with ``all_runs``, or of the
+    run ``run``. Explicit files are all read, whatever their name.
+    """
+    explicit: list[InputFile] = []
+    found: list[InputFile] = []
+    for path in paths:
+        if os.path.isdir(path):
+            try:
+                names = sorted(os.listdir(path))
+            except OSError as exc:
+                raise ReportError(f"cannot read directory {path}: {exc.strerror}") from None
+            here = [
+                _describe(os.path.join(path, n))
+                for n in names
+                if FILE_NAME.match(n) and os.path.isfile(os.path.join(path, n))
+            ]
+            if not here:
+                raise ReportError(
+                    f"no tracedsync files (spans-*.jsonl, metrics-*.jsonl, logs-*.jsonl) in {path}"
+                )
+            found.extend(here)
+        elif os.path.exists(path):
+            if not os.path.isfile(path):
+                raise ReportError(f"not a regular file: {path}")
+            if not os.access(path, os.R_OK):
+                raise ReportError(f"cannot read {path}: permission denied")
+            explicit.append(_describe(path))
+        else:
+            raise ReportError(f"no such file or directory: {path}")
+    newest: dict[str, float] = {}
+    for f in found:
+        key = f.run or ""
+        newest[key] = max(newest.get(key, 0.0), f.mtime)
+    by_age = sorted(newest, key=lambda r: (newest[r], r))
+    if run is not None:
+        if found and run not in newest:
+            raise ReportError(f"no files of run {run!r} (runs found: {', '.join(by_age)})")
+        chosen = {run}
+    elif all_runs:
+        chosen = set(newest)
+    else:
+        chosen = {by_age[-1]} if by_age else set()
+    files = [f for f in found if (f.run or "") in chosen]
+    seen = {os.path.realpath(f.path) for f in files}
+    for f in explicit:
+        real = os.path.realpath(f.path)
+        if real not in seen:
+            seen.add(real)
+            files.append(f)
+    files.sort(key=lambda f: f.order)
+    runs = sorted({f.run for f in files if f.run is not None}, key=lambda r: (newest.get(r, 0), r))
+    others = [r for r in by_age if r not in chosen]
+    return Selection(files, runs, others)
+
+
+def read_lines(
+    path: str,
+    *,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    warn: Callable[[str], None] | None = None,
+    limit: int | None = None,
+    start: int = 0,
+    end: int | None = None,
+    first_line: int = 0,
+) -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed JSON)`` for each line of ``path``.
+
+    ``start``/``end`` read only the lines in that byte range (``start`` at the
+    beginning of a line; ``first_line`` lines come before it).
+
+    A line that is not JSON raises :class:`ReportError` naming ``path:line``,
+    except a last line without its newline (a process killed mid-write): that
+    one is reported through ``warn`` and skipped. Blank lines are skipped.
+    ``limit`` stops after that many parsed lines (and never warns or raises
+    about a truncated line then: it is a quick look).
+    """
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed in finally, generator
+    except OSError as exc:
+        raise ReportError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        lineno = first_line
+        parsed = 0
+        pos = start
+        if start:
+            handle.seek(start)
+        while end is None or pos < end:
+            try:
+                raw = handle.readline(max_line_bytes + 1)
+            except OSError as exc:
+                raise ReportError(f"{path}:{lineno + 1}: read error: {exc.strerror}") from None
+            if not raw:
+                return
+            pos += len(raw)
+            lineno += 1
+            complete = raw.endswith(b"\n")
+            if not complete and len(raw) > max_line_bytes:
+                raise ReportError(
+                    f"{path}:{lineno}: line longer than {max_line_bytes} bytes "
+                    "(see --max-line-bytes)"
+                )
+            if not raw.strip():
+                continue
+            try:
+                value = json.loads(raw)
+            except ValueError as exc:
+                if not complete:
+                    if limit is None and warn is not None:
+                        warn(
+                            f"{path}:{lineno}: truncated last line skipped "
+                            "(the process was probably killed while writing)"
+                        )
+                    return
+                reason = str(exc).split(":")[0]
+                raise ReportError(f"{path}:{lineno}: not JSON ({reason})") from None
+            except RecursionError:
+                raise ReportError(f"{path}:{lineno}: JSON nested too deeply") from None
+            yield lineno, value
+            parsed += 1
+            if limit is not None and parsed >= limit:
+                return
+    finally:
+        handle.close()
+
+
+def split_lines(path: str, chunk_bytes: int) -> list[tuple[int, int, int]]:
+    """Cut a file into ranges of about ``chunk_bytes`` that end at line ends:
+    ``(start, end, lines before start)`` each."""
+    out: list[tuple[int, int, int]] = []
+    pos = lines = chunk_start = chunk_lines = 0
+    target = chunk_bytes
+    try:
+        with open(path, "rb") as handle:
+            while True:
+                block = handle.read(1 << 20)
+                if not block:
+                    break
+                offset = 0
+                while pos + len(block) > target:
+                    i = block.find(b"\n", max(offset, target - pos))
+                    if i < 0:
+                        break
+                    lines += block.count(b"\n", offset, i + 1)
+                    end = pos + i + 1
+                    out.append((chunk_start, end, chunk_lines))
+                    chunk_start, chunk_lines = end, lines
+                    offset = i + 1
+                    target = end + chunk_bytes
+                lines += block.count(b"\n", offset)
+                pos += len(block)
+    except OSError as exc:
+        raise ReportError(f"cannot read {path}: {exc.strerror}") from None
+    if chunk_start < pos:
+        out.append((chunk_start, pos, chunk_lines))
+    return out
+
+
+# -- OTLP JSON values -----------------------------------------------------------
+
+
+def any_value(value: Any) -> Any:
+    """The Python value of an OTLP ``AnyValue`` in its JSON form."""
+    if not isinstance(value, dict):
+        return None
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        try:
+            return int(value["intValue"])
+        except (TypeError, ValueError):
+            return None
+    if "doubleValue" in value:
+        v = value["doubleValue"]
+        return float(v) if isinstance(v, (int, float, str)) else None
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "arrayValue" in value:
+        items = (
+            value["arrayValue"].get("values", []) if isinstance(value["arrayValue"], dict) else []
+        )
+        return [any_value(v) for v in items] if isinstance(items, list) else None
+    if "kvlistValue" in value:
+        kv = value["kvlistValue"]
+        return attributes(kv.get("values", [])) if isinstance(kv, dict) else None
+    if "bytesValue" in value:
+        return str(value["bytesValue"])
+    return None
+
+
+def attributes(items: Any) -> dict[str, Any]:
+    """A ``KeyValue`` list as a dict; anything malformed is skipped."""
+    out: dict[str, Any] = {}
+    if not isinstance(items, list):
+        return out
+    for item in items:
+        if isinstance(item, dict):
+            key = item.get("key")
+            if isinstance(key, str):
+                out[key] = any_value(item.get("value"))
+    return out
+
+
+def nanos(value: Any) -> int | None:
+    """A ``fixed64`` nanosecond time (a decimal string, or a number)."""
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value == value:
+        return int(value)
+    return None
+
+
+def number(value: Any) -> float | None:
+    """An ``asInt`` / ``asDouble`` / ``count`` field as a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def resource_identity(resource: Any) -> tuple[str | None, int | None, dict[str, Any]]:
+    """``(run id, pid, attributes)`` of an OTLP ``Resource``."""
+    attrs = attributes(resource.get("attributes")) if isinstance(resource, dict) else {}
+    run = attrs.get("tracedsync.run_id")
+    pid = attrs.get("process.pid")
+    return (
+        run if isinstance(run, str) else None,
+        pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        attrs,
+    )
