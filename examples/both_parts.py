@@ -9,21 +9,23 @@ change the resource in between. With a plain ``Lock`` the thread then blocks
 on a lock it already holds. tracedsync reports it the moment it starts to
 block (``self_deadlock_suspected``, with the thread, the lock and both
 acquisition sites); here the acquire has a timeout, so the example still
-ends. With an ``RLock`` the same code works: the owner may re-enter, and
-the stats count the re-entries.
+ends. With an ``RLock`` the same code works: the owner may re-enter; the
+stats count the re-entries and the ``rlock.hold`` span shows the recursion
+depth the hold reached (``sync.rlock.depth``).
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 
 import tracedsync
 
 
 class Resource:
     def __init__(self, lock_type: type) -> None:
-        self.lock = lock_type()  # named "lock (both_parts.py:26)"
+        self.lock = lock_type()  # named "lock (both_parts.py:28)"
         self.first, self.second = "first", "second"
 
     def get_first_part(self) -> str | None:
@@ -45,6 +47,7 @@ class Resource:
     def get_both_parts(self) -> tuple[str | None, str | None]:
         with self.lock:  # nobody may change the resource between the two calls
             first = self.get_first_part()
+            time.sleep(0.02)  # putting the parts together takes a moment
             second = self.get_second_part()
             return first, second
 

@@ -126,9 +126,11 @@ def test_both_parts(tmp_path: Path) -> None:
     _, output = run_traced(tmp_path, "both_parts.py")
     events = [e for e in output["events"] if e["event"] == "self_deadlock_suspected"]
     assert len(events) == 2
-    assert events[0]["held_site"] == "both_parts.py:46"
-    assert events[0]["site"] == "both_parts.py:30"
+    assert events[0]["held_site"] == "both_parts.py:48"
+    assert events[0]["site"] == "both_parts.py:32"
     assert events[0]["thread.name"] == "MainThread"
+    (rlock_hold,) = named(output, "rlock.hold", "lock (both_parts.py:")
+    assert int(rlock_hold["attrs"]["sync.rlock.depth"]) == 2
 
 
 def test_connection_pool(tmp_path: Path) -> None:

@@ -154,7 +154,8 @@ def test_subinterpreters_use_pure_python_and_leave_the_main_one_alone() -> None:
 
 @classes
 def test_recorder_attributes(cls: Any) -> None:
-    """_t, _owner, _acq, _hsum, _hmax, _hhist, _blame, _st, _meta (and _count, _reent)."""
+    """_t, _owner, _acq, _hsum, _hmax, _hhist, _blame, _st, _meta (and for an RLock
+    _count, _reent and _depth, the deepest recursion of the current hold)."""
     lock = cls(name="contract")
     assert (lock._t, lock._owner, lock._acq, lock._hsum, lock._hmax) == (0, 0, 0, 0, 0)
     assert lock._blame is None
@@ -175,7 +176,12 @@ def test_recorder_attributes(cls: Any) -> None:
     if hasattr(lock, "_count"):
         with lock, lock:
             assert lock._count == 2
-        assert lock._count == 0 and lock._reent == 1
+            with lock:
+                pass
+            assert lock._depth == 3
+        assert lock._count == 0 and lock._reent == 2
+        with lock:
+            assert lock._depth == 1
 
 
 @classes

@@ -78,6 +78,7 @@ typedef struct {
     long long t;          /* _t: when the current hold began (ns), 0 if none */
     unsigned long owner;  /* _owner: holding thread's ident, 0 if none */
     Py_ssize_t count;     /* _count (RLock): recursion level */
+    Py_ssize_t depth;     /* _depth (RLock): deepest level in the current hold */
     unsigned long long acq;   /* _acq */
     unsigned long long reent; /* _reent (RLock) */
     unsigned long long hsum;  /* _hsum */
@@ -471,13 +472,16 @@ rlock_acquire_default(CoreObject *self)
 {
     unsigned long me = PyThread_get_thread_ident();
     if (self->owner == me) {
-        self->count++;
+        if (++self->count > self->depth) {
+            self->depth = self->count;
+        }
         self->reent++;
         Py_RETURN_TRUE;
     }
     if (try_now(self)) {
         self->owner = me;
         self->count = 1;
+        self->depth = 1;
         self->t = now_ns();
         self->acq++;
         Py_RETURN_TRUE;
@@ -651,6 +655,7 @@ static PyMemberDef lock_members[] = {
 static PyMemberDef rlock_members[] = {
     COMMON_MEMBERS,
     {"_count", T_PYSSIZET, offsetof(CoreObject, count), 0, NULL},
+    {"_depth", T_PYSSIZET, offsetof(CoreObject, depth), 0, NULL},
     {"_reent", T_ULONGLONG, offsetof(CoreObject, reent), 0, NULL},
     {NULL},
 };

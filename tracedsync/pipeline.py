@@ -483,6 +483,8 @@ class Pipeline:
             attrs["sync.holder.thread.id"] = holder
         if holder_site is not None:
             attrs["sync.holder.site"] = _sites.format_site(holder_site)
+        if rtype == recorder.HOLD and holder:  # for a hold: an RLock's recursion depth
+            attrs["sync.rlock.depth"] = holder
         start, end = t0 + offset, t1 + offset
         if rtype == recorder.WAIT:
             span_name = _span_name(kind, True)

@@ -338,6 +338,7 @@ class PureRLock(_RLockAPI):
         "_acq",
         "_blame",
         "_count",
+        "_depth",
         "_hhist",
         "_hmax",
         "_hsum",
@@ -364,6 +365,7 @@ class PureRLock(_RLockAPI):
         self._t = 0
         self._owner = 0
         self._count = 0
+        self._depth = 0
         self._acq = 0
         self._reent = 0
         self._hsum = 0
@@ -380,12 +382,15 @@ class PureRLock(_RLockAPI):
         if blocking is True and timeout == -1:
             me = _get_ident()
             if self._owner == me:
-                self._count += 1
+                count = self._count + 1
+                self._count = count
                 self._reent += 1
+                if count > self._depth:
+                    self._depth = count
                 return True
             if self._try(False):
                 self._owner = me
-                self._count = 1
+                self._count = self._depth = 1
                 self._t = _now()
                 self._acq += 1
                 return True

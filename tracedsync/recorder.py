@@ -489,7 +489,7 @@ def reset_stats() -> None:
 #   WAIT:    (WAIT, meta, ident, thread_name, t_start, t_end, outcome, context,
 #             site, holder_ident, holder_name, holder_site, blame_span_id)
 #   HOLD:    (HOLD, meta, ident, thread_name, t_start, t_end, None, context,
-#             site, 0, None, None, span_id_or_None)
+#             site, rlock_depth_or_0, None, None, span_id_or_None)
 #   FINDING: (FINDING, event_name, fields_dict, context, span_request, t_now)
 WAIT = 1
 HOLD = 2
@@ -631,12 +631,15 @@ def rlock_acquire_slow(prim: Any, blocking: Any, timeout: Any) -> bool:
         validate_acquire_args(blocking, timeout)
     me = _get_ident()
     if prim._owner == me:
-        prim._count += 1
+        count = prim._count + 1
+        prim._count = count
         prim._reent += 1
+        if count > prim._depth:
+            prim._depth = count
         return True
     if prim._try(False):
         prim._owner = me
-        prim._count = 1
+        prim._count = prim._depth = 1
         prim._t = _now()
         prim._acq += 1
         return True
@@ -699,7 +702,7 @@ def _block(prim: Any, timeout: float, reentrant: bool) -> bool:
         prim._t = t1
         prim._owner = me
         if reentrant:
-            prim._count = 1
+            prim._count = prim._depth = 1
         prim._acq += 1
     wait = t1 - t0
     with _stats_lock:
@@ -758,7 +761,9 @@ def hold_end(prim: Any, t0: int, held: int) -> None:
     except Exception:
         context = None
     site = _sites.call_site(1)
-    emit((HOLD, prim._meta, me, thread_name(me), t0, t1, None, context, site, 0, None, None, blame))
+    depth = getattr(prim, "_depth", 0)  # an RLock's deepest recursion in this hold
+    tname = thread_name(me)
+    emit((HOLD, prim._meta, me, tname, t0, t1, None, context, site, depth, None, None, blame))
 
 
 def idle_wait_end(

@@ -91,6 +91,9 @@ def render(event: LogEvent, colour: bool = False) -> str:
                 text += f" at {c(event['sync.holder.site'])}"
     elif name == "long_hold":
         text = f"{thread} held {prim} for {_format.duration(seconds)}"
+        depth = event.get("sync.rlock.depth")
+        if isinstance(depth, int) and depth > 1:
+            text += f" (re-entered, {depth} levels deep)"
         site = _site(event)
         if site:
             text += f", released at {c(site)}"
