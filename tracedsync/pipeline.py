@@ -123,6 +123,14 @@ class _ForcedIdGenerator:
 _last_second: tuple[int, str] = (-1, "")
 
 
+def _name_of(thread: Any, ident: int) -> str:
+    """A Thread's name (hold records carry the Thread, not its name)."""
+    try:
+        return str(thread.name)
+    except Exception:
+        return f"thread-{ident}"
+
+
 def iso_timestamp(epoch_ns: int) -> str:
     """``datetime.fromtimestamp(epoch_ns / 1e9, timezone.utc)`` as
     ``2024-05-01T12:00:01.234567Z``, with the date part formatted once per second.
@@ -473,7 +481,7 @@ class Pipeline:
         if outcome is not None:
             attrs["sync.outcome"] = outcome
         attrs["thread.id"] = ident
-        attrs["thread.name"] = tname
+        attrs["thread.name"] = tname if isinstance(tname, str) else _name_of(tname, ident)
         if site is not None:
             attrs["code.function.name"] = site[2]
             attrs["code.file.path"] = site[0]

@@ -500,29 +500,45 @@ _buffer_lock = _RawRLock()
 
 
 class Accounting:
-    """Record counts; ``produced == exported + dropped + failed`` once flushed."""
+    """Record counts; ``produced == exported + dropped + failed`` once flushed.
 
-    produced = 0
-    dropped = 0
-    exported = 0
-    failed = 0
-    suppressed = 0
+    Nothing is counted when a record is appended (that is the app thread's
+    cost): a record produced is in the buffer, or was taken by the pipeline
+    (which counts what it takes), or was dropped.
+    """
+
+    def __init__(self) -> None:
+        self.taken = 0
+        self.dropped = 0
+        self.exported = 0
+        self.failed = 0
+        self.suppressed = 0
+
+    @property
+    def produced(self) -> int:
+        return self.taken + len(buffer) + self.dropped
 
 
 accounting = Accounting()
 
 
 def emit(record: tuple[Any, ...], urgent: bool = False) -> None:
-    """Append one record, or count it dropped when the buffer is full."""
-    with _buffer_lock:
-        accounting.produced += 1
-        size = len(buffer)
-        if size >= buffer_capacity:
-            accounting.dropped += 1
-            return
+    """Append one record, or count it dropped when the buffer is full.
+
+    No lock on the way in: ``deque.append`` is atomic, and threads racing
+    past the size check can overfill the buffer by at most one record each.
+    """
+    if len(buffer) < buffer_capacity:
         buffer.append(record)
-    size += 1
-    if urgent or size == buffer_capacity >> 1 or size == buffer_capacity:
+        if urgent or len(buffer) == buffer_capacity >> 1:
+            try:
+                _wakeup()
+            except Exception:
+                pass
+        return
+    with _buffer_lock:
+        accounting.dropped += 1
+    if urgent:
         try:
             _wakeup()
         except Exception:
@@ -536,6 +552,7 @@ def take_all() -> list[tuple[Any, ...]]:
     try:
         while True:
             out.append(pop())
+            accounting.taken += 1  # only the pipeline thread takes
     except IndexError:
         pass
     return out
@@ -762,8 +779,9 @@ def hold_end(prim: Any, t0: int, held: int) -> None:
         context = None
     site = _sites.call_site(1)
     depth = getattr(prim, "_depth", 0)  # an RLock's deepest recursion in this hold
-    tname = thread_name(me)
-    emit((HOLD, prim._meta, me, tname, t0, t1, None, context, site, depth, None, None, blame))
+    # The Thread itself: the pipeline reads its name (a lookup saved here).
+    thread = _active_threads.get(me) or thread_name(me)
+    emit((HOLD, prim._meta, me, thread, t0, t1, None, context, site, depth, None, None, blame))
 
 
 def idle_wait_end(
