@@ -136,6 +136,29 @@ def test_crossing_cost_runs_for_both_implementations() -> None:
     assert not recorder.recording
 
 
+def test_lock_order_cost_measures_both_modes_and_turns_it_off() -> None:
+    """The lock-order measurement runs with checking off and on, then leaves it off."""
+    cost = bench.lock_order_cost(200, 1)
+    assert cost["off_ns_per_op"] > 0 and cost["on_ns_per_op"] > 0
+    assert "acquire" not in primitives.Lock.__dict__ or primitives.Lock is primitives.PureLock
+    assert not recorder.recording
+
+
+def test_queue_case_is_made_under_install() -> None:
+    """The Queue case's traced queue has traced primitives; threading is left unpatched."""
+    import threading
+
+    from tracedsync import _stdlib
+
+    q = bench.queue_under_install()
+    assert isinstance(q.mutex, (primitives.Lock,)) and isinstance(q.not_empty, primitives.Condition)
+    assert threading.Lock is _stdlib.Lock
+    pure_q = bench.queue_with(primitives.PureLock)
+    assert isinstance(pure_q.mutex, primitives.PureLock)
+    pure_q.put(1)
+    assert pure_q.get() == 1
+
+
 def test_table_and_module_entry_point() -> None:
     """python -m tracedsync bench prints the table with the machine line (small run)."""
     proc = subprocess.run(

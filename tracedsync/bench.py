@@ -81,6 +81,7 @@ class Column:
     BoundedSemaphore: Callable[[], Any]
     Condition: Callable[[], Any]
     Event: Callable[[], Any]
+    Queue: Callable[[], Any] = field(default=lambda: _unavailable("Queue"))
     #: Primitives whose code is the same as another column's (not measured twice).
     same_as: dict[str, str] = field(default_factory=dict)
     #: When set, the only primitives this column measures.
@@ -90,7 +91,13 @@ class Column:
         return primitive not in self.same_as and (self.only is None or primitive in self.only)
 
 
+def _unavailable(what: str) -> Any:
+    raise RuntimeError(f"no {what} in this column")
+
+
 def plain_column() -> Column:
+    import queue
+
     std = _stdlib
     return Column(
         "plain",
@@ -100,7 +107,38 @@ def plain_column() -> Column:
         BoundedSemaphore=lambda: std.BoundedSemaphore(1),
         Condition=lambda: std.Condition(std.RLock()),
         Event=std.Event,
+        Queue=queue.Queue,
     )
+
+
+def queue_under_install() -> Any:
+    """A ``queue.Queue`` made while ``tracedsync.install()`` patches threading:
+    its mutex and three conditions are traced, as in a program under
+    ``tracedsync run``."""
+    import queue
+
+    from tracedsync import patching
+
+    was_installed = patching.installed()
+    patching.install()
+    try:
+        return queue.Queue()
+    finally:
+        if not was_installed:
+            patching.uninstall()
+
+
+def queue_with(lock_cls: Any) -> Any:
+    """A ``queue.Queue`` whose mutex is ``lock_cls`` (the same four primitives
+    install() gives it, for the implementation that is not the active one)."""
+    import queue
+
+    q: Any = queue.Queue()
+    q.mutex = lock_cls(name="mutex")
+    q.not_empty = primitives.Condition(q.mutex, name="not_empty")
+    q.not_full = primitives.Condition(q.mutex, name="not_full")
+    q.all_tasks_done = primitives.Condition(q.mutex, name="all_tasks_done")
+    return q
 
 
 def _traced_column(name: str, lock_cls: Any, rlock_cls: Any) -> Column:
@@ -113,6 +151,9 @@ def _traced_column(name: str, lock_cls: Any, rlock_cls: Any) -> Column:
         BoundedSemaphore=lambda: p.BoundedSemaphore(1, name="bench_bounded_semaphore"),
         Condition=lambda: p.Condition(rlock_cls(name="bench_condition"), name="bench_condition"),
         Event=lambda: p.Event(name="bench_event"),
+        Queue=(lambda: queue_under_install())
+        if lock_cls is primitives.Lock
+        else (lambda: queue_with(lock_cls)),
     )
 
 
@@ -343,6 +384,9 @@ def all_cases() -> list[Case]:
         Case("Condition with+notify", "Condition", "other", _unrolled("with x: x.notify()"))
     )
     cases.append(Case("Event set/wait", "Event", "other", _unrolled("x.set(); x.wait()")))
+    cases.append(
+        Case("Queue put/get (install)", "Queue", "other", _unrolled("x.put(1); x.get()"), 0.25)
+    )
     for threads in (2, 4):
         for prim in ("Lock", "RLock"):
             cases.append(
@@ -798,7 +842,37 @@ def run_bench(args: argparse.Namespace, progress: Callable[[str], None]) -> dict
             if col.name in ("compiled", "pure"):
                 crossing[col.name] = crossing_cost(col.Lock, 2_000, 3 if quick else 6)
         out["threshold_crossing"] = crossing
+        progress("lock-order checking ...")
+        out["lock_order"] = lock_order_cost(ops // 4, 3 if quick else 6)
     return out
+
+
+def lock_order_cost(ops: int, repeat: int) -> dict[str, Any]:
+    """``with a: with b:`` (two nested locks of the active implementation) with
+    lock-order checking off and on: checking is opt-in and costs this much."""
+    import tracedsync
+
+    run = _unrolled("with x[0]:\n            with x[1]: pass")
+    samples: dict[str, list[float]] = {"off": [], "on": []}
+    try:
+        for rep in range(repeat):
+            modes = ("off", "on")
+            for mode in modes if rep % 2 == 0 else modes[::-1]:
+                tracedsync.configure(lock_order=mode == "on")
+                pair = (primitives.Lock(name="order_a"), primitives.Lock(name="order_b"))
+                run(pair, min(ops, 1000))
+                with _gc_paused():
+                    count, seconds = run(pair, ops)
+                samples[mode].append(seconds * 1e9 / count)
+    finally:
+        tracedsync.configure(lock_order=False)
+        tracedsync.shutdown()
+    off, on = statistics.median(samples["off"]), statistics.median(samples["on"])
+    return {
+        "off_ns_per_op": round(off, 1),
+        "on_ns_per_op": round(on, 1),
+        "ratio": round(on / off, 2),
+    }
 
 
 def _check_traced() -> None:
@@ -869,6 +943,11 @@ def format_table(out: dict[str, Any]) -> str:
                 f"Threshold crossing ({col}): {c['cost_ns']:.0f} ns of app-thread CPU per "
                 f"event (target <= {CROSSING_TARGET_NS} ns)."
             )
+        lo = out["lock_order"]
+        lines.append(
+            f"Lock-order checking (opt-in): two nested with-blocks {lo['off_ns_per_op']:.0f} ns "
+            f"with it off, {lo['on_ns_per_op']:.0f} ns on ({lo['ratio']:.1f}x)."
+        )
     failures = out["check_failures"]
     lines.append("")
     if out.get("remeasured"):

@@ -533,8 +533,8 @@ class LockOrder:
         #: (outer class, inner class) -> (outer site, inner site, thread name)
         self.edges: dict[tuple[str, str], tuple[str, str, str]] = {}
         self._graph: dict[str, set[str]] = {}
-        #: thread ident -> [(primitive, class, acquisition site)] it holds, in order
-        self._held: dict[int, list[tuple[Any, str, str]]] = {}
+        #: thread ident -> [(primitive, class, raw acquisition site)] it holds, in order
+        self._held: dict[int, list[tuple[Any, str, Any]]] = {}
         self._reported: set[frozenset[tuple[str, str]]] = set()
 
     def declare(self, *classes: str) -> None:
@@ -542,42 +542,66 @@ class LockOrder:
         for outer, inner in itertools.pairwise(classes):
             self._add_edge(outer, inner, "declared", "declared", "declared")
 
-    def attempt(self, prim: Any) -> str:
-        """A blocking acquire begins: add an edge from each class held. Returns the site."""
-        site = _sites.format_site(_sites.call_site(2))
+    def attempt(self, prim: Any) -> Any:
+        """A blocking acquire begins: add an edge from each class held that has
+        none to this class yet. Returns the call site when it had to read it."""
         me = _get_ident()
+        held = self._held.get(me)
+        if not held:
+            return None
         if getattr(prim, "_owner", None) == me and hasattr(prim, "_count"):
-            return site  # RLock re-entry
+            return None  # RLock re-entry
         cls = prim._meta[1]
+        edges = self.edges
+        new = [
+            (held_cls, held_site)
+            for other, held_cls, held_site in held
+            if held_cls != cls and other is not prim and (held_cls, cls) not in edges
+        ]
+        if not new:
+            return None
+        site = _sites.call_site(2)
+        thread = recorder.thread_name(me)
         with self._lock:
-            for held, held_cls, held_site in self._held.get(me, ()):
-                if held_cls != cls and held is not prim:
-                    self._add_edge(held_cls, cls, held_site, site, recorder.thread_name(me))
+            for held_cls, held_site in new:
+                self._add_edge(
+                    held_cls, cls, _sites.format_site(held_site), _sites.format_site(site), thread
+                )
         return site
 
-    def acquired(self, prim: Any, site: str | None) -> None:
-        """The acquire succeeded: the thread now holds ``prim``."""
+    def acquired(self, prim: Any, site: Any) -> None:
+        """The acquire succeeded: the thread now holds ``prim``.
+
+        Each thread appends to its own list only (atomic under the GIL); the
+        site is kept raw and formatted only if it ever ends up in a report.
+        """
         if getattr(prim, "_count", 1) > 1:
             return  # RLock re-entry
         if site is None:
-            site = _sites.format_site(_sites.call_site(2))
-        with self._lock:
-            self._held.setdefault(_get_ident(), []).append((prim, prim._meta[1], site))
+            site = _sites.call_site(2)
+        me = _get_ident()
+        stack = self._held.get(me)
+        if stack is None:
+            stack = self._held[me] = []
+        stack.append((prim, prim._meta[1], site))
 
     def released(self, prim: Any) -> None:
         if getattr(prim, "_count", 0) > 0:
             return  # RLock still held
         me = _get_ident()
-        with self._lock:
-            for ident in [me, *(i for i in self._held if i != me)]:
-                stack = self._held.get(ident)
-                if not stack:
-                    continue
+        stack = self._held.get(me)
+        if stack:
+            for i in range(len(stack) - 1, -1, -1):
+                if stack[i][0] is prim:
+                    del stack[i]
+                    return
+        with self._lock:  # a Lock released by a thread that did not take it
+            for ident, stack in list(self._held.items()):
                 for i in range(len(stack) - 1, -1, -1):
                     if stack[i][0] is prim:
                         del stack[i]
-                        if not stack:
-                            del self._held[ident]
+                        if not stack and ident != me:
+                            self._held.pop(ident, None)
                         return
 
     def _add_edge(
