@@ -575,3 +575,38 @@ def test_records_are_flushed_at_exit(tmp_path: Any) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("held slow_lock (app.py:4) for") == 3
+
+
+def test_meter_provider_observes_the_counters() -> None:
+    """configure(meter_provider=...) reports the counters through that provider's
+    reader as observable counters, and stops when tracedsync shuts down."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    tracedsync.configure(meter_provider=provider)
+    lock = tracedsync.Lock(name="observed")
+    for _ in range(5):
+        with lock:
+            pass
+
+    def value(metric_name: str) -> float | None:
+        data = reader.get_metrics_data()
+        for rm in data.resource_metrics if data else ():
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name != metric_name:
+                        continue
+                    for point in metric.data.data_points:
+                        if point.attributes.get("sync.name") == "observed":
+                            return float(point.value)
+        return None
+
+    assert value("tracedsync.acquisitions") == 5
+    assert value("tracedsync.hold.time") == pytest.approx(lock.statistics().hold_total)
+    tracedsync.shutdown()
+    with lock:
+        pass
+    assert value("tracedsync.acquisitions") is None  # no longer observed
+    provider.shutdown()
