@@ -73,14 +73,61 @@ class _Collector:
     def __init__(self) -> None:
         self.events: list[LogEvent] = []
 
-    def _take(self, *args: Any, **kwargs: Any) -> None:
-        self.events.append(kwargs["record"])
+    def _take(self, record: LogEvent) -> None:
+        self.events.append(record)
 
     debug = info = warning = error = critical = msg = _take
 
 
+class _EventLogger(structlog.BoundLoggerBase):
+    """tracedsync's bound logger (a structlog custom wrapper class): each level
+    method runs the processor chain and hands the event dict to the collector,
+    without the generic BoundLogger's per-call proxying (one event is made per
+    exported wait or hold span)."""
+
+    def _emit(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        args, _ = self._process_event(level, event, fields)
+        self._logger.events.append(args[0])
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._emit("debug", event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._emit("info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._emit("warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._emit("error", event, fields)
+
+    def critical(self, event: str, **fields: Any) -> None:
+        self._emit("critical", event, fields)
+
+
+#: The keyword a wait or hold event is logged with: the span it mirrors.
+_SPAN_FIELD = "_tracedsync_span"
+
+
+def _span_fields(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """Processor: a wait or hold event's fields, read from the span it mirrors
+    (its timestamp, ids and duration, then the span's attributes)."""
+    span = event_dict.pop(_SPAN_FIELD, None)
+    if span is None:
+        return event_dict
+    fields = {
+        "timestamp": iso_timestamp(span.end_ns),
+        "trace_id": f"{span.trace_id:032x}",
+        "span_id": f"{span.span_id:016x}",
+        "duration_ms": round((span.end_ns - span.start_ns) / 1e6, 3),
+    }
+    fields.update(span.attributes)
+    fields.update(event_dict)
+    return fields
+
+
 def _to_record(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
-    return ((), {"record": event_dict})
+    return ((event_dict,), {})
 
 
 def _make_logger(collector: _Collector) -> Any:
@@ -90,8 +137,8 @@ def _make_logger(collector: _Collector) -> Any:
     # logger for every event.
     return structlog.wrap_logger(
         collector,
-        processors=[structlog.processors.add_log_level, _to_record],
-        wrapper_class=structlog.BoundLogger,
+        processors=[structlog.processors.add_log_level, _span_fields, _to_record],
+        wrapper_class=_EventLogger,
         context_class=dict,
         cache_logger_on_first_use=False,
         logger_factory_args=(),
@@ -536,12 +583,7 @@ class Pipeline:
 
     def _event(self, event: str, span: SpanData) -> None:
         """The structlog event mirroring a wait or hold span."""
-        fields = dict(span.attributes)
-        fields["duration_ms"] = round((span.end_ns - span.start_ns) / 1e6, 3)
-        fields["timestamp"] = iso_timestamp(span.end_ns)
-        fields["trace_id"] = f"{span.trace_id:032x}"
-        fields["span_id"] = f"{span.span_id:016x}"
-        self._log.info(event, **fields)
+        self._log.info(event, **{_SPAN_FIELD: span})
 
     def _remember_hold(self, span_id: int, trace_id: int) -> None:
         if len(self._hold_traces) > 50_000:

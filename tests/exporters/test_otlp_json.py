@@ -91,13 +91,14 @@ log_values = st.one_of(
     st.builds(object),
 )
 log_keys = st.one_of(
-    st.sampled_from(["timestamp", "level", "event", "trace_id", "sync.name", "duration_ms"]),
+    st.sampled_from(["timestamp", "level", "event", "trace_id", "span_id", "sync.name", "duration_ms"]),
     st.text(max_size=8),
 )
 
 
 def _log_as_before(event: dict[str, Any]) -> str:
-    ordered = {k: event[k] for k in ("timestamp", "level", "event") if k in event}
+    head = ("timestamp", "level", "event", "trace_id", "span_id", "duration_ms")
+    ordered = {k: event[k] for k in head if k in event}
     ordered.update((k, v) for k, v in event.items() if k not in ordered)
     return json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), default=str)
 
@@ -109,11 +110,40 @@ def test_encode_log_is_byte_identical_to_before(event: dict[str, Any]) -> None:
     assert otlp_json.encode_log(event) == _log_as_before(event)
 
 
+def test_encode_log_cache_tells_equal_values_of_other_types_apart() -> None:
+    """1, True and 1.0 are equal dict keys; the cached attribute text must not mix them."""
+    for value in (1, True, 1.0, 1, True):
+        event = {"event": "long_hold", "sync.id": value}
+        assert otlp_json.encode_log(event) == _log_as_before(event)
+    for key in (1, 1.0, True):
+        event = {"event": "long_hold", key: "x"}
+        assert otlp_json.encode_log(event) == _log_as_before(event)
+
+
 def test_encode_log_keeps_head_keys_first() -> None:
-    """timestamp, level, event lead; the rest keep their order; odd values become strings."""
-    event = {"a": 1, "event": "long_hold", "b": object, "level": "info", "timestamp": "t"}
+    """timestamp, level, event, ids and duration lead; the rest keep their
+    order; odd values become strings."""
+    event = {
+        "a": 1,
+        "span_id": "00f0",
+        "duration_ms": 1.5,
+        "event": "long_hold",
+        "b": object,
+        "level": "info",
+        "trace_id": "0ff0",
+        "timestamp": "t",
+    }
     line = otlp_json.encode_log(event)
-    assert list(json.loads(line)) == ["timestamp", "level", "event", "a", "b"]
+    assert list(json.loads(line)) == [
+        "timestamp",
+        "level",
+        "event",
+        "trace_id",
+        "span_id",
+        "duration_ms",
+        "a",
+        "b",
+    ]
     assert json.loads(line)["b"] == str(object)
 
 

@@ -307,15 +307,51 @@ def encode_metrics(metrics_data: Any) -> str:
     )
 
 
-_LOG_HEAD = ("timestamp", "level", "event")
+#: Keys a log line starts with, in this order; the rest follow in the event's
+#: own order (DESIGN §4: timestamp, level, event, trace_id, span_id, attributes).
+_LOG_HEAD = ("timestamp", "level", "event", "trace_id", "span_id", "duration_ms")
+_LOG_HEAD_PREFIX = {k: _encode_str(k) + ":" for k in _LOG_HEAD}
+_STR_ONLY = frozenset((str,))
+_INF = (float("inf"), float("-inf"))
+#: The text of the rest of an event (its attributes: a handful of distinct
+#: primitive / thread / call-site sets), keyed by its items and their types.
+_log_rest_cache: dict[tuple[tuple[Any, ...], tuple[type, ...]], str] = {}
 
 
 def encode_log(event: Mapping[str, Any]) -> str:
-    """One structlog event as a JSON line: ``timestamp``, ``level`` and ``event``
-    first, then the rest; values that are not JSON become strings."""
-    ordered = {k: event[k] for k in _LOG_HEAD if k in event}
-    ordered.update(event)  # keys already there keep their (leading) place
-    return str(_dumps_log(ordered))
+    """One structlog event as a JSON line: the ``_LOG_HEAD`` keys first, then
+    the rest in order; values that are not JSON become strings.
+
+    The same text as ``_dumps_log`` of the reordered dict; the rest's text is
+    cached, as a wait or hold event repeats its primitive's attributes.
+    """
+    rest = dict(event)
+    parts = []
+    for key in _LOG_HEAD:
+        value = rest.pop(key, rest)  # the dict itself: absent
+        if value is rest:
+            continue
+        t = type(value)
+        if t is str:
+            parts.append(_LOG_HEAD_PREFIX[key] + _encode_str(value))
+        elif t is float and value == value and value not in _INF:
+            parts.append(_LOG_HEAD_PREFIX[key] + float.__repr__(value))
+        else:
+            parts.append(str(_dumps_log({key: value}))[1:-1])
+    if rest:
+        types = tuple(map(type, rest.values()))
+        if _CACHEABLE_TYPES.issuperset(types) and _STR_ONLY.issuperset(map(type, rest)):
+            key = (tuple(rest.items()), types)
+            text = _log_rest_cache.get(key)
+            if text is None:
+                text = str(_dumps_log(rest))[1:-1]
+                if len(_log_rest_cache) >= _ATTRS_CACHE_LIMIT:
+                    _log_rest_cache.clear()
+                _log_rest_cache[key] = text
+        else:
+            text = str(_dumps_log(rest))[1:-1]
+        parts.append(text)
+    return "{" + ",".join(parts) + "}"
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
