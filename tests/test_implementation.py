@@ -545,3 +545,91 @@ def test_stress_mixed_acquires_keep_mutual_exclusion(cls: Any) -> None:
     s = lock.statistics()
     assert s.acquisitions == box["acquired"]
     assert (s.timeouts, s.would_block) == (box["timeouts"], box["failed_tries"])
+
+
+# -- call sites: the C frame walk against the Python one -----------------------
+
+_sites = sys.modules["tracedsync._sites"]
+_FAKE_PACKAGE_FILE = os.path.join(_sites._PACKAGE_DIR, "_fake_wrapper_for_tests.py")
+#: Functions whose frames look like tracedsync's own (their file is in the package).
+_PACKAGE_SRC = """
+def via_package(find, depth):
+    return find(depth)
+
+def twice_via_package(find, depth):
+    return via_package(find, depth)
+"""
+_package_ns: dict[str, Any] = {}
+exec(compile(_PACKAGE_SRC, _FAKE_PACKAGE_FILE, "exec"), _package_ns)
+
+
+def test_call_site_is_compiled_where_it_can_be() -> None:
+    """3.11+ with the extension: the C walk; otherwise the Python one."""
+    compiled = _impl.speedups is not None and sys.version_info >= (3, 11)
+    assert (_sites.call_site is not _sites.python_call_site) == compiled
+    if compiled:
+        assert type(_sites.call_site).__name__ == "builtin_function_or_method"
+
+
+def _both(depth: int) -> tuple[Any, Any]:
+    return _sites.call_site(depth), _sites.python_call_site(depth)  # one line: one site
+
+
+def test_call_site_of_the_caller_and_further_out() -> None:
+    for depth in (0, 1, 2):
+        for _ in range(2):  # a miss, then a cache hit
+            c, p = _both(depth)
+            assert c == p
+    c, p = _both(0)
+    assert c is not None and c[2] == "_both" and c[0] == __file__
+
+
+def test_call_site_skips_package_frames() -> None:
+    for fn in ("via_package", "twice_via_package"):
+        for _ in range(2):
+            via = _package_ns[fn]
+            c, p = via(_sites.call_site, 0), via(_sites.python_call_site, 0)  # one line
+            assert c == p
+            assert c is not None
+            assert c[0] == __file__ and c[2] == "test_call_site_skips_package_frames"
+
+
+def test_call_site_beyond_the_stack_is_none() -> None:
+    assert _sites.call_site(100_000) is None
+    assert _sites.python_call_site(100_000) is None
+
+
+def test_call_site_ignores_a_cached_entry_of_another_code_object() -> None:
+    """An id reused by a new code object must not return the old site."""
+    _both(0)
+    _both(0)
+    other = compile("pass", "other.py", "exec")
+    for key in list(_sites._site_cache):
+        _sites._site_cache[key] = (other, ("other.py", 1, "<module>"))
+    c, p = _both(0)
+    assert c == p and c is not None and c[0] == __file__
+    _sites._site_cache.clear()
+    _sites._skip_file.clear()
+    c, p = _both(0)
+    assert c == p and c is not None and c[0] == __file__
+
+
+def test_call_site_rejects_bad_arguments() -> None:
+    with pytest.raises(TypeError):
+        _sites.call_site("1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _sites.call_site(1, 2)  # type: ignore[call-arg]
+
+
+def test_call_site_from_another_thread() -> None:
+    out: list[Any] = []
+
+    def body() -> None:
+        out.append(_both(0))
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join(10)
+    assert not t.is_alive()
+    (c, p), = out
+    assert c == p and c is not None and c[2] == "_both"

@@ -610,3 +610,22 @@ def test_meter_provider_observes_the_counters() -> None:
         pass
     assert value("tracedsync.acquisitions") is None  # no longer observed
     provider.shutdown()
+
+
+def test_context_getter_reads_the_current_context() -> None:
+    """The recorder's fast getter sees exactly what get_current() sees, in
+    this thread and in spans started in it."""
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from tracedsync.pipeline import context_getter
+
+    get = context_getter()
+    assert get() is otel_context.get_current()
+    tracer = TracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("outer") as outer:
+        ctx = get()
+        assert ctx is otel_context.get_current()
+        assert otel_trace.get_current_span(ctx) is outer
+    assert otel_trace.get_current_span(get()) is not outer

@@ -158,12 +158,19 @@ def call_site(depth: int = 1) -> tuple[str, int, str] | None:
     """(file path, line, function) of the first user frame ``depth`` frames up.
 
     Runs on the application thread for every recorded event: the line number
-    (a line-table scan) is cached per code object and instruction.
+    (a line-table scan) is cached per code object and instruction. With the
+    compiled implementation this is ``_speedups.call_site`` (bound below),
+    which walks the frames in C and calls :func:`_site_from` on a cache miss.
     """
     try:
         frame: FrameType | None = sys._getframe(depth + 1)
     except ValueError:
         return None
+    return _site_from(frame)
+
+
+def _site_from(frame: FrameType | None) -> tuple[str, int, str] | None:
+    """The first user frame's site from ``frame`` outwards, filling the caches."""
     while frame is not None:
         code = frame.f_code
         filename = code.co_filename
@@ -186,6 +193,22 @@ def call_site(depth: int = 1) -> tuple[str, int, str] | None:
         _site_cache[key] = (code, site)
         return site
     return None
+
+
+#: The pure-Python walk, kept for tests comparing the two.
+python_call_site = call_site
+
+
+def _bind_compiled() -> None:
+    global call_site
+    from tracedsync._impl import speedups
+
+    if speedups is not None and hasattr(speedups, "call_site"):
+        speedups.bind_sites(_skip_file, _site_cache, _site_from)
+        call_site = speedups.call_site
+
+
+_bind_compiled()
 
 
 def thread_site(ident: int) -> tuple[str, int, str] | None:

@@ -779,12 +779,132 @@ mod_monotonic_ns(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     return PyLong_FromLongLong(now_ns());
 }
 
+/* -- call sites ---------------------------------------------------------------
+ *
+ * call_site(depth=1): tracedsync._sites.call_site with the frame walk in C
+ * (it runs on the application thread for every recorded event). It reads the
+ * caches of _sites (bound by bind_sites): filename -> skip, and (id(code),
+ * instruction offset) -> (code, site). On any miss it calls _sites._site_from
+ * on the frame reached, which fills the caches. Python 3.11+ only (the
+ * frame's instruction offset is PyFrame_GetLasti); 3.10 keeps the Python
+ * walk.
+ */
+#if PY_VERSION_HEX >= 0x030B0000
+static PyObject *skip_file = NULL;  /* dict: filename -> bool */
+static PyObject *site_cache = NULL; /* dict: (id(code), lasti) -> (code, site) */
+static PyObject *site_from = NULL;  /* _sites._site_from(frame) */
+
+static PyObject *
+mod_bind_sites(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1]) ||
+        !PyCallable_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "bind_sites(skip_file: dict, site_cache: dict, site_from)");
+        return NULL;
+    }
+    Py_INCREF(args[0]);
+    Py_XSETREF(skip_file, args[0]);
+    Py_INCREF(args[1]);
+    Py_XSETREF(site_cache, args[1]);
+    Py_INCREF(args[2]);
+    Py_XSETREF(site_from, args[2]);
+    Py_RETURN_NONE;
+}
+
+/* The cached site of a user frame, a new reference; NULL with no error set
+ * when it is not cached. */
+static PyObject *
+cached_site(PyFrameObject *frame, PyCodeObject *code)
+{
+    PyObject *id = PyLong_FromVoidPtr(code);
+    if (id == NULL) {
+        return NULL;
+    }
+    PyObject *lasti = PyLong_FromLong(PyFrame_GetLasti(frame));
+    if (lasti == NULL) {
+        Py_DECREF(id);
+        return NULL;
+    }
+    PyObject *key = PyTuple_Pack(2, id, lasti);
+    Py_DECREF(id);
+    Py_DECREF(lasti);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *hit = PyDict_GetItemWithError(site_cache, key); /* borrowed */
+    Py_DECREF(key);
+    if (hit != NULL && PyTuple_CheckExact(hit) && PyTuple_GET_SIZE(hit) == 2 &&
+        PyTuple_GET_ITEM(hit, 0) == (PyObject *)code) {
+        PyObject *site = PyTuple_GET_ITEM(hit, 1);
+        Py_INCREF(site);
+        return site;
+    }
+    return NULL;
+}
+
+static PyObject *
+mod_call_site(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    long depth = 1;
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "call_site(depth=1)");
+        return NULL;
+    }
+    if (nargs == 1) {
+        depth = PyLong_AsLong(args[0]);
+        if (depth == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (site_from == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "call_site: bind_sites() was not called");
+        return NULL;
+    }
+    /* The caller's frame, then `depth` frames further out. */
+    PyFrameObject *frame = PyEval_GetFrame();
+    Py_XINCREF(frame);
+    for (long i = 0; i < depth && frame != NULL; i++) {
+        PyFrameObject *back = PyFrame_GetBack(frame);
+        Py_DECREF(frame);
+        frame = back;
+    }
+    while (frame != NULL) {
+        PyCodeObject *code = PyFrame_GetCode(frame);
+        PyObject *skip = PyDict_GetItemWithError(skip_file, code->co_filename); /* borrowed */
+        if (skip == Py_True) {
+            Py_DECREF(code);
+            PyFrameObject *back = PyFrame_GetBack(frame);
+            Py_DECREF(frame);
+            frame = back;
+            continue;
+        }
+        PyObject *site = NULL;
+        if (skip == Py_False) {
+            site = cached_site(frame, code);
+        }
+        Py_DECREF(code);
+        if (site == NULL && !PyErr_Occurred()) {
+            site = PyObject_CallOneArg(site_from, (PyObject *)frame);
+        }
+        Py_DECREF(frame);
+        return site;
+    }
+    Py_RETURN_NONE;
+}
+#endif
+
 static PyMethodDef module_methods[] = {
     {"_bind", mod_bind, METH_O, "_bind(recorder): where the slow paths live"},
     {"set_hold_threshold", mod_set_hold_threshold, METH_O,
      "set_hold_threshold(ns): holds at least this long go to recorder.hold_end"},
     {"hold_threshold", mod_hold_threshold, METH_NOARGS, "the current hold threshold (ns)"},
     {"monotonic_ns", mod_monotonic_ns, METH_NOARGS, "the clock the hot path reads (ns)"},
+#if PY_VERSION_HEX >= 0x030B0000
+    {"bind_sites", (PyCFunction)(void (*)(void))mod_bind_sites, METH_FASTCALL,
+     "bind_sites(skip_file, site_cache, site_from): the caches call_site reads"},
+    {"call_site", (PyCFunction)(void (*)(void))mod_call_site, METH_FASTCALL,
+     "call_site(depth=1): (file, line, function) of the first user frame depth frames up"},
+#endif
     {"in_main_interpreter", mod_in_main_interpreter, METH_NOARGS,
      "True in the main interpreter (the only one that may use the compiled types)"},
     {NULL},

@@ -10,6 +10,7 @@ internal: nothing it does is recorded.
 
 from __future__ import annotations
 
+import contextvars
 import importlib.metadata  # noqa: F401 - see below
 import math
 import os
@@ -59,6 +60,25 @@ _ABORT_RESERVE_S = 0.5
 
 def scope(version: str) -> InstrumentationScope:
     return InstrumentationScope(SCOPE_NAME, version)
+
+
+def context_getter() -> Callable[[], Any]:
+    """What the recorder calls for the app thread's current context.
+
+    ``opentelemetry.context.get_current``, or, when OpenTelemetry runs its
+    default contextvars runtime, the ``ContextVar.get`` that it ends in (two
+    Python calls fewer on every recorded event).
+    """
+    try:
+        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+
+        runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+        var = getattr(runtime, "_current_context", None)
+        if type(runtime) is ContextVarsRuntimeContext and isinstance(var, contextvars.ContextVar):
+            return var.get
+    except Exception:
+        pass
+    return otel_context.get_current
 
 
 def build_resource(run_id: str) -> Resource:
@@ -293,7 +313,7 @@ class Pipeline:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="tracedsync-pipeline", daemon=True)
         self._thread.start()
-        recorder.set_recording(True, otel_context.get_current, self.wakeup)
+        recorder.set_recording(True, context_getter(), self.wakeup)
 
     def wakeup(self) -> None:
         self._wake.set()

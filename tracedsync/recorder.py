@@ -781,7 +781,13 @@ def hold_end(prim: Any, t0: int, held: int) -> None:
     depth = getattr(prim, "_depth", 0)  # an RLock's deepest recursion in this hold
     # The Thread itself: the pipeline reads its name (a lookup saved here).
     thread = _active_threads.get(me) or thread_name(me)
-    emit((HOLD, prim._meta, me, thread, t0, t1, None, context, site, depth, None, None, blame))
+    record = (HOLD, prim._meta, me, thread, t0, t1, None, context, site, depth, None, None, blame)
+    # emit(), inlined for its common case (room in the buffer, no wake-up due).
+    n = len(buffer)
+    if n < buffer_capacity - 1 and n != (buffer_capacity >> 1) - 1:
+        buffer.append(record)
+    else:
+        emit(record)
 
 
 def idle_wait_end(
