@@ -183,3 +183,12 @@ def test_table_and_module_entry_point() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0].split()[:2] == ["case", "plain"]
     assert "Lock with" in proc.stdout and "Machine:" in proc.stdout
+
+
+def test_pipeline_median_reports_the_middle_run_and_every_sample() -> None:
+    out = bench.pipeline_median(200, lambda: primitives.Lock(name="m"), 3)
+    assert out["runs"] == 3 and len(out["samples"]) == 3
+    rates = sorted(s["spans_per_second"] for s in out["samples"])
+    assert out["spans_per_second"] == rates[1]
+    assert out["spans_written"] == 200 and out["flushed"]
+    assert not recorder.recording
