@@ -629,3 +629,56 @@ def test_context_getter_reads_the_current_context() -> None:
         assert ctx is otel_context.get_current()
         assert otel_trace.get_current_span(ctx) is outer
     assert otel_trace.get_current_span(get()) is not outer
+
+
+class _Taking(Exporter):
+    def __init__(self, spans: bool, logs: bool) -> None:
+        self.wants_spans = spans
+        self.wants_logs = logs
+        self.spans: list[Any] = []
+        self.logs: list[Any] = []
+
+    def export_spans(self, spans: Any) -> None:
+        self.spans.extend(spans)
+
+    def export_logs(self, events: Any) -> None:
+        self.logs.extend(events)
+
+
+def test_wait_and_hold_events_are_made_only_for_an_exporter_that_takes_logs() -> None:
+    """With span exporters only, no long_hold event is built; add one that takes
+    logs and every hold span gets its event."""
+    for with_logs in (False, True):
+        spans_only = _Taking(spans=True, logs=False)
+        sinks: list[Exporter] = [spans_only]
+        logs = _Taking(spans=False, logs=True)
+        if with_logs:
+            sinks.append(logs)
+        tracedsync.configure(exporters=sinks, hold_threshold_ms=0, max_spans_per_second=0)
+        try:
+            pipe = config.pipeline()
+            assert pipe is not None
+            made: list[str] = []
+            real_log = pipe._log
+
+            class Counting:
+                def info(self, event: str, **fields: Any) -> None:
+                    made.append(event)
+                    real_log.info(event, **fields)
+
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(real_log, name)
+
+            pipe._log = Counting()
+            lock = tracedsync.Lock(name="events_or_not")
+            for _ in range(5):
+                with lock:
+                    pass
+            assert tracedsync.flush(10)
+            holds = [s for s in spans_only.spans if s.attributes["sync.name"] == "events_or_not"]
+            assert len(holds) == 5
+            events = [e for e in logs.logs if e.get("sync.name") == "events_or_not"]
+            assert len(events) == (5 if with_logs else 0)
+            assert made.count("long_hold") == (5 if with_logs else 0)
+        finally:
+            tracedsync.shutdown()

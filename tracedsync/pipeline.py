@@ -602,7 +602,10 @@ class Pipeline:
         return span
 
     def _event(self, event: str, span: SpanData) -> None:
-        """The structlog event mirroring a wait or hold span."""
+        """The structlog event mirroring a wait or hold span (not made when no
+        exporter takes log events: with only ``otlp``, say)."""
+        if not self._log_sinks:
+            return
         self._log.info(event, **{_SPAN_FIELD: span})
 
     def _remember_hold(self, span_id: int, trace_id: int) -> None:
