@@ -633,3 +633,84 @@ def test_call_site_from_another_thread() -> None:
     assert not t.is_alive()
     (c, p), = out
     assert c == p and c is not None and c[2] == "_both"
+
+
+# -- hold records: the C fast path against recorder.hold_end -------------------
+
+
+def _hold_spans(cls: Any, spans: InMemorySpanExporter, limit: int) -> tuple[list[Any], Any, int]:
+    """Ten holds above a zero threshold, nested (an RLock goes two deep) under
+    an application span, in a worker thread; the hold spans, the app span and
+    the line of the outer ``with``."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("app")
+    tracedsync.configure(exporters=[spans], hold_threshold_ms=0, max_spans_per_second=limit)
+    lock = cls(name="fast_or_not")
+    reentrant = "RLock" in cls.__name__
+    request: list[Any] = []
+
+    def work() -> None:
+        with tracer.start_as_current_span("request") as span:
+            request.append(span)
+            for _ in range(10):
+                with lock:  # the line the hold spans name
+                    if reentrant:
+                        with lock:
+                            pass
+
+    t = threading.Thread(target=work, name="hold-maker")
+    t.start()
+    t.join(30)
+    assert not t.is_alive()
+    assert tracedsync.flush(10)
+    line = work.__code__.co_firstlineno + 4
+    holds = [s for s in spans.get_finished_spans() if s.attributes["sync.name"] == "fast_or_not"]
+    return holds, request[0], line
+
+
+@classes
+def test_hold_spans_carry_site_thread_parent_and_depth(
+    cls: Any, spans: InMemorySpanExporter
+) -> None:
+    """Made in C (compiled, 3.11+) or by hold_end (pure), a hold span is the same."""
+    holds, request, line = _hold_spans(cls, spans, 0)
+    assert len(holds) == 10
+    for s in holds:
+        assert s.attributes["code.file.path"] == __file__
+        assert s.attributes["code.line.number"] == line
+        assert s.attributes["code.function.name"] == "work"
+        assert s.attributes["thread.name"] == "hold-maker"
+        assert s.parent is not None and s.parent.span_id == request.context.span_id
+        assert s.context.trace_id == request.context.trace_id
+        if "RLock" in cls.__name__:
+            assert s.attributes["sync.rlock.depth"] == 2
+
+
+@classes
+def test_hold_spans_keep_to_the_rate_limit(cls: Any, spans: InMemorySpanExporter) -> None:
+    """max_spans_per_second=4: four hold spans, six suppressed and counted."""
+    holds, _, _ = _hold_spans(cls, spans, 4)
+    assert len(holds) == 4
+    (st,) = [s for s in tracedsync.stats() if s.name == "fast_or_not" and s.kind != "condition"]
+    assert st.spans_suppressed == 6
+    assert recorder.accounting.suppressed >= 6
+
+
+@pytest.mark.skipif(
+    _impl.speedups is None or sys.version_info < (3, 11), reason="the C hold record is 3.11+"
+)
+def test_compiled_hold_records_skip_hold_end(slow_path_calls: list[str]) -> None:
+    """The common case never calls hold_end; a hold a waiter is blamed on still does."""
+    tracedsync.configure(exporters=[InMemorySpanExporter()], hold_threshold_ms=0, max_spans_per_second=0)
+    lock = primitives.CompiledLock()
+    for _ in range(5):
+        with lock:
+            pass
+    assert slow_path_calls.count("hold_end") == 0
+    lock._blame = 12345  # as a waiter does when it links to this hold
+    with lock:
+        pass
+    assert slow_path_calls.count("hold_end") == 1
+    assert lock._blame is None
+    assert tracedsync.flush(10)

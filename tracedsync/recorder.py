@@ -759,6 +759,10 @@ def hold_end(prim: Any, t0: int, held: int) -> None:
     so the hold record precedes the record of the wait it ended. This runs on
     the application thread for every hold above the threshold: keep it lean
     (the rate limit's lock is skipped when there is no limit).
+
+    The compiled Lock/RLock (3.11+) make this record themselves in the common
+    case (``record_hold_fast`` in ``_speedups.c``, reading this module's
+    globals): a change to the record or to the conditions here goes there too.
     """
     blame = prim._blame
     if blame is not None:
