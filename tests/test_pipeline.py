@@ -682,3 +682,40 @@ def test_wait_and_hold_events_are_made_only_for_an_exporter_that_takes_logs() ->
             assert made.count("long_hold") == (5 if with_logs else 0)
         finally:
             tracedsync.shutdown()
+
+
+def test_records_are_delivered_in_batches_of_at_most_batch_records() -> None:
+    """A full buffer goes out in exporter calls of at most BATCH_RECORDS spans,
+    in order, every record accounted for."""
+    from tracedsync.pipeline import BATCH_RECORDS
+
+    sink = _Taking(spans=True, logs=True)
+    calls: list[int] = []
+    export = sink.export_spans
+
+    def counting(spans: Any) -> None:
+        calls.append(len(spans))
+        export(spans)
+
+    sink.export_spans = counting  # type: ignore[method-assign]
+    n = 2 * BATCH_RECORDS + 100
+    tracedsync.configure(
+        exporters=[sink], hold_threshold_ms=0, max_spans_per_second=0, buffer_size=4 * n
+    )
+    try:
+        produced = recorder.accounting.produced
+        exported = recorder.accounting.exported
+        lock = tracedsync.Lock(name="batched")
+        for _ in range(n):
+            with lock:
+                pass
+        assert tracedsync.flush(30)
+        assert recorder.accounting.produced - produced == n
+        assert recorder.accounting.exported - exported == n
+        assert max(calls) <= BATCH_RECORDS and sum(calls) == n
+        holds = [s for s in sink.spans if s.attributes["sync.name"] == "batched"]
+        assert len(holds) == n
+        assert [s.start_ns for s in holds] == sorted(s.start_ns for s in holds)
+        assert len([e for e in sink.logs if e.get("sync.name") == "batched"]) == n
+    finally:
+        tracedsync.shutdown()

@@ -87,6 +87,13 @@ def build_resource(run_id: str) -> Resource:
     return Resource.create({"process.pid": os.getpid(), "tracedsync.run_id": run_id})
 
 
+#: Records turned into spans and delivered at a time: what one exporter call
+#: gets (the OpenTelemetry SDK's batch size), and few enough that a batch's
+#: objects die young. Building a whole buffer of spans before exporting kept
+#: them alive into the older GC generations: a third of the pipeline's time.
+BATCH_RECORDS = 512
+
+
 class _Collector:
     """The logger at the end of tracedsync's private structlog pipeline."""
 
@@ -421,16 +428,21 @@ class Pipeline:
 
     def _cycle(self, final: bool) -> None:
         records = [] if self._abandoned else recorder.take_all()
-        spans: list[SpanData] = []
-        logs: list[LogEvent] = []
         offset = time.time_ns() - time.monotonic_ns()
+        for start in range(0, len(records), BATCH_RECORDS):
+            self._batch(records[start : start + BATCH_RECORDS], offset, [])
+        # Waits whose hold never came, drop reports, failure events: last.
+        self._batch([], offset, self._due_pending(final))
+        # Failure events found while delivering go out with the next cycle.
+
+    def _batch(self, records: list[tuple[Any, ...]], offset: int, spans: list[SpanData]) -> None:
+        """Turn ``records`` into spans and events and deliver them with ``spans``."""
         for rec in records:
             try:
                 self._build(rec, offset, spans)
             except Exception as exc:
                 self._note_failure("pipeline", exc)
-        spans.extend(self._due_pending(final))
-        logs.extend(self._collector.events)
+        logs: list[LogEvent] = self._collector.events
         self._collector.events = []
         self._report_drops(logs)
         ok = self._deliver(spans, logs)
@@ -439,7 +451,6 @@ class Pipeline:
                 recorder.accounting.exported += len(records)
             else:
                 recorder.accounting.failed += len(records)
-        # Failure events found while delivering go out with the next batch.
 
     def _deliver(self, spans: list[SpanData], logs: list[LogEvent]) -> bool:
         ok = True
