@@ -939,6 +939,25 @@ static PyObject *str_stats_lock = NULL;
 static PyObject *str_rl_start = NULL;
 static PyObject *str_rl_count = NULL;
 
+/* The names above, interned at import. */
+static const struct {
+    PyObject **slot;
+    const char *text;
+} recorder_names[] = {
+    {&str_recording, "recording"},
+    {&str_max_spans_per_second, "max_spans_per_second"},
+    {&str_buffer, "buffer"},
+    {&str_buffer_capacity, "buffer_capacity"},
+    {&str_internal, "_internal"},
+    {&str_active_threads, "_active_threads"},
+    {&str_current_context, "_current_context"},
+    {&str_append, "append"},
+    {&str_HOLD, "HOLD"},
+    {&str_stats_lock, "_stats_lock"},
+    {&str_rl_start, "rl_start"},
+    {&str_rl_count, "rl_count"},
+};
+
 /* A borrowed module global of the recorder, NULL (maybe with an error) if absent. */
 static inline PyObject *
 recorder_global(PyObject *globals, PyObject *name)
@@ -1164,22 +1183,11 @@ PyInit__speedups(void)
     str_rlock_acquire_slow = PyUnicode_InternFromString("rlock_acquire_slow");
     str_hold_end = PyUnicode_InternFromString("hold_end");
 #if PY_VERSION_HEX >= 0x030B0000
-    str_recording = PyUnicode_InternFromString("recording");
-    str_max_spans_per_second = PyUnicode_InternFromString("max_spans_per_second");
-    str_buffer = PyUnicode_InternFromString("buffer");
-    str_buffer_capacity = PyUnicode_InternFromString("buffer_capacity");
-    str_internal = PyUnicode_InternFromString("_internal");
-    str_active_threads = PyUnicode_InternFromString("_active_threads");
-    str_current_context = PyUnicode_InternFromString("_current_context");
-    str_append = PyUnicode_InternFromString("append");
-    str_HOLD = PyUnicode_InternFromString("HOLD");
-    str_stats_lock = PyUnicode_InternFromString("_stats_lock");
-    str_rl_start = PyUnicode_InternFromString("rl_start");
-    str_rl_count = PyUnicode_InternFromString("rl_count");
-    if (!str_recording || !str_max_spans_per_second || !str_buffer || !str_buffer_capacity ||
-        !str_internal || !str_active_threads || !str_current_context || !str_append ||
-        !str_HOLD || !str_stats_lock || !str_rl_start || !str_rl_count) {
-        return NULL;
+    for (size_t i = 0; i < sizeof(recorder_names) / sizeof(recorder_names[0]); i++) {
+        *recorder_names[i].slot = PyUnicode_InternFromString(recorder_names[i].text);
+        if (*recorder_names[i].slot == NULL) {
+            return NULL;
+        }
     }
 #endif
     str_blocking = PyUnicode_InternFromString("blocking");
