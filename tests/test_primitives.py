@@ -319,12 +319,13 @@ def test_repr_keeps_the_stdlib_shape_and_adds_the_name() -> None:
 def test_stats_include_collected_primitives_folded() -> None:
     """Garbage-collected primitives stay in stats(), folded by name and kind."""
     for _ in range(3):
-        lock = tracedsync.Lock()
+        lock = tracedsync.Lock(name="folded")
         with lock:
             pass
     del lock
     gc.collect()
-    folded = [s for s in tracedsync.stats() if s.id is None and s.kind == "lock"]
+    # By name: a lock of an earlier test may be collected here too (3.13).
+    folded = [s for s in tracedsync.stats() if s.id is None and s.name == "folded"]
     assert len(folded) == 1
     assert (folded[0].instances, folded[0].acquisitions) == (3, 3)
 
