@@ -714,3 +714,27 @@ def test_compiled_hold_records_skip_hold_end(slow_path_calls: list[str]) -> None
     assert slow_path_calls.count("hold_end") == 1
     assert lock._blame is None
     assert tracedsync.flush(10)
+
+
+@pytest.mark.parametrize("cls", [pair[1] for pair in IMPLEMENTATIONS.values()], ids=list(IMPLEMENTATIONS))
+def test_rlock_takes_and_ignores_arguments_like_threading(cls: Any) -> None:
+    """threading.RLock(*args, **kwargs) ignores them (3.13+: DeprecationWarning,
+    CPython's test_threading test_signature); no arguments, no warning."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cls()
+        cls(name="named")
+    assert [w for w in caught if issubclass(w.category, DeprecationWarning)] == []
+    for args, kwargs in [((1,), {}), ((), {"a": 1}), ((1, 2), {"a": 1})]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            lock = cls(*args, **kwargs)
+        deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+        assert len(deprecations) == (1 if sys.version_info >= (3, 13) else 0)
+        if deprecations:
+            assert deprecations[0].filename == __file__  # points at the caller
+        assert lock.acquire() and lock.acquire()
+        lock.release()
+        lock.release()

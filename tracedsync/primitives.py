@@ -326,6 +326,17 @@ class _RLockAPI(_Traced):
         )
 
 
+def _rlock_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """``threading.RLock()`` accepts any arguments and ignores them; from 3.13
+    it warns that passing them is deprecated. So does ours."""
+    if (args or kwargs) and sys.version_info >= (3, 13):
+        warnings.warn(
+            "Passing arguments to RLock is deprecated and will be removed in 3.15",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+
+
 class PureRLock(_RLockAPI):
     """A traced ``threading.RLock``: reentrant, released by its owner only.
 
@@ -357,7 +368,8 @@ class PureRLock(_RLockAPI):
             return _stdlib.RLock(*args, **kwargs)
         return object.__new__(cls)
 
-    def __init__(self, *, name: str | None = None) -> None:
+    def __init__(self, *args: Any, name: str | None = None, **kwargs: Any) -> None:
+        _rlock_arguments(args, kwargs)
         lock = _allocate_lock()
         self._lock = lock
         self._try = lock.acquire  # type: ignore[method-assign]
@@ -495,7 +507,8 @@ if _impl.speedups is not None:
                 return _stdlib.RLock(*args, **kwargs)
             return _RLockCore.__new__(cls)
 
-        def __init__(self, *, name: str | None = None) -> None:
+        def __init__(self, *args: Any, name: str | None = None, **kwargs: Any) -> None:
+            _rlock_arguments(args, kwargs)
             self._st = SlowStats()
             self._meta = recorder.register(self, "rlock", name, 0)
 
