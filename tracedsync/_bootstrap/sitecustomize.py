@@ -12,8 +12,17 @@ import os
 import sys
 
 
+def _daemon_threads_allowed() -> bool:
+    """False in a subinterpreter made without daemon threads (3.12+), where
+    tracedsync's pipeline thread cannot start: it stays untraced, silently."""
+    import _thread
+
+    allowed = getattr(_thread, "daemon_threads_allowed", None)
+    return allowed is None or bool(allowed())
+
+
 def _tracedsync_install() -> None:
-    if os.environ.get("TRACEDSYNC_RUN") != "1":
+    if os.environ.get("TRACEDSYNC_RUN") != "1" or not _daemon_threads_allowed():
         return
     try:
         from tracedsync import runner
