@@ -58,11 +58,15 @@ class PerfettoWriter:
         if not part:
             stream.write('{"displayTimeUnit":"ms","traceEvents":[\n')
 
-    def _emit(self, event: dict[str, Any]) -> None:
+    def _write_item(self, text: str) -> None:
+        """One item of the traceEvents list, after its separator."""
         if not self._first:
             self.stream.write(",\n")
         self._first = False
-        self.stream.write(dumps(event))
+        self.stream.write(text)
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        self._write_item(dumps(event))
         self.events += 1
 
     def _us(self, ns: int) -> float:
@@ -120,10 +124,7 @@ class PerfettoWriter:
             first = part.read(1 << 20)
             if not first:
                 return
-            if not self._first:
-                self.stream.write(",\n")
-            self._first = False
-            self.stream.write(first)
+            self._write_item(first)
             shutil.copyfileobj(part, self.stream, 1 << 20)
 
     def unpaired(self, keep_holds: int = 5_000) -> tuple[list[Any], list[Any]]:
@@ -185,10 +186,7 @@ class PerfettoWriter:
         span_id = ev.span_id
         if not (span_id.isascii() and span_id.isalnum()):
             span_id = dumps(span_id)[1:-1]
-        if not self._first:
-            self.stream.write(",\n")
-        self._first = False
-        self.stream.write(
+        self._write_item(
             f'{head},"ts":{ts!r},"dur":{round(end - ts, 3)!r},"args":{args}{outcome},'
             f'"span_id":"{span_id}"}}}}'
         )
@@ -219,10 +217,7 @@ class PerfettoWriter:
         self.flows += 1
         # One nanosecond inside each slice, so each end binds to its slice.
         ident = self._flow_id
-        if not self._first:
-            self.stream.write(",\n")
-        self._first = False
-        self.stream.write(
+        self._write_item(
             f'{{"ph":"s","pid":{hold[0]},"tid":{hold[1]},"ts":{round(hold[2] - 0.001, 3)!r},'
             f'"cat":"unblock","name":"released","id":{ident}}},\n'
             f'{{"ph":"f","bp":"e","pid":{wait[0]},"tid":{wait[1]},'
