@@ -138,6 +138,14 @@ _ATTRS_CACHE_LIMIT = 512
 _head_cache: dict[tuple[int, int], tuple[Any, Any, str]] = {}
 
 
+def _remember(cache: dict[Any, str], key: Any, text: str, limit: int) -> str:
+    """Store ``text`` under ``key`` (the cache is emptied when full) and return it."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = text
+    return text
+
+
 def _kv_json(key: Any, value: Any) -> str:
     t = type(value)
     if t in _CACHEABLE:
@@ -145,9 +153,7 @@ def _kv_json(key: Any, value: Any) -> str:
         frag = _kv_cache.get(ck)
         if frag is None:
             frag = str(_dumps({"key": str(key), "value": any_value(value)}))
-            if len(_kv_cache) >= _KV_CACHE_LIMIT:
-                _kv_cache.clear()
-            _kv_cache[ck] = frag
+            _remember(_kv_cache, ck, frag, _KV_CACHE_LIMIT)
         return frag
     return str(_dumps({"key": str(key), "value": any_value(value)}))
 
@@ -168,9 +174,7 @@ def _attributes_text(attrs: Mapping[str, Any] | None) -> str:
     text = _attrs_cache.get(key)
     if text is None:
         text = "[" + ",".join([_kv_json(k, v) for k, v in attrs.items()]) + "]"
-        if len(_attrs_cache) >= _ATTRS_CACHE_LIMIT:
-            _attrs_cache.clear()
-        _attrs_cache[key] = text
+        _remember(_attrs_cache, key, text, _ATTRS_CACHE_LIMIT)
     return text
 
 
@@ -345,9 +349,7 @@ def encode_log(event: Mapping[str, Any]) -> str:
             text = _log_rest_cache.get(key)
             if text is None:
                 text = str(_dumps_log(rest))[1:-1]
-                if len(_log_rest_cache) >= _ATTRS_CACHE_LIMIT:
-                    _log_rest_cache.clear()
-                _log_rest_cache[key] = text
+                _remember(_log_rest_cache, key, text, _ATTRS_CACHE_LIMIT)
         else:
             text = str(_dumps_log(rest))[1:-1]
         parts.append(text)
