@@ -137,11 +137,15 @@ def primitive_name(frame: FrameType | None) -> str:
     return f"{var} ({site})" if var else site
 
 
+def _skipped_file(filename: str) -> bool:
+    """True for tracedsync's own files and the stdlib wrappers (threading, queue, ...)."""
+    return is_tracedsync_file(filename) or filename in _WRAPPER_FILES
+
+
 def user_frame(frame: FrameType | None) -> FrameType | None:
     """Walk out of tracedsync and of stdlib wrappers (threading, queue, ...)."""
     while frame is not None:
-        filename = frame.f_code.co_filename
-        if not (filename.startswith(_PACKAGE_DIR) or filename in _WRAPPER_FILES):
+        if not _skipped_file(frame.f_code.co_filename):
             return frame
         frame = frame.f_back
     return None
@@ -176,7 +180,7 @@ def _site_from(frame: FrameType | None) -> tuple[str, int, str] | None:
         filename = code.co_filename
         skip = _skip_file.get(filename)
         if skip is None:
-            skip = filename.startswith(_PACKAGE_DIR) or filename in _WRAPPER_FILES
+            skip = _skipped_file(filename)
             if len(_skip_file) > _CACHE_LIMIT:
                 _skip_file.clear()
             _skip_file[filename] = skip
