@@ -95,15 +95,11 @@ BATCH_RECORDS = 512
 
 
 class _Collector:
-    """The logger at the end of tracedsync's private structlog pipeline."""
+    """The logger at the end of tracedsync's private structlog pipeline:
+    ``_EventLogger`` appends each finished event dict to ``events``."""
 
     def __init__(self) -> None:
         self.events: list[LogEvent] = []
-
-    def _take(self, record: LogEvent) -> None:
-        self.events.append(record)
-
-    debug = info = warning = error = critical = msg = _take
 
 
 class _EventLogger(structlog.BoundLoggerBase):
