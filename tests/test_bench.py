@@ -28,7 +28,8 @@ def test_every_case_runs_and_reports_every_column(capsys: pytest.CaptureFixture[
     """All cases run (tiny counts); plain, the compiled column where built and pure are there."""
     out = _run_json(capsys, "--ops", "40", "--repeat", "2", "--no-telemetry")
     built = primitives.CompiledLock is not None
-    assert out["columns"] == (["plain", "compiled", "pure"] if built else ["plain", "pure"])
+    traced = ["compiled", "pure"] if built else ["pure"]
+    assert out["columns"] == ["plain", *traced, "floor"]
     names = [r["case"] for r in out["results"]]
     assert names == [c.name for c in bench.all_cases()]
     for wanted in (
@@ -51,6 +52,23 @@ def test_every_case_runs_and_reports_every_column(capsys: pytest.CaptureFixture[
                 assert r["ratio"][column] == pytest.approx(value / r["ns_per_op"]["plain"], 0.01)
                 assert len(r["samples_ns"][column]) == 2
     assert out["machine"]["tracedsync_implementation"] == primitives.IMPLEMENTATION
+    floor = {r["case"]: r["ns_per_op"]["floor"] for r in out["results"]}
+    assert floor["Lock with"] and floor["Lock acquire/release"]
+    assert floor["RLock with"] is None and floor["Event set/wait"] is None
+
+
+def test_floor_lock_is_a_lock_that_measures_nothing() -> None:
+    """PythonFloorLock (the floor column) locks like a Lock and records nothing."""
+    produced = recorder.accounting.produced
+    lock = bench.PythonFloorLock()
+    with lock:
+        assert not lock.acquire(False)
+        assert not lock.acquire(True, 0.01)
+    assert lock.acquire()
+    lock.release()
+    assert lock.acquire(False)
+    lock.release()
+    assert recorder.accounting.produced == produced
 
 
 def test_pure_column_uses_the_pure_classes() -> None:

@@ -719,3 +719,39 @@ def test_records_are_delivered_in_batches_of_at_most_batch_records() -> None:
         assert len([e for e in sink.logs if e.get("sync.name") == "batched"]) == n
     finally:
         tracedsync.shutdown()
+
+
+def test_spans_of_one_primitive_thread_and_site_share_their_attributes() -> None:
+    """Spans with the same primitive, thread, call site and outcome share one
+    SharedAttributes; a renamed thread's next span gets its new name."""
+    from tracedsync.exporters.base import SharedAttributes
+
+    sink = _Taking(spans=True, logs=True)
+    tracedsync.configure(exporters=[sink], hold_threshold_ms=0, max_spans_per_second=0)
+    try:
+        lock = tracedsync.Lock(name="shared_attrs")
+        me = threading.current_thread()
+        old_name = me.name
+        for _ in range(3):
+            with lock:
+                pass
+        assert tracedsync.flush(10)
+        me.name = "renamed-for-test"
+        try:
+            with lock:
+                pass
+            assert tracedsync.flush(10)
+        finally:
+            me.name = old_name
+        holds = [s for s in sink.spans if s.attributes["sync.name"] == "shared_attrs"]
+        assert len(holds) == 4
+        first, *same, renamed = holds
+        assert type(first.attributes) is SharedAttributes
+        assert all(s.attributes is first.attributes for s in same)
+        assert first.attributes["thread.name"] == old_name
+        assert renamed.attributes["thread.name"] == "renamed-for-test"
+        assert renamed.attributes is not first.attributes
+        events = [e for e in sink.logs if e.get("sync.name") == "shared_attrs"]
+        assert [e["thread.name"] for e in events] == [old_name] * 3 + ["renamed-for-test"]
+    finally:
+        tracedsync.shutdown()

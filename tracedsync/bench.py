@@ -170,6 +170,58 @@ def traced_columns() -> list[Column]:
     return out
 
 
+_now = time.monotonic_ns
+
+
+class PythonFloorLock:
+    """The least a ``Lock`` written in Python can cost: ``with`` and
+    ``acquire``/``release`` are Python methods that take the C lock and read
+    the clock once each, and measure nothing. The pure column cannot go below
+    it; its ratio to plain says how much of the pure-Python target the
+    language itself uses up."""
+
+    __slots__ = ("_acquire", "_release", "_t")
+
+    def __init__(self) -> None:
+        lock = _stdlib.allocate_lock()
+        self._acquire = lock.acquire
+        self._release = lock.release
+        self._t = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._acquire(blocking, timeout):
+            self._t = _now()
+            return True
+        return False
+
+    def release(self) -> None:
+        self._t = _now() - self._t
+        self._release()
+
+    def __enter__(self) -> bool:
+        self._acquire()
+        self._t = _now()
+        return True
+
+    def __exit__(self, t: object, v: object, tb: object) -> None:
+        self._t = _now() - self._t
+        self._release()
+
+
+def floor_column() -> Column:
+    """``PythonFloorLock`` for the Lock cases only."""
+    return Column(
+        "floor",
+        Lock=PythonFloorLock,
+        RLock=lambda: _unavailable("RLock"),
+        Semaphore=lambda: _unavailable("Semaphore"),
+        BoundedSemaphore=lambda: _unavailable("BoundedSemaphore"),
+        Condition=lambda: _unavailable("Condition"),
+        Event=lambda: _unavailable("Event"),
+        only=frozenset({"Lock"}),
+    )
+
+
 class _DdtraceProfiler:
     """ddtrace's profiler with its lock collector, when ddtrace is importable.
 
@@ -781,7 +833,7 @@ def run_bench(args: argparse.Namespace, progress: Callable[[str], None]) -> dict
 
         raise CliError("--ops and --repeat must be at least 1")
     _check_traced()
-    columns = [plain_column(), *traced_columns()]
+    columns = [plain_column(), *traced_columns(), floor_column()]
     dd: _DdtraceProfiler | None = None
     if not args.no_ddtrace and ddtrace_available():
         try:
@@ -932,6 +984,11 @@ def format_table(out: dict[str, Any]) -> str:
         lines.append(
             f"ddtrace {out['ddtrace_version']}: its profiler with the lock collector only "
             "(default capture rate), locks made while it runs."
+        )
+    if "floor" in cols:
+        lines.append(
+            "floor: a Lock written in Python that only takes the C lock and reads the "
+            "clock (bench.PythonFloorLock): what the pure column cannot go below."
         )
     targets = ", ".join(f"{k} <= {v}x" for k, v in out["targets"].items())
     lines.append(f"Targets (Lock/RLock uncontended): {targets}.")

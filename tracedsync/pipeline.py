@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextvars
 import importlib.metadata  # noqa: F401 - see below
-import math
 import os
 import random
 import sys
@@ -42,7 +41,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from tracedsync import _sites, _stdlib, recorder
-from tracedsync.exporters.base import Exporter, LogEvent, SpanData
+from tracedsync.exporters.base import Exporter, LogEvent, SharedAttributes, SpanData, SpanEvent
 
 # structlog's module __getattr__ imports importlib.metadata on any unknown
 # attribute (hasattr(structlog, "x") included): imported here, it cannot
@@ -93,6 +92,10 @@ def build_resource(run_id: str) -> Resource:
 #: them alive into the older GC generations: a third of the pipeline's time.
 BATCH_RECORDS = 512
 
+#: Distinct span attribute sets kept (``Pipeline._attrs``): primitives made per
+#: request give every span a new ``sync.id``, so the cache must stay small.
+_ATTRS_CACHE_LIMIT = 512
+
 
 class _Collector:
     """The logger at the end of tracedsync's private structlog pipeline:
@@ -133,19 +136,27 @@ _SPAN_FIELD = "_tracedsync_span"
 
 
 def _span_fields(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
-    """Processor: a wait or hold event's fields, read from the span it mirrors
-    (its timestamp, ids and duration, then the span's attributes)."""
+    """Processor: a wait or hold event's fields, read from the span it mirrors:
+    a ``SpanEvent`` (its timestamp, level, event, ids and duration, then the
+    span's attributes), or a plain dict when other fields were logged too."""
     span = event_dict.pop(_SPAN_FIELD, None)
     if span is None:
         return event_dict
-    fields = {
-        "timestamp": iso_timestamp(span.end_ns),
-        "trace_id": f"{span.trace_id:032x}",
-        "span_id": f"{span.span_id:016x}",
-        "duration_ms": round((span.end_ns - span.start_ns) / 1e6, 3),
-    }
+    d = span.end_ns - span.start_ns
+    fields = SpanEvent(
+        timestamp=iso_timestamp(span.end_ns),
+        level=event_dict.pop("level", None),
+        event=event_dict.pop("event", None),
+        trace_id=f"{span.trace_id:032x}",
+        span_id=f"{span.span_id:016x}",
+        # milliseconds to the nearest microsecond
+        duration_ms=(d + 500) // 1000 / 1000,
+    )
     fields.update(span.attributes)
-    fields.update(event_dict)
+    if event_dict:
+        fields.update(event_dict)
+        return dict(fields)
+    fields.span = span
     return fields
 
 
@@ -202,22 +213,10 @@ def _name_of(thread: Any, ident: int) -> str:
 
 
 def iso_timestamp(epoch_ns: int) -> str:
-    """``datetime.fromtimestamp(epoch_ns / 1e9, timezone.utc)`` as
-    ``2024-05-01T12:00:01.234567Z``, with the date part formatted once per second.
-
-    Rounds to microseconds exactly as ``fromtimestamp`` does (half to even, on
-    the same float), so the text is the same.
-    """
+    """``epoch_ns`` as ``2024-05-01T12:00:01.234567Z`` (UTC, to the nearest
+    microsecond), with the date part formatted once per second."""
     global _last_second
-    frac, whole = math.modf(epoch_ns / 1e9)
-    micro = round(frac * 1e6)
-    if micro >= 1_000_000:
-        micro -= 1_000_000
-        whole += 1.0
-    elif micro < 0:
-        micro += 1_000_000
-        whole -= 1.0
-    second = int(whole)
+    second, micro = divmod((epoch_ns + 500) // 1000, 1_000_000)
     cached = _last_second
     if cached[0] != second:
         text = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
@@ -276,6 +275,8 @@ class Pipeline:
         self._thread: threading.Thread | None = None
         self._collector = _Collector()
         self._log = _make_logger(self._collector)
+        #: _build's key -> the attributes shared by the spans with that key.
+        self._attrs: dict[tuple[Any, ...], SharedAttributes] = {}
         #: reserved hold span id -> trace id, for links from waits to holds.
         self._hold_traces: dict[int, int] = {}
         #: reserved hold span id -> [(deadline, span)] of waits linking to it.
@@ -546,27 +547,13 @@ class Pipeline:
             holder_site,
             reserved,
         ) = rec
-        prim_id, name, kind = meta
-        attrs: dict[str, Any] = {
-            "sync.kind": kind,
-            "sync.name": name,
-            "sync.id": prim_id,
-        }
-        if outcome is not None:
-            attrs["sync.outcome"] = outcome
-        attrs["thread.id"] = ident
-        attrs["thread.name"] = tname if isinstance(tname, str) else _name_of(tname, ident)
-        if site is not None:
-            attrs["code.function.name"] = site[2]
-            attrs["code.file.path"] = site[0]
-            attrs["code.line.number"] = site[1]
-        if holder_name is not None:
-            attrs["sync.holder.thread.name"] = holder_name
-            attrs["sync.holder.thread.id"] = holder
-        if holder_site is not None:
-            attrs["sync.holder.site"] = _sites.format_site(holder_site)
-        if rtype == recorder.HOLD and holder:  # for a hold: an RLock's recursion depth
-            attrs["sync.rlock.depth"] = holder
+        kind = meta[2]
+        if not isinstance(tname, str):
+            tname = _name_of(tname, ident)
+        key = (rtype, meta, ident, tname, outcome, site, holder, holder_name, holder_site)
+        attrs = self._attrs.get(key)
+        if attrs is None:
+            attrs = self._new_attributes(key)
         start, end = t0 + offset, t1 + offset
         if rtype == recorder.WAIT:
             span_name = _span_name(kind, True)
@@ -594,6 +581,32 @@ class Pipeline:
         if t1 - t0 >= recorder.hold_threshold_ns:
             self._event("long_hold", span)
         spans.append(span)
+
+    def _new_attributes(self, key: tuple[Any, ...]) -> SharedAttributes:
+        """The attributes of the spans of one ``_build`` key: made once, shared
+        by every span with that key (a bounded cache, emptied when full)."""
+        rtype, meta, ident, tname, outcome, site, holder, holder_name, holder_site = key
+        prim_id, name, kind = meta
+        attrs = SharedAttributes({"sync.kind": kind, "sync.name": name, "sync.id": prim_id})
+        if outcome is not None:
+            attrs["sync.outcome"] = outcome
+        attrs["thread.id"] = ident
+        attrs["thread.name"] = tname
+        if site is not None:
+            attrs["code.function.name"] = site[2]
+            attrs["code.file.path"] = site[0]
+            attrs["code.line.number"] = site[1]
+        if holder_name is not None:
+            attrs["sync.holder.thread.name"] = holder_name
+            attrs["sync.holder.thread.id"] = holder
+        if holder_site is not None:
+            attrs["sync.holder.site"] = _sites.format_site(holder_site)
+        if rtype == recorder.HOLD and holder:  # for a hold: an RLock's recursion depth
+            attrs["sync.rlock.depth"] = holder
+        if len(self._attrs) >= _ATTRS_CACHE_LIMIT:
+            self._attrs.clear()
+        self._attrs[key] = attrs
+        return attrs
 
     def _finish_wait(
         self,

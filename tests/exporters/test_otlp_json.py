@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import given, settings
@@ -14,8 +14,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from tests.otlp_proto import parse_trace_line
 from tracedsync.exporters import otlp_json
-from tracedsync.exporters.base import SpanData
-from tracedsync.pipeline import iso_timestamp
+from tracedsync.exporters.base import SharedAttributes, SpanData
+from tracedsync.pipeline import _SPAN_FIELD, _span_fields, iso_timestamp
 
 RESOURCE = Resource.create({"service.name": "svc", "process.pid": 42, "x.ratio": 0.5})
 SCOPE = InstrumentationScope("tracedsync", "0.1.0")
@@ -110,6 +110,53 @@ def test_encode_log_is_byte_identical_to_before(event: dict[str, Any]) -> None:
     assert otlp_json.encode_log(event) == _log_as_before(event)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(spans, min_size=1, max_size=3))
+def test_shared_attributes_encode_like_a_plain_dict(batch: list[SpanData]) -> None:
+    """A span whose attributes are the pipeline's SharedAttributes (text cached
+    by identity) encodes to the same text, the first time and the next."""
+    for span in batch:
+        span.attributes = SharedAttributes(span.attributes)
+    reference = otlp_json.encode_spans_reference(batch, RESOURCE, SCOPE)
+    assert otlp_json.encode_spans(batch, RESOURCE, SCOPE) == reference
+    assert otlp_json.encode_spans(batch, RESOURCE, SCOPE) == reference
+
+
+def _span_event(span: SpanData, **extra: Any) -> Any:
+    """The long_hold event the pipeline's processors make for ``span``."""
+    fields = {"event": "long_hold", "level": "info", _SPAN_FIELD: span, **extra}
+    return _span_fields(None, "info", fields)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.builds(
+        SpanData,
+        name=st.just("lock.hold"),
+        trace_id=st.integers(min_value=1, max_value=2**128 - 1),
+        span_id=ids,
+        parent_span_id=ids,
+        start_ns=st.integers(min_value=0, max_value=2**62),
+        end_ns=st.integers(min_value=2**62, max_value=2**63),
+        attributes=st.dictionaries(log_keys, log_values, min_size=1, max_size=8),
+    ),
+    st.sampled_from(["as made", "extra field", "key changed", "odd duration"]),
+)
+def test_span_events_encode_like_any_event(span: SpanData, change: str) -> None:
+    """A wait or hold event (a SpanEvent: head written directly, attribute text
+    found by identity) encodes like the same fields in a plain dict, also
+    after an exporter changed it."""
+    span.attributes = SharedAttributes(span.attributes)
+    event = _span_event(span, request="r1") if change == "extra field" else _span_event(span)
+    if change == "key changed":
+        del event["level"]
+        event["severity"] = "info"
+    if change == "odd duration":
+        event["duration_ms"] = float("inf")
+    for _ in range(2):
+        assert otlp_json.encode_log(event) == _log_as_before(dict(event))
+
+
 def test_encode_log_cache_tells_equal_values_of_other_types_apart() -> None:
     """1, True and 1.0 are equal dict keys; the cached attribute text must not mix them."""
     for value in (1, True, 1.0, 1, True):
@@ -148,12 +195,17 @@ def test_encode_log_keeps_head_keys_first() -> None:
 
 
 def _reference_timestamp(epoch_ns: int) -> str:
-    moment = datetime.fromtimestamp(epoch_ns / 1e9, tz=timezone.utc)
+    whole_us, rest_ns = divmod(epoch_ns, 1000)
+    moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(
+        microseconds=whole_us + (rest_ns >= 500)
+    )
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
 
 
-def test_iso_timestamp_matches_datetime_rounding() -> None:
-    """The cached formatter gives datetime's text, rounding at second edges included."""
+def test_iso_timestamp_rounds_to_the_nearest_microsecond() -> None:
+    """The cached formatter gives datetime's text of the exact nanoseconds,
+    rounded half up to microseconds, second edges included (no float: at
+    today's epoch a float second is only good to ~0.2 us)."""
     rng = random.Random(7)
     base = 1_700_000_000_000_000_000
     values = [rng.randrange(0, 4 * 10**18) for _ in range(20_000)]
@@ -161,6 +213,7 @@ def test_iso_timestamp_matches_datetime_rounding() -> None:
     values += [base + k * 1000 + d for k in range(0, 200_000, 97) for d in (-1, 0, 499, 500, 501)]
     for value in values:
         assert iso_timestamp(value) == _reference_timestamp(value), value
+    assert iso_timestamp(1_928_478_689_004_316_506) == "2031-02-10T08:31:29.004317Z"
 
 
 def test_cached_fragments_tell_equal_values_of_other_types_apart() -> None:
@@ -185,3 +238,10 @@ def test_caches_stay_small_when_every_span_is_new() -> None:
         otlp_json.encode_spans([span], RESOURCE, SCOPE)
     assert len(otlp_json._kv_cache) <= otlp_json._KV_CACHE_LIMIT
     assert len(otlp_json._attrs_cache) <= otlp_json._ATTRS_CACHE_LIMIT
+    for i in range(2_000):
+        shared = SharedAttributes({"sync.id": i})
+        span = SpanData("lock.hold", 1, 2, 0, 1, 2, shared)
+        otlp_json.encode_spans([span], RESOURCE, SCOPE)
+        otlp_json.encode_log(_span_event(span))
+    assert len(otlp_json._shared_text) <= otlp_json._ATTRS_CACHE_LIMIT
+    assert len(otlp_json._shared_log_text) <= otlp_json._ATTRS_CACHE_LIMIT

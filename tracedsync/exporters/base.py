@@ -62,10 +62,28 @@ class SpanData:
         )
 
 
+class SharedAttributes(dict):  # type: ignore[type-arg]
+    """A span's attributes as the pipeline makes them: one dict for every span
+    of the same primitive, thread, call site and outcome, never changed once
+    made. Exporters may cache what they derive from one by identity (its
+    text, say); they must not change it, nor any ``SpanData`` or event."""
+
+    __slots__ = ()
+
+
 #: A log event: a flat dict with at least ``timestamp`` (ISO 8601, UTC),
 #: ``level``, ``event``; the related span's attributes and, when there is one,
 #: ``trace_id`` and ``span_id`` (hex).
 LogEvent = dict[str, Any]
+
+
+class SpanEvent(dict):  # type: ignore[type-arg]
+    """The ``long_wait`` / ``long_hold`` event mirroring ``span``: a ``LogEvent``
+    whose keys are ``timestamp, level, event, trace_id, span_id, duration_ms``
+    and then exactly the span's attributes, in that order."""
+
+    __slots__ = ("span",)
+    span: SpanData
 
 
 class ExportError(Exception):

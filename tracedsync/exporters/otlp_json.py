@@ -18,7 +18,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, Sum
 
-from tracedsync.exporters.base import SpanData
+from tracedsync.exporters.base import SharedAttributes, SpanData, SpanEvent
 
 SPAN_KIND_INTERNAL = 1
 AGGREGATION_TEMPORALITY_CUMULATIVE = 2
@@ -164,9 +164,24 @@ _attrs_cache: dict[tuple[tuple[Any, ...], tuple[type, ...]], str] = {}
 _CACHEABLE_TYPES = frozenset(_CACHEABLE)
 
 
+#: id(SharedAttributes) -> (it, its text): the pipeline's attribute dicts are
+#: shared by many spans and never change, so their text is found by identity
+#: (holding the dict keeps its id from being reused).
+_shared_text: dict[int, tuple[SharedAttributes, str]] = {}
+
+
 def _attributes_text(attrs: Mapping[str, Any] | None) -> str:
     if not attrs:
         return "[]"
+    if type(attrs) is SharedAttributes:
+        hit = _shared_text.get(id(attrs))
+        if hit is not None and hit[0] is attrs:
+            return hit[1]
+        text = _attributes_text(dict(attrs))
+        if len(_shared_text) >= _ATTRS_CACHE_LIMIT:
+            _shared_text.clear()
+        _shared_text[id(attrs)] = (attrs, text)
+        return text
     types = tuple(map(type, attrs.values()))
     if not _CACHEABLE_TYPES.issuperset(types):
         return "[" + ",".join([_kv_json(k, v) for k, v in attrs.items()]) + "]"
@@ -329,6 +344,10 @@ def encode_log(event: Mapping[str, Any]) -> str:
     The same text as ``_dumps_log`` of the reordered dict; the rest's text is
     cached, as a wait or hold event repeats its primitive's attributes.
     """
+    if type(event) is SpanEvent:
+        text = _span_event_text(event)
+        if text is not None:
+            return text
     rest = dict(event)
     parts = []
     for key in _LOG_HEAD:
@@ -354,6 +373,46 @@ def encode_log(event: Mapping[str, Any]) -> str:
             text = str(_dumps_log(rest))[1:-1]
         parts.append(text)
     return "{" + ",".join(parts) + "}"
+
+
+#: id(SharedAttributes) -> (it, its text as the tail of a log line).
+_shared_log_text: dict[int, tuple[SharedAttributes, str]] = {}
+
+
+def _span_event_text(event: SpanEvent) -> str | None:
+    """``encode_log`` of a wait or hold event, its head written directly and
+    the span's attributes' text found by identity; None for anything unusual
+    (the general path then encodes it, to the same text)."""
+    attrs = event.span.attributes
+    if type(attrs) is not SharedAttributes or not attrs or len(event) != len(attrs) + 6:
+        return None
+    get = event.get
+    ts, level, name = get("timestamp"), get("level"), get("event")
+    trace_id, span_id, duration = get("trace_id"), get("span_id"), get("duration_ms")
+    if (
+        type(ts) is not str
+        or type(level) is not str
+        or type(name) is not str
+        or type(trace_id) is not str
+        or type(span_id) is not str
+        or type(duration) is not float
+        or duration != duration
+        or duration in _INF
+    ):
+        return None
+    hit = _shared_log_text.get(id(attrs))
+    if hit is not None and hit[0] is attrs:
+        tail = hit[1]
+    else:
+        tail = encode_log(dict(attrs))[1:-1]
+        if len(_shared_log_text) >= _ATTRS_CACHE_LIMIT:
+            _shared_log_text.clear()
+        _shared_log_text[id(attrs)] = (attrs, tail)
+    return (
+        f'{{"timestamp":{_encode_str(ts)},"level":{_encode_str(level)},'
+        f'"event":{_encode_str(name)},"trace_id":{_encode_str(trace_id)},'
+        f'"span_id":{_encode_str(span_id)},"duration_ms":{float.__repr__(duration)},{tail}}}'
+    )
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
