@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -210,3 +211,60 @@ def test_pipeline_median_reports_the_middle_run_and_every_sample() -> None:
     assert out["spans_per_second"] == rates[1]
     assert out["spans_written"] == 200 and out["flushed"]
     assert not recorder.recording
+
+
+def test_workload_compares_plain_with_run_and_traced_in_real_processes() -> None:
+    """``bench --workload`` runs the workload program plain, under ``tracedsync
+    run`` and with tracedsync's primitives (fresh processes, results checked
+    equal), and reports ratios and peak memory."""
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "tracedsync", "bench", "--workload", "--json"),
+            *("--items", "3000", "--workers", "3", "--repeat", "1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["items"] == 3000 and out["workers"] == 3 and out["repeat"] == 1
+    assert out["side_by_side"] == (len(os.sched_getaffinity(0)) >= 2)
+    assert set(out["modes"]) == {"run", "traced"}
+    for m in out["modes"].values():
+        assert len(m["wall_ratios"]) == 1 and m["wall_ratio"] > 0 and m["cpu_ratio"] > 0
+        assert m["wall_seconds"] > 0 and m["plain_wall_seconds"] > 0
+        assert m["peak_rss_kib"] > out["plain_peak_rss_kib"] // 2
+    assert out["traced_peak_rss_kib_twice_the_items"] > 0
+
+
+def test_workload_table_and_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    """The workload comparison prints as a table; a count below 1 is a one-line error."""
+    from tracedsync import bench_workload
+    from tracedsync.cli import CliError
+
+    mode = {
+        "wall_ratio": 0.95,
+        "cpu_ratio": 0.97,
+        "wall_ratios": [0.95],
+        "wall_seconds": 0.95,
+        "plain_wall_seconds": 1.0,
+        "peak_rss_kib": 34_000,
+        "plain_peak_rss_kib": 23_000,
+    }
+    table = bench_workload.format_comparison(
+        {
+            "items": 10,
+            "workers": 2,
+            "repeat": 1,
+            "side_by_side": True,
+            "modes": {"run": mode, "traced": mode},
+            "plain_peak_rss_kib": 23_000,
+            "traced_peak_rss_kib": 34_000,
+            "traced_peak_rss_kib_twice_the_items": 34_500,
+        }
+    )
+    assert "run           1.000    0.950   0.950x   0.970x    33.2 MB" in table
+    assert "with twice the items 33.7 MB" in table
+    with pytest.raises(CliError, match="--items"):
+        bench.command(_args("--workload", "--items", "0"))

@@ -631,7 +631,7 @@ def test_call_site_from_another_thread() -> None:
     t.start()
     t.join(10)
     assert not t.is_alive()
-    (c, p), = out
+    ((c, p),) = out
     assert c == p and c is not None and c[2] == "_both"
 
 
@@ -702,7 +702,9 @@ def test_hold_spans_keep_to_the_rate_limit(cls: Any, spans: InMemorySpanExporter
 )
 def test_compiled_hold_records_skip_hold_end(slow_path_calls: list[str]) -> None:
     """The common case never calls hold_end; a hold a waiter is blamed on still does."""
-    tracedsync.configure(exporters=[InMemorySpanExporter()], hold_threshold_ms=0, max_spans_per_second=0)
+    tracedsync.configure(
+        exporters=[InMemorySpanExporter()], hold_threshold_ms=0, max_spans_per_second=0
+    )
     lock = primitives.CompiledLock()
     for _ in range(5):
         with lock:
@@ -716,7 +718,9 @@ def test_compiled_hold_records_skip_hold_end(slow_path_calls: list[str]) -> None
     assert tracedsync.flush(10)
 
 
-@pytest.mark.parametrize("cls", [pair[1] for pair in IMPLEMENTATIONS.values()], ids=list(IMPLEMENTATIONS))
+@pytest.mark.parametrize(
+    "cls", [pair[1] for pair in IMPLEMENTATIONS.values()], ids=list(IMPLEMENTATIONS)
+)
 def test_rlock_takes_and_ignores_arguments_like_threading(cls: Any) -> None:
     """threading.RLock(*args, **kwargs) ignores them (3.13+: DeprecationWarning,
     CPython's test_threading test_signature); no arguments, no warning."""

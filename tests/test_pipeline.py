@@ -645,6 +645,21 @@ class _Taking(Exporter):
         self.logs.extend(events)
 
 
+class _CountingLogger:
+    """Wraps the pipeline's logger: the names of the info events it made."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.made: list[str] = []
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.made.append(event)
+        self.real.info(event, **fields)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
 def test_wait_and_hold_events_are_made_only_for_an_exporter_that_takes_logs() -> None:
     """With span exporters only, no long_hold event is built; add one that takes
     logs and every hold span gets its event."""
@@ -658,18 +673,9 @@ def test_wait_and_hold_events_are_made_only_for_an_exporter_that_takes_logs() ->
         try:
             pipe = config.pipeline()
             assert pipe is not None
-            made: list[str] = []
-            real_log = pipe._log
-
-            class Counting:
-                def info(self, event: str, **fields: Any) -> None:
-                    made.append(event)
-                    real_log.info(event, **fields)
-
-                def __getattr__(self, name: str) -> Any:
-                    return getattr(real_log, name)
-
-            pipe._log = Counting()
+            counting = _CountingLogger(pipe._log)
+            made = counting.made
+            pipe._log = counting
             lock = tracedsync.Lock(name="events_or_not")
             for _ in range(5):
                 with lock:

@@ -822,6 +822,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip the pipeline throughput, drop and threshold-crossing measurements",
     )
     parser.add_argument("--no-ddtrace", action="store_true", help="leave ddtrace out")
+    parser.add_argument(
+        "--workload",
+        action="store_true",
+        help="instead: a realistic threaded program, plain against under `tracedsync run` "
+        "and with tracedsync's primitives: wall time, CPU and peak memory (--repeat times)",
+    )
+    parser.add_argument(
+        "--items", type=int, default=100_000, help="items the --workload program processes"
+    )
+    parser.add_argument("--workers", type=int, default=8, help="its worker threads")
 
 
 def run_bench(args: argparse.Namespace, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -1039,6 +1049,19 @@ def command(args: argparse.Namespace) -> int:
             sys.stderr.write(f"  {message}\n")
             sys.stderr.flush()
 
+    if args.workload:
+        from tracedsync import bench_workload
+
+        if args.items < 1 or args.workers < 1 or (args.repeat is not None and args.repeat < 1):
+            from tracedsync.cli import CliError
+
+            raise CliError("--items, --workers and --repeat must be at least 1")
+        result = bench_workload.compare(args.items, args.workers, args.repeat or 5, progress)
+        if args.json:
+            sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        else:
+            sys.stdout.write(bench_workload.format_comparison(result) + "\n")
+        return 0
     out = run_bench(args, progress)
     if args.json:
         sys.stdout.write(json.dumps(out, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""A realistic threaded workload, plain and traced: wall time and peak memory.
+"""A realistic threaded workload, plain and traced: wall time, CPU and peak memory.
 
 A producer feeds a bounded ``queue.Queue``; a pool of worker threads takes
 items, does a little CPU work, consults a shared cache under a lock (a
@@ -6,26 +6,30 @@ bounded LRU, so some misses), updates shared counters under an ``RLock`` and
 hands results to a collector thread through a second queue. Every primitive
 here is an ordinary ``threading`` one (``queue.Queue`` makes its own).
 
-Run once (prints one JSON line: items, wall and CPU seconds, peak RSS)::
+``tracedsync bench --workload`` compares, each run a fresh process:
 
-    python benchmarks/realistic_workload.py --items 200000
+- ``plain``: the program as written;
+- ``run``: the same program started by ``tracedsync run`` (threading patched
+  at startup, jsonfile exporter, default thresholds);
+- ``traced``: the workload's primitives replaced by tracedsync's by hand (the
+  queues' mutex and conditions too), as a library user would.
 
-Compare, interleaving runs in fresh processes (median of --repeat)::
+Side by side: on a machine with two or more CPUs each traced run goes at the
+same time as a plain one, each process pinned to a CPU of its own (swapped
+every repetition). Both then see the same machine: on a shared VM whose
+speed drifts by 2x over seconds, runs one after the other compare the
+machine's moments, not the programs. (Unpinned, this workload's threads also
+spend most of their time handing the GIL across CPUs: its wall time spreads
+from 0.4 to 4.7 s for one mode.) A repetition is two such pairs, the CPUs
+swapped, and its ratio the geometric mean of the two; the figure is the
+median over repetitions.
 
-    python benchmarks/realistic_workload.py --compare --items 200000 --repeat 5
+Memory must stay bounded for a fixed number of primitives: the traced mode
+also runs with twice the items, and both peaks are reported.
 
-Modes compared:
+One run (one JSON line: items, wall and CPU seconds, peak RSS, checksum)::
 
-- ``plain``: as written;
-- ``traced``: the same program with the workload's primitives replaced by
-  tracedsync's by hand (the queues' mutex and conditions too), jsonfile
-  exporter, default thresholds — what ``tracedsync.install()`` will do;
-- ``run``: the program started by ``tracedsync run`` (threading patched at
-  startup), when this tracedsync has the ``run`` command.
-
-Memory must stay bounded for a fixed number of primitives: ``--compare``
-also runs the traced mode with twice the items and reports the peak RSS of
-both.
+    python -m tracedsync.bench_workload --items 100000 --mode plain
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
-import importlib.util
 import json
+import math
 import os
 import queue
 import resource
@@ -45,9 +49,13 @@ import sys
 import tempfile
 import threading
 import time
+import types
+from collections.abc import Callable
 from typing import Any
 
 STOP = object()
+#: The issue's target: the workload's wall time at most this times plain.
+WALL_TARGET = 1.10
 
 
 def _traced_queue(maxsize: int, name: str) -> queue.Queue[Any]:
@@ -62,12 +70,13 @@ def _traced_queue(maxsize: int, name: str) -> queue.Queue[Any]:
 
 
 def workload(items: int, workers: int, traced: bool) -> dict[str, Any]:
+    prims: types.ModuleType
     if traced:
         import tracedsync as prims
 
         make_queue = _traced_queue
     else:
-        prims = threading  # type: ignore[assignment]
+        prims = threading
 
         def make_queue(maxsize: int, name: str) -> queue.Queue[Any]:
             return queue.Queue(maxsize)
@@ -146,72 +155,172 @@ def workload(items: int, workers: int, traced: bool) -> dict[str, Any]:
     }
 
 
-def _run_child(mode: str, items: int, workers: int, out_dir: str) -> dict[str, Any]:
-    script = os.path.abspath(__file__)
-    base = [script, "--items", str(items), "--workers", str(workers), "--mode"]
+#: Modes compared against plain, in the order they run.
+MODES = ("run", "traced")
+
+
+def _command(mode: str, items: int, workers: int) -> list[str]:
+    one = [sys.executable, "-m", "tracedsync.bench_workload", "--items", str(items)]
+    one += ["--workers", str(workers), "--mode"]
     if mode == "run":
-        cmd = [sys.executable, "-m", "tracedsync", "run", "--", sys.executable, *base, "plain"]
-    else:
-        cmd = [sys.executable, *base, mode]
+        return [sys.executable, "-m", "tracedsync", "run", "--", *one, "plain"]
+    return [*one, mode]
+
+
+def _start(mode: str, items: int, workers: int, out_dir: str, cpu: int | None) -> Any:
     env = dict(os.environ, TRACEDSYNC_OUTPUT_DIR=out_dir)
     if mode != "plain":
         env.setdefault("TRACEDSYNC_EXPORTERS", "jsonfile")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
-    if proc.returncode != 0:
-        raise SystemExit(f"{mode} run failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
-    result: dict[str, Any] = json.loads(line)
+    pin = None
+    if cpu is not None:
+
+        def pin() -> None:
+            os.sched_setaffinity(0, {cpu})
+
+    return subprocess.Popen(
+        _command(mode, items, workers),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=pin,
+    )
+
+
+def _result(mode: str, proc: Any) -> dict[str, Any]:
+    try:
+        out, err = proc.communicate(timeout=1800)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(f"the {mode} workload run took over 30 minutes") from None
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"the {mode} workload run failed ({proc.returncode}): {err[-2000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
     return result
 
 
-def compare(items: int, workers: int, repeat: int) -> dict[str, Any]:
-    modes = ["plain", "traced"]
-    if importlib.util.find_spec("tracedsync.runner") is not None:
-        modes.append("run")
+def _cpu_pair() -> tuple[int, int] | None:
+    """Two CPUs this process may use, or None (no affinity API, or one CPU)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else None
+
+
+def _pair(
+    mode: str, items: int, workers: int, out_dir: str, cpus: tuple[int, int] | None, turn: int
+) -> dict[str, Any]:
+    """One plain run and one ``mode`` run: at the same time on ``cpus`` (plain
+    on the first), or one after the other, the first one alternating."""
+    if cpus is not None:
+        plain_proc = _start("plain", items, workers, out_dir, cpus[0])
+        mode_proc = _start(mode, items, workers, out_dir, cpus[1])
+        plain, traced = _result("plain", plain_proc), _result(mode, mode_proc)
+    else:
+        first, second = ("plain", mode) if turn % 2 == 0 else (mode, "plain")
+        a = _result(first, _start(first, items, workers, out_dir, None))
+        b = _result(second, _start(second, items, workers, out_dir, None))
+        plain, traced = (a, b) if first == "plain" else (b, a)
+    if traced["checksum"] != plain["checksum"]:
+        raise RuntimeError(f"the {mode} run computed another result than plain")
+    return {"plain": plain, mode: traced}
+
+
+def compare(
+    items: int, workers: int, repeat: int, progress: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
+    """Each mode against plain, ``repeat`` times, side by side where possible.
+
+    One repetition is two pairs, the CPUs swapped between them, and its
+    ratio the geometric mean of theirs: a CPU slower than the other for a
+    while (another tenant on its core) weighs on both sides equally.
+    """
+    cpus = _cpu_pair()
     out_dir = tempfile.mkdtemp(prefix="tracedsync-workload-")
-    walls: dict[str, list[float]] = {m: [] for m in modes}
-    cpus: dict[str, list[float]] = {m: [] for m in modes}
-    rss: dict[str, list[int]] = {m: [] for m in modes}
+    samples: dict[str, list[list[dict[str, Any]]]] = {m: [] for m in MODES}
     try:
         for rep in range(repeat):
-            order = modes[rep % len(modes) :] + modes[: rep % len(modes)]
-            for mode in order:
-                r = _run_child(mode, items, workers, out_dir)
-                walls[mode].append(r["wall_seconds"])
-                cpus[mode].append(r["cpu_seconds"])
-                rss[mode].append(r["peak_rss_kib"])
-        double = _run_child("traced", items * 2, workers, out_dir)
+            for mode in MODES:
+                progress(f"workload: plain and {mode}, {rep + 1} of {repeat} ...")
+                swapped = (cpus[1], cpus[0]) if cpus is not None else None
+                samples[mode].append(
+                    [
+                        _pair(mode, items, workers, out_dir, cpus, 0),
+                        _pair(mode, items, workers, out_dir, swapped, 1),
+                    ]
+                )
+        progress("workload: traced with twice the items ...")
+        double = _result("traced", _start("traced", items * 2, workers, out_dir, None))
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
-    plain = statistics.median(walls["plain"])
-    plain_cpu = statistics.median(cpus["plain"])
+
+    def ratios(mode: str, key: str) -> list[float]:
+        return [
+            round(math.prod(p[mode][key] / p["plain"][key] for p in pairs) ** 0.5, 4)
+            for pairs in samples[mode]
+        ]
+
+    modes: dict[str, Any] = {}
+    for mode in MODES:
+        runs = [p for pairs in samples[mode] for p in pairs]
+        modes[mode] = {
+            "wall_ratio": statistics.median(ratios(mode, "wall_seconds")),
+            "cpu_ratio": statistics.median(ratios(mode, "cpu_seconds")),
+            "wall_ratios": ratios(mode, "wall_seconds"),
+            "wall_seconds": statistics.median(r[mode]["wall_seconds"] for r in runs),
+            "plain_wall_seconds": statistics.median(r["plain"]["wall_seconds"] for r in runs),
+            "peak_rss_kib": max(r[mode]["peak_rss_kib"] for r in runs),
+            "plain_peak_rss_kib": max(r["plain"]["peak_rss_kib"] for r in runs),
+        }
     return {
         "items": items,
         "workers": workers,
         "repeat": repeat,
-        "wall_seconds": {m: statistics.median(v) for m, v in walls.items()},
-        "wall_samples": walls,
-        "overhead": {m: round(statistics.median(v) / plain - 1, 4) for m, v in walls.items()},
-        "cpu_seconds": {m: statistics.median(v) for m, v in cpus.items()},
-        "cpu_overhead": {
-            m: round(statistics.median(v) / plain_cpu - 1, 4) for m, v in cpus.items()
-        },
-        "peak_rss_kib": {m: max(v) for m, v in rss.items()},
+        "side_by_side": cpus is not None,
+        "modes": modes,
+        "plain_peak_rss_kib": max(m["plain_peak_rss_kib"] for m in modes.values()),
+        "traced_peak_rss_kib": modes["traced"]["peak_rss_kib"],
         "traced_peak_rss_kib_twice_the_items": double["peak_rss_kib"],
     }
 
 
+def format_comparison(out: dict[str, Any]) -> str:
+    how = (
+        "side by side, each process pinned to a CPU of its own"
+        if out["side_by_side"]
+        else "one after the other (no two CPUs to pin to)"
+    )
+    lines = [
+        f"Workload: {out['items']:,} items through a queue, {out['workers']} worker threads, "
+        "a lock-protected cache and an RLock-protected tally;",
+        f"each mode against plain {out['repeat']} times (two runs each, CPUs swapped), {how};",
+        "wall and CPU: the median of the ratios mode / plain.",
+        "",
+        f"{'mode':<10}{'plain s':>9}{'mode s':>9}{'wall':>9}{'CPU':>9}{'peak RSS':>11}",
+    ]
+    for mode, m in out["modes"].items():
+        lines.append(
+            f"{mode:<10}{m['plain_wall_seconds']:>9.3f}{m['wall_seconds']:>9.3f}"
+            f"{m['wall_ratio']:>8.3f}x{m['cpu_ratio']:>8.3f}x{m['peak_rss_kib'] / 1024:>8.1f} MB"
+        )
+    lines.append("")
+    lines.append(
+        f"Peak RSS: plain {out['plain_peak_rss_kib'] / 1024:.1f} MB; traced "
+        f"{out['traced_peak_rss_kib'] / 1024:.1f} MB, with twice the items "
+        f"{out['traced_peak_rss_kib_twice_the_items'] / 1024:.1f} MB "
+        f"(target: wall time <= {WALL_TARGET:.2f}x plain, memory not growing with the items)."
+    )
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--items", type=int, default=200_000)
+    parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--mode", choices=["plain", "traced"], default="plain")
-    parser.add_argument("--compare", action="store_true")
-    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    if args.compare:
-        print(json.dumps(compare(args.items, args.workers, args.repeat), indent=2))
-        return 0
     traced = args.mode == "traced"
     if traced:
         import tracedsync

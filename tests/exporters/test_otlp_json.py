@@ -91,7 +91,9 @@ log_values = st.one_of(
     st.builds(object),
 )
 log_keys = st.one_of(
-    st.sampled_from(["timestamp", "level", "event", "trace_id", "span_id", "sync.name", "duration_ms"]),
+    st.sampled_from(
+        ["timestamp", "level", "event", "trace_id", "span_id", "sync.name", "duration_ms"]
+    ),
     st.text(max_size=8),
 )
 

@@ -177,11 +177,11 @@ def _attributes_text(attrs: Mapping[str, Any] | None) -> str:
         hit = _shared_text.get(id(attrs))
         if hit is not None and hit[0] is attrs:
             return hit[1]
-        text = _attributes_text(dict(attrs))
+        made = _attributes_text(dict(attrs))
         if len(_shared_text) >= _ATTRS_CACHE_LIMIT:
             _shared_text.clear()
-        _shared_text[id(attrs)] = (attrs, text)
-        return text
+        _shared_text[id(attrs)] = (attrs, made)
+        return made
     types = tuple(map(type, attrs.values()))
     if not _CACHEABLE_TYPES.issuperset(types):
         return "[" + ",".join([_kv_json(k, v) for k, v in attrs.items()]) + "]"
@@ -364,11 +364,11 @@ def encode_log(event: Mapping[str, Any]) -> str:
     if rest:
         types = tuple(map(type, rest.values()))
         if _CACHEABLE_TYPES.issuperset(types) and _STR_ONLY.issuperset(map(type, rest)):
-            key = (tuple(rest.items()), types)
-            text = _log_rest_cache.get(key)
+            cache_key = (tuple(rest.items()), types)
+            text = _log_rest_cache.get(cache_key)
             if text is None:
                 text = str(_dumps_log(rest))[1:-1]
-                _remember(_log_rest_cache, key, text, _ATTRS_CACHE_LIMIT)
+                _remember(_log_rest_cache, cache_key, text, _ATTRS_CACHE_LIMIT)
         else:
             text = str(_dumps_log(rest))[1:-1]
         parts.append(text)
