@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import tracemalloc
+import types
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -99,7 +100,9 @@ def test_bad_pure_python_value_is_one_warning_at_configure() -> None:
 
 @pytest.mark.skipif(primitives.CompiledLock is None, reason="extension not built")
 def test_compiled_hot_methods_are_the_c_ones() -> None:
-    """The Python subclasses inherit the C hot methods (no Python frame on the hot path)."""
+    """The Python subclasses' hot methods are the C ones (no Python frame on the
+    hot path), in descriptors of their own: CPython specialises a C method call
+    only when the descriptor's type is the instance's (adopt_methods)."""
     from tracedsync import _speedups
 
     for cls, core in (
@@ -108,8 +111,17 @@ def test_compiled_hot_methods_are_the_c_ones() -> None:
     ):
         assert cls is not None
         for name in HOT_METHODS:
-            assert getattr(cls, name) is getattr(core, name), name
-            assert name not in cls.__dict__
+            method, c_method = getattr(cls, name), getattr(core, name)
+            assert type(method) is types.MethodDescriptorType, name
+            assert method.__objclass__ is cls and c_method.__objclass__ is core, name
+            assert (method.__name__, method.__doc__) == (c_method.__name__, c_method.__doc__)
+        lock = cls()
+        assert lock.acquire() and lock.locked()
+        lock.release()
+        with pytest.raises(RuntimeError):
+            lock.release()
+        with pytest.raises(TypeError):
+            cls.__dict__["release"](object())
 
 
 @pytest.mark.skipif(primitives.CompiledLock is None, reason="extension not built")
@@ -742,3 +754,23 @@ def test_rlock_takes_and_ignores_arguments_like_threading(cls: Any) -> None:
         assert lock.acquire() and lock.acquire()
         lock.release()
         lock.release()
+
+
+@pytest.mark.skipif(_impl.speedups is None, reason="the compiled implementation is not built")
+def test_adopt_methods_keeps_overrides_and_refuses_other_classes() -> None:
+    """adopt_methods gives a subclass descriptors of its own for the C methods
+    it inherits, leaves a method a Python class overrides, and takes only
+    subclasses of the C types."""
+
+    class Sub(primitives.CompiledLock):  # type: ignore[misc,valid-type]
+        def locked(self) -> bool:
+            return True
+
+    assert _impl.speedups.adopt_methods(Sub) == 8  # all but the overridden locked()
+    assert _impl.speedups.adopt_methods(Sub) == 0  # done already
+    assert Sub.__dict__["release"].__objclass__ is Sub
+    assert Sub().locked() is True
+    with pytest.raises(TypeError):
+        _impl.speedups.adopt_methods(int)
+    with pytest.raises(TypeError):
+        _impl.speedups.adopt_methods(1)

@@ -512,6 +512,10 @@ if _impl.speedups is not None:
             self._st = SlowStats()
             self._meta = recorder.register(self, "rlock", name, 0)
 
+    # Calls of the inherited C methods (release, locked, ...) specialise only
+    # when the descriptor's type is the instance's: give the subclasses their own.
+    _impl.speedups.adopt_methods(_CompiledLock)
+    _impl.speedups.adopt_methods(_CompiledRLock)
     CompiledLock = _CompiledLock
     CompiledRLock = _CompiledRLock
     _impl.speedups._bind(recorder)
