@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from tracedsync import _impl, _stdlib, primitives, recorder
@@ -175,37 +176,48 @@ _now = time.monotonic_ns
 
 class PythonFloorLock:
     """The least a ``Lock`` written in Python can cost: ``with`` and
-    ``acquire``/``release`` are Python methods that take the C lock and read
-    the clock once each, and measure nothing. The pure column cannot go below
-    it; its ratio to plain says how much of the pure-Python target the
-    language itself uses up."""
+    ``acquire``/``release`` are Python methods that take and give back the
+    lock's token (a ``SimpleQueue``, as ``PureLock`` does) and read the clock
+    once each, and measure nothing. The pure column cannot go below it; its
+    ratio to plain says how much of the pure-Python target the language
+    itself uses up."""
 
-    __slots__ = ("_acquire", "_release", "_t")
+    __slots__ = ("_give", "_q", "_t", "_take")
 
     def __init__(self) -> None:
-        lock = _stdlib.allocate_lock()
-        self._acquire = lock.acquire
-        self._release = lock.release
+        q: SimpleQueue[bool] = SimpleQueue()
+        q.put(True)
+        self._q = q
+        self._take = q.get_nowait
+        self._give = q.put_nowait
         self._t = 0
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if self._acquire(blocking, timeout):
-            self._t = _now()
-            return True
-        return False
+        try:
+            if blocking:
+                self._q.get(True, None if timeout < 0 else timeout)
+            else:
+                self._take()
+        except Empty:
+            return False
+        self._t = _now()
+        return True
 
     def release(self) -> None:
         self._t = _now() - self._t
-        self._release()
+        self._give(True)
 
     def __enter__(self) -> bool:
-        self._acquire()
+        try:
+            self._take()
+        except Empty:
+            self._q.get()
         self._t = _now()
         return True
 
     def __exit__(self, t: object, v: object, tb: object) -> None:
         self._t = _now() - self._t
-        self._release()
+        self._give(True)
 
 
 def floor_column() -> Column:
@@ -997,7 +1009,7 @@ def format_table(out: dict[str, Any]) -> str:
         )
     if "floor" in cols:
         lines.append(
-            "floor: a Lock written in Python that only takes the C lock and reads the "
+            "floor: a Lock written in Python that only takes its token and reads the "
             "clock (bench.PythonFloorLock): what the pure column cannot go below."
         )
     targets = ", ".join(f"{k} <= {v}x" for k, v in out["targets"].items())

@@ -16,7 +16,8 @@ through those names, so a compiled type exposing the same attributes can
 replace these classes.
 
 Two implementations of ``Lock`` and ``RLock`` live here: ``PureLock`` and
-``PureRLock`` (this module, the reference) and ``CompiledLock`` and
+``PureRLock`` (this module, the reference; their lock is a token in a
+``SimpleQueue``, see ``_TokenLock``) and ``CompiledLock`` and
 ``CompiledRLock`` (thin subclasses of the C types in ``tracedsync._speedups``
 that inherit the C hot path, None where the extension is not built).
 ``Lock`` and ``RLock`` are the compiled ones unless the extension is missing
@@ -28,6 +29,8 @@ from __future__ import annotations
 
 import sys
 import warnings
+from _queue import Empty as _Empty
+from _queue import SimpleQueue as _SimpleQueue
 from _thread import get_ident as _get_ident
 from collections import deque as _deque
 from time import monotonic as _time
@@ -103,6 +106,54 @@ class _Traced:
         recorder.collected(self)
 
 
+class _TokenLock:
+    """The lock under ``PureLock`` and ``PureRLock``: free while its
+    ``SimpleQueue`` holds the token.
+
+    Taking the token (``get_nowait``, raising ``Empty`` when the lock is held)
+    and giving it back (``put_nowait``) are C calls without arguments to parse:
+    together a fifth of ``_thread.lock.acquire(False)`` plus ``release()``.
+    Blocking is ``SimpleQueue.get(True, timeout)``, which waits exactly like
+    ``lock.acquire``: the GIL released, interruptibly (signal handlers run,
+    Ctrl-C raises), the timeout kept across interruptions.
+    """
+
+    __slots__ = ()
+    _q: Any
+    _take: Any
+    _give: Any
+    _held: Any
+
+    def _new_token(self) -> None:
+        """A fresh, free lock (also after fork: a waiter may have held the old one)."""
+        q: _SimpleQueue[bool] = _SimpleQueue()
+        q.put(True)
+        self._q = q
+        self._take = q.get_nowait
+        self._give = q.put_nowait
+        self._held = q.empty
+
+    def _try(self, blocking: Any = True, timeout: Any = -1) -> bool:
+        """``_thread.lock.acquire(blocking, timeout)`` on the token, arguments
+        and errors included."""
+        if timeout != -1 or (blocking is not True and blocking is not False):
+            recorder.validate_acquire_args(blocking, timeout)
+        try:
+            if blocking:
+                self._q.get(True, None if timeout < 0 else timeout)
+            else:
+                self._take()
+        except _Empty:
+            return False
+        return True
+
+    def _rel(self) -> None:
+        """``_thread.lock.release()``: the token back, RuntimeError if free."""
+        if not self._held():
+            raise RuntimeError("release unlocked lock")
+        self._give(True)
+
+
 # ---------------------------------------------------------------------------
 # Lock
 # ---------------------------------------------------------------------------
@@ -152,7 +203,7 @@ class _LockAPI(_Traced):
         return f"<{state} tracedsync.Lock object name={self._meta[1]!r} at {id(self):#x}>"
 
 
-class PureLock(_LockAPI):
+class PureLock(_LockAPI, _TokenLock):
     """A traced ``threading.Lock``: a primitive lock, released by any thread.
 
     ``acquire(blocking=True, timeout=-1)`` returns True once acquired; with
@@ -164,16 +215,17 @@ class PureLock(_LockAPI):
         "__weakref__",
         "_acq",
         "_blame",
+        "_give",
+        "_held",
         "_hhist",
         "_hmax",
         "_hsum",
-        "_lock",
         "_meta",
         "_owner",
-        "_rel",
+        "_q",
         "_st",
         "_t",
-        "_try",
+        "_take",
     )
 
     def __new__(cls, *, name: str | None = None) -> Any:
@@ -182,10 +234,7 @@ class PureLock(_LockAPI):
         return object.__new__(cls)
 
     def __init__(self, *, name: str | None = None) -> None:
-        lock = _allocate_lock()
-        self._lock = lock
-        self._try = lock.acquire  # type: ignore[method-assign]
-        self._rel = lock.release  # type: ignore[method-assign]
+        self._new_token()
         self._t = 0
         self._owner = 0
         self._acq = 0
@@ -200,7 +249,11 @@ class PureLock(_LockAPI):
 
     def acquire(self, blocking: Any = True, timeout: Any = -1) -> bool:
         """Acquire the lock; see the class docstring for the return value."""
-        if blocking is True and timeout == -1 and self._try(False):
+        if blocking is True and timeout == -1:
+            try:
+                self._take()
+            except _Empty:
+                return recorder.lock_acquire_slow(self, True, -1)
             self._t = _now()
             self._owner = _get_ident()
             self._acq += 1
@@ -208,12 +261,14 @@ class PureLock(_LockAPI):
         return recorder.lock_acquire_slow(self, blocking, timeout)
 
     def __enter__(self) -> bool:
-        if self._try(False):
-            self._t = _now()
-            self._owner = _get_ident()
-            self._acq += 1
-            return True
-        return recorder.lock_acquire_slow(self, True, -1)
+        try:
+            self._take()
+        except _Empty:
+            return recorder.lock_acquire_slow(self, True, -1)
+        self._t = _now()
+        self._owner = _get_ident()
+        self._acq += 1
+        return True
 
     def release(self) -> None:
         """Release the lock (any thread may); RuntimeError if it is unlocked."""
@@ -231,7 +286,9 @@ class PureLock(_LockAPI):
                     recorder.hold_end(self, t0, d)
                 except Exception:
                     pass
-        self._rel()
+            self._give(True)  # held (it has a start): the token is out
+        else:
+            self._rel()  # RuntimeError if unlocked
 
     def __exit__(self, t: object, v: object, tb: object) -> None:
         t0 = self._t
@@ -248,13 +305,15 @@ class PureLock(_LockAPI):
                     recorder.hold_end(self, t0, d)
                 except Exception:
                     pass
-        self._rel()
+            self._give(True)  # held (it has a start): the token is out
+        else:
+            self._rel()  # RuntimeError if unlocked
 
     # -- the rest of the stdlib API -----------------------------------------
 
     def locked(self) -> bool:
         """True if the lock is held by any thread."""
-        return self._lock.locked()
+        return bool(self._held())
 
     acquire_lock = acquire
     release_lock = release
@@ -263,10 +322,10 @@ class PureLock(_LockAPI):
     def _is_owned(self) -> bool:
         # A Lock has no owner: "owned" means locked by anyone. Condition uses
         # this instead of an acquire(False) probe that would pollute stats.
-        return self._lock.locked()
+        return bool(self._held())
 
     def _at_fork_reinit(self) -> None:
-        self._lock._at_fork_reinit()  # type: ignore[attr-defined]
+        self._new_token()
         self._t = 0
         self._owner = 0
         self._blame = None
@@ -337,7 +396,7 @@ def _rlock_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         )
 
 
-class PureRLock(_RLockAPI):
+class PureRLock(_RLockAPI, _TokenLock):
     """A traced ``threading.RLock``: reentrant, released by its owner only.
 
     Re-entries by the owning thread are counted apart (``reentries``); a hold
@@ -350,17 +409,18 @@ class PureRLock(_RLockAPI):
         "_blame",
         "_count",
         "_depth",
+        "_give",
+        "_held",
         "_hhist",
         "_hmax",
         "_hsum",
-        "_lock",
         "_meta",
         "_owner",
+        "_q",
         "_reent",
-        "_rel",
         "_st",
         "_t",
-        "_try",
+        "_take",
     )
 
     def __new__(cls, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
@@ -370,10 +430,7 @@ class PureRLock(_RLockAPI):
 
     def __init__(self, *args: Any, name: str | None = None, **kwargs: Any) -> None:
         _rlock_arguments(args, kwargs)
-        lock = _allocate_lock()
-        self._lock = lock
-        self._try = lock.acquire  # type: ignore[method-assign]
-        self._rel = lock.release  # type: ignore[method-assign]
+        self._new_token()
         self._t = 0
         self._owner = 0
         self._count = 0
@@ -400,15 +457,35 @@ class PureRLock(_RLockAPI):
                 if count > self._depth:
                     self._depth = count
                 return True
-            if self._try(False):
-                self._owner = me
-                self._count = self._depth = 1
-                self._t = _now()
-                self._acq += 1
-                return True
+            try:
+                self._take()
+            except _Empty:
+                return recorder.rlock_acquire_slow(self, True, -1)
+            self._owner = me
+            self._count = self._depth = 1
+            self._t = _now()
+            self._acq += 1
+            return True
         return recorder.rlock_acquire_slow(self, blocking, timeout)
 
-    __enter__ = acquire
+    def __enter__(self) -> bool:
+        me = _get_ident()
+        if self._owner == me:
+            count = self._count + 1
+            self._count = count
+            self._reent += 1
+            if count > self._depth:
+                self._depth = count
+            return True
+        try:
+            self._take()
+        except _Empty:
+            return recorder.rlock_acquire_slow(self, True, -1)
+        self._owner = me
+        self._count = self._depth = 1
+        self._t = _now()
+        self._acq += 1
+        return True
 
     def release(self) -> None:
         """Leave one level; the lock is free after the last. RuntimeError if
@@ -432,10 +509,30 @@ class PureRLock(_RLockAPI):
                 recorder.hold_end(self, t0, d)
             except Exception:
                 pass
-        self._rel()
+        self._give(True)  # owned, so the token is out
 
     def __exit__(self, t: object, v: object, tb: object) -> None:
-        self.release()
+        # release(), inlined: one Python call less per with-block
+        if self._owner != _get_ident():
+            raise RuntimeError("cannot release un-acquired lock")
+        count = self._count - 1
+        self._count = count
+        if count:
+            return
+        t0 = self._t
+        d = _now() - t0
+        self._t = 0
+        self._owner = 0
+        self._hsum += d
+        self._hhist[d.bit_length()] += 1
+        if d > self._hmax:
+            self._hmax = d
+        if d >= _hold_ns or self._blame is not None:
+            try:
+                recorder.hold_end(self, t0, d)
+            except Exception:
+                pass
+        self._give(True)
 
     # -- the rest of the stdlib API -----------------------------------------
 
@@ -450,7 +547,7 @@ class PureRLock(_RLockAPI):
         return self._count if self._owner == _get_ident() else 0
 
     def _at_fork_reinit(self) -> None:
-        self._lock._at_fork_reinit()  # type: ignore[attr-defined]
+        self._new_token()
         self._owner = 0
         self._count = 0
         self._t = 0
