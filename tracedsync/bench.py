@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from queue import Empty, SimpleQueue
+from queue import Empty
 from typing import Any
 
 from tracedsync import _impl, _stdlib, primitives, recorder
@@ -174,32 +174,26 @@ def traced_columns() -> list[Column]:
 _now = time.monotonic_ns
 
 
-class PythonFloorLock:
+class PythonFloorLock(primitives._TokenLock):
     """The least a ``Lock`` written in Python can cost: ``with`` and
     ``acquire``/``release`` are Python methods that take and give back the
-    lock's token (a ``SimpleQueue``, as ``PureLock`` does) and read the clock
-    once each, and measure nothing. The pure column cannot go below it; its
-    ratio to plain says how much of the pure-Python target the language
-    itself uses up."""
+    lock's token (``PureLock``'s ``_TokenLock``) and read the clock once
+    each, and measure nothing. The pure column cannot go below it; its ratio
+    to plain says how much of the pure-Python target the language itself
+    uses up."""
 
-    __slots__ = ("_give", "_q", "_t", "_take")
+    __slots__ = ("_give", "_held", "_q", "_t", "_take")
 
     def __init__(self) -> None:
-        q: SimpleQueue[bool] = SimpleQueue()
-        q.put(True)
-        self._q = q
-        self._take = q.get_nowait
-        self._give = q.put_nowait
+        self._new_token()
         self._t = 0
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         try:
-            if blocking:
-                self._q.get(True, None if timeout < 0 else timeout)
-            else:
-                self._take()
+            self._take()
         except Empty:
-            return False
+            if not self._try(blocking, timeout):
+                return False
         self._t = _now()
         return True
 
@@ -211,7 +205,7 @@ class PythonFloorLock:
         try:
             self._take()
         except Empty:
-            self._q.get()
+            self._try()
         self._t = _now()
         return True
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, Sum
 
 from tracedsync.exporters.base import SharedAttributes, SpanData, SpanEvent
+
+_V = TypeVar("_V")
 
 SPAN_KIND_INTERNAL = 1
 AGGREGATION_TEMPORALITY_CUMULATIVE = 2
@@ -138,12 +140,25 @@ _ATTRS_CACHE_LIMIT = 512
 _head_cache: dict[tuple[int, int], tuple[Any, Any, str]] = {}
 
 
-def _remember(cache: dict[Any, str], key: Any, text: str, limit: int) -> str:
-    """Store ``text`` under ``key`` (the cache is emptied when full) and return it."""
+def _remember(cache: dict[Any, _V], key: Any, value: _V, limit: int) -> _V:
+    """Store ``value`` under ``key`` (the cache is emptied when full) and return it."""
     if len(cache) >= limit:
         cache.clear()
-    cache[key] = text
-    return text
+    cache[key] = value
+    return value
+
+
+def _by_identity(
+    cache: dict[int, tuple[SharedAttributes, str]],
+    attrs: SharedAttributes,
+    make: Callable[[dict[str, Any]], str],
+) -> str:
+    """``make(dict(attrs))``, made once per ``SharedAttributes`` (never changed,
+    so found by identity; the cache holds it, so its id is not reused)."""
+    hit = cache.get(id(attrs))
+    if hit is not None and hit[0] is attrs:
+        return hit[1]
+    return _remember(cache, id(attrs), (attrs, make(dict(attrs))), _ATTRS_CACHE_LIMIT)[1]
 
 
 def _kv_json(key: Any, value: Any) -> str:
@@ -174,14 +189,7 @@ def _attributes_text(attrs: Mapping[str, Any] | None) -> str:
     if not attrs:
         return "[]"
     if type(attrs) is SharedAttributes:
-        hit = _shared_text.get(id(attrs))
-        if hit is not None and hit[0] is attrs:
-            return hit[1]
-        made = _attributes_text(dict(attrs))
-        if len(_shared_text) >= _ATTRS_CACHE_LIMIT:
-            _shared_text.clear()
-        _shared_text[id(attrs)] = (attrs, made)
-        return made
+        return _by_identity(_shared_text, attrs, _attributes_text)
     types = tuple(map(type, attrs.values()))
     if not _CACHEABLE_TYPES.issuperset(types):
         return "[" + ",".join([_kv_json(k, v) for k, v in attrs.items()]) + "]"
@@ -379,6 +387,11 @@ def encode_log(event: Mapping[str, Any]) -> str:
 _shared_log_text: dict[int, tuple[SharedAttributes, str]] = {}
 
 
+def _log_tail(attrs: dict[str, Any]) -> str:
+    """``attrs`` as the end of a log line: ``encode_log`` without its braces."""
+    return encode_log(attrs)[1:-1]
+
+
 def _span_event_text(event: SpanEvent) -> str | None:
     """``encode_log`` of a wait or hold event, its head written directly and
     the span's attributes' text found by identity; None for anything unusual
@@ -400,14 +413,7 @@ def _span_event_text(event: SpanEvent) -> str | None:
         or duration in _INF
     ):
         return None
-    hit = _shared_log_text.get(id(attrs))
-    if hit is not None and hit[0] is attrs:
-        tail = hit[1]
-    else:
-        tail = encode_log(dict(attrs))[1:-1]
-        if len(_shared_log_text) >= _ATTRS_CACHE_LIMIT:
-            _shared_log_text.clear()
-        _shared_log_text[id(attrs)] = (attrs, tail)
+    tail = _by_identity(_shared_log_text, attrs, _log_tail)
     return (
         f'{{"timestamp":{_encode_str(ts)},"level":{_encode_str(level)},'
         f'"event":{_encode_str(name)},"trace_id":{_encode_str(trace_id)},'
