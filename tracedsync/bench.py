@@ -40,7 +40,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from queue import Empty
 from typing import Any
 
 from tracedsync import _impl, _stdlib, primitives, recorder
@@ -182,7 +181,7 @@ class PythonFloorLock(primitives._TokenLock):
     to plain says how much of the pure-Python target the language itself
     uses up."""
 
-    __slots__ = ("_give", "_held", "_q", "_t", "_take")
+    __slots__ = ("_t", "_tok", "_wq")
 
     def __init__(self) -> None:
         self._new_token()
@@ -190,8 +189,8 @@ class PythonFloorLock(primitives._TokenLock):
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         try:
-            self._take()
-        except Empty:
+            self._tok.pop()
+        except IndexError:
             if not self._try(blocking, timeout):
                 return False
         self._t = _now()
@@ -199,19 +198,23 @@ class PythonFloorLock(primitives._TokenLock):
 
     def release(self) -> None:
         self._t = _now() - self._t
-        self._give(True)
+        self._tok.append(True)
+        if self._wq:
+            self._wake()
 
     def __enter__(self) -> bool:
         try:
-            self._take()
-        except Empty:
+            self._tok.pop()
+        except IndexError:
             self._try()
         self._t = _now()
         return True
 
     def __exit__(self, t: object, v: object, tb: object) -> None:
         self._t = _now() - self._t
-        self._give(True)
+        self._tok.append(True)
+        if self._wq:
+            self._wake()
 
 
 def floor_column() -> Column:
