@@ -554,6 +554,8 @@ def test_stress_mixed_acquires_keep_mutual_exclusion(cls: Any) -> None:
         sys.setswitchinterval(previous)
     assert violations == []
     assert not lock.locked() and lock._owner == 0
+    if hasattr(lock, "_wq"):  # pure: the token back, no waiter left queued
+        assert lock._tok == [True] and not lock._wq
     s = lock.statistics()
     assert s.acquisitions == box["acquired"]
     assert (s.timeouts, s.would_block) == (box["timeouts"], box["failed_tries"])
@@ -647,6 +649,36 @@ def test_call_site_from_another_thread() -> None:
     assert c == p and c is not None and c[2] == "_both"
 
 
+def test_frame_site_matches_the_python_walk() -> None:
+    """frame_site(frame) (compiled where call_site is) gives what the Python
+    walk gives: the frame itself when it is user code, the first user frame
+    out when it is the package's, None for None."""
+    assert (_sites.frame_site is _sites.python_frame_site) == (
+        _sites.call_site is _sites.python_call_site
+    )
+    for _ in range(2):  # a miss, then a cache hit
+        here = sys._getframe()
+        c, p = _sites.frame_site(here), _sites.python_frame_site(here)
+        assert c == p and c is not None and c[2] == "test_frame_site_matches_the_python_walk"
+        del here
+
+    def from_package() -> tuple[Any, Any]:
+        return _package_ns["via_package"](
+            lambda depth: (
+                _sites.frame_site(sys._getframe(1)),
+                _sites.python_frame_site(sys._getframe(1)),
+            ),
+            0,
+        )
+
+    c, p = from_package()  # the lambda's caller is the package frame, skipped
+    assert c == p and c is not None and c[2] == "from_package"
+    assert _sites.frame_site(None) is None and _sites.python_frame_site(None) is None
+    if _sites.frame_site is not _sites.python_frame_site:
+        with pytest.raises(TypeError, match="frame_site"):
+            _sites.frame_site(1)
+
+
 # -- hold records: the C fast path against recorder.hold_end -------------------
 
 
@@ -697,6 +729,28 @@ def test_hold_spans_carry_site_thread_parent_and_depth(
         assert s.context.trace_id == request.context.trace_id
         if "RLock" in cls.__name__:
             assert s.attributes["sync.rlock.depth"] == 2
+
+
+@classes
+def test_hold_spans_name_the_release_line(cls: Any, spans: InMemorySpanExporter) -> None:
+    """A hold ended by release() names the line of that call, whether its
+    record is made in C, by hold_end called from C (a waiter is blamed on the
+    hold) or by hold_end called from the Python release."""
+    tracedsync.configure(exporters=[spans], hold_threshold_ms=0, max_spans_per_second=0)
+    lock = cls(name="released_here")
+    lines = []
+    for blamed in (False, True):
+        lock.acquire()
+        if blamed:
+            lock._blame = 12345  # as a waiter does when it links to this hold
+        lines.append(sys._getframe().f_lineno + 1)
+        lock.release()
+    assert tracedsync.flush(10)
+    holds = [s for s in spans.get_finished_spans() if s.attributes["sync.name"] == "released_here"]
+    assert [s.attributes["code.line.number"] for s in holds] == lines
+    for s in holds:
+        assert s.attributes["code.file.path"] == __file__
+        assert s.attributes["code.function.name"] == "test_hold_spans_name_the_release_line"
 
 
 @classes

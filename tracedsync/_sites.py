@@ -199,17 +199,25 @@ def _site_from(frame: FrameType | None) -> tuple[str, int, str] | None:
     return None
 
 
-#: The pure-Python walk, kept for tests comparing the two.
+#: The pure-Python walks, kept for tests comparing them with the compiled ones.
 python_call_site = call_site
+python_frame_site = _site_from
+
+#: The site of the first user frame from ``frame`` (or None) outwards. Pair it
+#: with ``sys._getframe(n)`` to start past frames known to be tracedsync's:
+#: that makes no frame object for the frames it skips, where ``call_site``
+#: (compiled) makes one for each on the way out.
+frame_site = _site_from
 
 
 def _bind_compiled() -> None:
-    global call_site
+    global call_site, frame_site
     from tracedsync._impl import speedups
 
     if speedups is not None and hasattr(speedups, "call_site"):
         speedups.bind_sites(_skip_file, _site_cache, _site_from)
         call_site = speedups.call_site
+        frame_site = speedups.frame_site
 
 
 _bind_compiled()

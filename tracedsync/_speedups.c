@@ -914,6 +914,28 @@ mod_call_site(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     return site_from_frame(frame);
 }
 
+/* frame_site(frame): the site of the first user frame from `frame` outwards
+ * (None for None). recorder.hold_end reaches past its tracedsync caller with
+ * sys._getframe(n), which makes no frame object for the frames it skips:
+ * PyEval_GetFrame and PyFrame_GetBack in call_site make one for each. */
+static PyObject *
+mod_frame_site(PyObject *Py_UNUSED(module), PyObject *frame)
+{
+    if (frame == Py_None) {
+        Py_RETURN_NONE;
+    }
+    if (!PyFrame_Check(frame)) {
+        PyErr_SetString(PyExc_TypeError, "frame_site(frame): a frame or None");
+        return NULL;
+    }
+    if (site_from == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "frame_site: bind_sites() was not called");
+        return NULL;
+    }
+    Py_INCREF(frame);
+    return site_from_frame((PyFrameObject *)frame);
+}
+
 /* -- hold records ---------------------------------------------------------------
  *
  * recorder.hold_end's common case in C (the threshold-crossing cost on the
@@ -1224,6 +1246,8 @@ static PyMethodDef module_methods[] = {
      "bind_sites(skip_file, site_cache, site_from): the caches call_site reads"},
     {"call_site", (PyCFunction)(void (*)(void))mod_call_site, METH_FASTCALL,
      "call_site(depth=1): (file, line, function) of the first user frame depth frames up"},
+    {"frame_site", mod_frame_site, METH_O,
+     "frame_site(frame): (file, line, function) of the first user frame from frame outwards"},
 #endif
     {"in_main_interpreter", mod_in_main_interpreter, METH_NOARGS,
      "True in the main interpreter (the only one that may use the compiled types)"},

@@ -242,7 +242,7 @@ class _LockAPI(_Traced):
             self._owner = 0
             if self._blame is not None:
                 try:
-                    recorder.hold_end(self, t0, held)
+                    recorder.hold_end(self, t0, held, 2)
                 except Exception:
                     pass
         self._rel()
@@ -338,7 +338,7 @@ class PureLock(_LockAPI, _TokenLock):
                 self._hmax = d
             if d >= _hold_ns or self._blame is not None:
                 try:
-                    recorder.hold_end(self, t0, d)
+                    recorder.hold_end(self, t0, d, 2)
                 except Exception:
                     pass
             self._tok.append(True)  # held (it has a start): the token is out
@@ -359,7 +359,7 @@ class PureLock(_LockAPI, _TokenLock):
                 self._hmax = d
             if d >= _hold_ns or self._blame is not None:
                 try:
-                    recorder.hold_end(self, t0, d)
+                    recorder.hold_end(self, t0, d, 2)
                 except Exception:
                     pass
             self._tok.append(True)  # held (it has a start): the token is out
@@ -422,7 +422,7 @@ class _RLockAPI(_Traced):
         self._t = 0
         if self._blame is not None:
             try:
-                recorder.hold_end(self, t0, held)
+                recorder.hold_end(self, t0, held, 2)
             except Exception:
                 pass
         self._rel()
@@ -563,7 +563,7 @@ class PureRLock(_RLockAPI, _TokenLock):
             self._hmax = d
         if d >= _hold_ns or self._blame is not None:
             try:
-                recorder.hold_end(self, t0, d)
+                recorder.hold_end(self, t0, d, 2)
             except Exception:
                 pass
         self._tok.append(True)  # owned, so the token is out
@@ -588,7 +588,7 @@ class PureRLock(_RLockAPI, _TokenLock):
             self._hmax = d
         if d >= _hold_ns or self._blame is not None:
             try:
-                recorder.hold_end(self, t0, d)
+                recorder.hold_end(self, t0, d, 2)
             except Exception:
                 pass
         self._tok.append(True)
@@ -987,7 +987,7 @@ class Semaphore(_Traced):
             self._cond.notify(n)
         for t0, d in ended:
             try:
-                recorder.hold_end(self, t0, d)
+                recorder.hold_end(self, t0, d, 2)
             except Exception:
                 pass
 

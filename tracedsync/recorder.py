@@ -24,6 +24,7 @@ from _thread import allocate_lock as _allocate_lock
 from _thread import get_ident as _get_ident
 from collections.abc import Callable
 from dataclasses import dataclass
+from sys import _getframe
 from typing import Any
 
 from tracedsync import _sites
@@ -752,8 +753,12 @@ def _block(prim: Any, timeout: float, reentrant: bool) -> bool:
     return got
 
 
-def hold_end(prim: Any, t0: int, held: int) -> None:
+def hold_end(prim: Any, t0: int, held: int, depth: int = 1) -> None:
     """A hold crossed the threshold or was waited on: record it.
+
+    ``depth`` is how many frames out the caller's caller is: 1 from C (the
+    compiled release), 2 from a tracedsync method written in Python. The
+    call site is the first user frame from there outwards.
 
     Called by the releasing thread *before* the underlying lock is released,
     so the hold record precedes the record of the wait it ended. This runs on
@@ -781,11 +786,15 @@ def hold_end(prim: Any, t0: int, held: int) -> None:
         context = _current_context()
     except Exception:
         context = None
-    site = _sites.call_site(1)
-    depth = getattr(prim, "_depth", 0)  # an RLock's deepest recursion in this hold
+    try:
+        frame = _getframe(depth)
+    except ValueError:  # called from C with no Python frame below
+        frame = None
+    site = _sites.frame_site(frame)
+    rdepth = getattr(prim, "_depth", 0)  # an RLock's deepest recursion in this hold
     # The Thread itself: the pipeline reads its name (a lookup saved here).
     thread = _active_threads.get(me) or thread_name(me)
-    record = (HOLD, prim._meta, me, thread, t0, t1, None, context, site, depth, None, None, blame)
+    record = (HOLD, prim._meta, me, thread, t0, t1, None, context, site, rdepth, None, None, blame)
     # emit(), inlined for its common case (room in the buffer, no wake-up due).
     n = len(buffer)
     if n < buffer_capacity - 1 and n != (buffer_capacity >> 1) - 1:
