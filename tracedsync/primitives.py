@@ -158,21 +158,21 @@ class _TokenLock:
         waiter.acquire()
         deadline = _time() + timeout if timeout >= 0 else 0.0
         while True:
-            queue.append(waiter)
             try:
-                tok.pop()
-            except IndexError:
-                pass
-            else:
-                self._withdraw(waiter)
-                return True
-            try:
+                queue.append(waiter)
+                try:
+                    tok.pop()
+                except IndexError:
+                    pass
+                else:
+                    self._withdraw(waiter)
+                    return True
                 if timeout < 0:
                     woken = waiter.acquire()
                 else:
                     remaining = deadline - _time()
                     woken = remaining > 0 and waiter.acquire(True, remaining)
-            except BaseException:  # interrupted: leave, but not with a wake-up
+            except BaseException:  # interrupted (Ctrl-C): leave, but pass on a wake-up
                 if not self._withdraw(waiter):
                     self._wake()
                 raise
