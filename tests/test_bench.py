@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -55,7 +56,8 @@ def test_every_case_runs_and_reports_every_column(capsys: pytest.CaptureFixture[
     assert out["machine"]["tracedsync_implementation"] == primitives.IMPLEMENTATION
     floor = {r["case"]: r["ns_per_op"]["floor"] for r in out["results"]}
     assert floor["Lock with"] and floor["Lock acquire/release"]
-    assert floor["RLock with"] is None and floor["Event set/wait"] is None
+    assert floor["RLock with"] and floor["RLock acquire/release"]
+    assert floor["Event set/wait"] is None and floor["Lock contended 2 threads"]
 
 
 def test_floor_lock_is_a_lock_that_measures_nothing() -> None:
@@ -69,6 +71,35 @@ def test_floor_lock_is_a_lock_that_measures_nothing() -> None:
     lock.release()
     assert lock.acquire(False)
     lock.release()
+    assert recorder.accounting.produced == produced
+
+
+def test_floor_rlock_is_an_rlock_that_measures_nothing() -> None:
+    """PythonFloorRLock re-enters, is released by its owner only, blocks others
+    (with a timeout) and records nothing."""
+    produced = recorder.accounting.produced
+    rlock = bench.PythonFloorRLock()
+    with rlock:
+        assert rlock.acquire(False)  # re-entry
+        rlock.release()
+        other: list[bool] = []
+
+        def elsewhere() -> None:
+            other.append(rlock.acquire(True, 0.01))
+            try:
+                rlock.release()
+            except RuntimeError:
+                other.append(False)
+
+        t = threading.Thread(target=elsewhere)
+        t.start()
+        t.join(10)
+        assert not t.is_alive() and other == [False, False]
+    with pytest.raises(RuntimeError):
+        rlock.release()
+    assert rlock.acquire()
+    rlock.release()
+    assert rlock._tok == [True] and rlock._count == 0
     assert recorder.accounting.produced == produced
 
 

@@ -171,6 +171,7 @@ def traced_columns() -> list[Column]:
 
 
 _now = time.monotonic_ns
+_get_ident = threading.get_ident
 
 
 class PythonFloorLock(primitives._TokenLock):
@@ -217,17 +218,88 @@ class PythonFloorLock(primitives._TokenLock):
             self._wake()
 
 
+class PythonFloorRLock(primitives._TokenLock):
+    """``PythonFloorLock`` for ``RLock``: what an ``RLock`` written in Python
+    cannot avoid. It checks the owner on acquire (re-entry) and on release
+    (only the owner may release), which takes ``get_ident()`` both times,
+    keeps the recursion count, takes and gives back the token and reads the
+    clock once each; it measures nothing."""
+
+    __slots__ = ("_count", "_owner", "_t", "_tok", "_wq")
+
+    def __init__(self) -> None:
+        self._new_token()
+        self._owner = 0
+        self._count = 0
+        self._t = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        me = _get_ident()
+        if self._owner == me:
+            self._count += 1
+            return True
+        try:
+            self._tok.pop()
+        except IndexError:
+            if not self._try(blocking, timeout):
+                return False
+        self._owner = me
+        self._count = 1
+        self._t = _now()
+        return True
+
+    def release(self) -> None:
+        if self._owner != _get_ident():
+            raise RuntimeError("cannot release un-acquired lock")
+        count = self._count - 1
+        self._count = count
+        if count:
+            return
+        self._t = _now() - self._t
+        self._owner = 0
+        self._tok.append(True)
+        if self._wq:
+            self._wake()
+
+    def __enter__(self) -> bool:
+        me = _get_ident()
+        if self._owner == me:
+            self._count += 1
+            return True
+        try:
+            self._tok.pop()
+        except IndexError:
+            self._try()
+        self._owner = me
+        self._count = 1
+        self._t = _now()
+        return True
+
+    def __exit__(self, t: object, v: object, tb: object) -> None:
+        if self._owner != _get_ident():
+            raise RuntimeError("cannot release un-acquired lock")
+        count = self._count - 1
+        self._count = count
+        if count:
+            return
+        self._t = _now() - self._t
+        self._owner = 0
+        self._tok.append(True)
+        if self._wq:
+            self._wake()
+
+
 def floor_column() -> Column:
-    """``PythonFloorLock`` for the Lock cases only."""
+    """``PythonFloorLock`` and ``PythonFloorRLock``, for the Lock and RLock cases only."""
     return Column(
         "floor",
         Lock=PythonFloorLock,
-        RLock=lambda: _unavailable("RLock"),
+        RLock=PythonFloorRLock,
         Semaphore=lambda: _unavailable("Semaphore"),
         BoundedSemaphore=lambda: _unavailable("BoundedSemaphore"),
         Condition=lambda: _unavailable("Condition"),
         Event=lambda: _unavailable("Event"),
-        only=frozenset({"Lock"}),
+        only=frozenset({"Lock", "RLock"}),
     )
 
 
@@ -1006,8 +1078,9 @@ def format_table(out: dict[str, Any]) -> str:
         )
     if "floor" in cols:
         lines.append(
-            "floor: a Lock written in Python that only takes its token and reads the "
-            "clock (bench.PythonFloorLock): what the pure column cannot go below."
+            "floor: a Lock (RLock) written in Python that only takes its token (checks "
+            "its owner) and reads the clock, measuring nothing (bench.PythonFloorLock, "
+            "PythonFloorRLock): what the pure column cannot go below."
         )
     targets = ", ".join(f"{k} <= {v}x" for k, v in out["targets"].items())
     lines.append(f"Targets (Lock/RLock uncontended): {targets}.")
