@@ -119,7 +119,10 @@ def test_an_interrupted_waiter_passes_its_wake_up_on() -> None:
     second = threading.Thread(target=second_waiter, daemon=True)
 
     def giver_then_ctrl_c(signum: int, frame: Any) -> None:
-        # The main thread is asleep in its waiter lock's acquire().
+        if not lock._wq:  # the main thread has not queued itself yet: later
+            signal.setitimer(signal.ITIMER_REAL, 0.01)
+            return
+        # The main thread is queued, and asleep in its waiter lock's acquire().
         second.start()
         assert queued.wait(10)
         wait_until(lambda: len(lock._wq) == 2)
