@@ -2,14 +2,13 @@
 (``primitives._TokenLock``).
 
 The races the wait protocol must survive are forced here deterministically: a
-``deque`` subclass stands in for ``_wq`` and plays the giving thread at the
+``list`` subclass stands in for ``_wq`` and plays the giving thread at the
 exact moment a waiter queues itself. Mutual exclusion under real
 interleavings is test_implementation's test_stress_mixed_acquires_keep_mutual_exclusion.
 """
 
 from __future__ import annotations
 
-import collections
 import signal
 import sys
 import threading
@@ -26,7 +25,7 @@ PURE = pytest.mark.parametrize(
 )
 
 
-class _GiverOnQueue(collections.deque):  # type: ignore[type-arg]
+class _GiverOnQueue(list[Any]):
     """A waiter queue that runs ``act(queue)`` once, right after a waiter
     queues itself (``on="append"``) or right before it withdraws
     (``on="remove"``): another thread's give, at the worst moment."""
@@ -71,7 +70,7 @@ def test_a_waiter_woken_as_it_queues_takes_the_given_token() -> None:
 
     def give(queue: Any) -> None:
         lock._tok.append(True)
-        queue.popleft().release()
+        queue.pop(0).release()
 
     lock._wq = _GiverOnQueue(give)
     assert lock._wait(-1) is True
@@ -87,7 +86,7 @@ def test_a_waiter_woken_as_it_times_out_takes_a_free_token(token_free: bool) -> 
 
     def give(queue: Any) -> None:
         lock._tok.append(True)
-        queue.popleft()  # picked, its release() still to come
+        queue.pop(0)  # picked, its release() still to come
         if not token_free:
             lock._tok.pop()  # a thread that was not waiting took it first
 
@@ -127,7 +126,7 @@ def test_an_interrupted_waiter_passes_its_wake_up_on() -> None:
         assert queued.wait(10)
         wait_until(lambda: len(lock._wq) == 2)
         lock._tok.append(True)  # the give...
-        lock._wq.popleft()  # ...picks the main thread, first in the queue
+        lock._wq.pop(0)  # ...picks the main thread, first in the queue
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGALRM, giver_then_ctrl_c)

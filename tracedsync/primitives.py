@@ -129,12 +129,12 @@ class _TokenLock:
     if not TYPE_CHECKING:  # mypy: the attributes are slots of the subclasses
         __slots__ = ()
     _tok: list[bool]
-    _wq: _deque[Any]
+    _wq: list[Any]
 
     def _new_token(self) -> None:
         """A fresh, free lock (also after fork: a waiter may have held the old one)."""
         self._tok = [True]
-        self._wq = _deque()
+        self._wq = []  # a list: an empty deque would cost each lock 760 bytes
 
     def _try(self, blocking: Any = True, timeout: Any = -1) -> bool:
         """``_thread.lock.acquire(blocking, timeout)`` on the token, arguments
@@ -198,7 +198,7 @@ class _TokenLock:
     def _wake(self) -> None:
         """Wake the first waiting thread, if any, to try for the token."""
         try:
-            self._wq.popleft().release()
+            self._wq.pop(0).release()
         except IndexError:
             pass
 
