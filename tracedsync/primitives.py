@@ -145,7 +145,7 @@ class _TokenLock:
             self._tok.pop()
             return True
         except IndexError:
-            if not blocking:
+            if not blocking or timeout == 0:
                 return False
         return self._wait(timeout)
 
