@@ -104,6 +104,11 @@ class _Traced:
         recorder.collected(self)
 
 
+#: A thread waiting for a pure Lock or RLock this long (seconds) is handed the
+#: lock at the next release instead of being woken to race for it.
+HANDOFF_AFTER = 0.001
+
+
 class _TokenLock:
     """The lock under ``PureLock`` and ``PureRLock``: free while the list
     ``_tok`` holds its one token.
@@ -114,16 +119,18 @@ class _TokenLock:
     half what ``SimpleQueue.get_nowait``/``put_nowait`` cost, and a tenth of
     ``_thread.lock.acquire(False)`` plus ``release()``.
 
-    A thread that finds the token out blocks in ``_wait``: it queues a private
-    ``_thread.lock`` of its own in ``_wq``, tries the token once more and
-    sleeps on that lock. Whoever gives the token back and finds ``_wq`` not
-    empty wakes the first waiter (``_wake``), which tries again. Because a
-    waiter queues itself before its last try and a giver puts the token back
-    before looking at the queue, no wake-up is lost. The sleep is
+    A thread that finds the token out blocks in ``_wait``: it queues
+    ``(a private _thread.lock, since)`` in ``_wq``, tries the token once more
+    and sleeps on that lock. Whoever gives the token back and finds ``_wq``
+    not empty (``_wake``) wakes the first waiter to try again, or, once that
+    waiter has waited ``HANDOFF_AFTER``, hands the token to it directly.
+    Because a waiter queues itself before its last try and a giver puts the
+    token back before looking at the queue, no wake-up is lost. The sleep is
     ``_thread.lock.acquire``, so it waits exactly like ``threading.Lock``:
     the GIL released, interruptibly (signal handlers run, Ctrl-C raises), the
     timeout kept across interruptions. Like ``threading.Lock`` it is not
-    fair: a thread arriving as the token comes back may take it first.
+    fair, but no waiter starves for long behind a thread that releases and
+    re-acquires in a loop.
     """
 
     if not TYPE_CHECKING:  # mypy: the attributes are slots of the subclasses
@@ -151,64 +158,119 @@ class _TokenLock:
 
     def _wait(self, timeout: float) -> bool:
         """Block until the token is ours (True) or ``timeout`` seconds pass
-        (False; a negative timeout waits for ever)."""
+        (False; a negative timeout waits for ever).
+
+        We queue ``(our lock, since)`` and sleep on our lock. A giver either
+        wakes us to try again (our entry stays queued) or, once we have waited
+        ``HANDOFF_AFTER`` seconds, hands the token to us: it takes our entry
+        out of ``_wq`` and from that moment the token is ours. Being out of the
+        queue is what says so, whether we were woken, timed out or interrupted
+        meanwhile."""
         tok = self._tok
         queue = self._wq
         waiter = _allocate_lock()
         waiter.acquire()
-        deadline = _time() + timeout if timeout >= 0 else 0.0
+        now = _time()
+        entry = (waiter, now)
+        deadline = now + timeout if timeout >= 0 else 0.0
         while True:
             try:
-                queue.append(waiter)
+                queue.append(entry)
                 try:
                     tok.pop()
                 except IndexError:
                     pass
                 else:
-                    self._withdraw(waiter)
+                    if not self._withdraw(entry):  # handed a second token: a double release
+                        self._give()
                     return True
                 if timeout < 0:
                     woken = waiter.acquire()
                 else:
                     remaining = deadline - _time()
                     woken = remaining > 0 and waiter.acquire(True, remaining)
-            except BaseException:  # interrupted (Ctrl-C): leave, but pass on a wake-up
-                if not self._withdraw(waiter):
-                    self._wake()
+            except BaseException:  # interrupted (Ctrl-C): leave, passing on what we were given
+                if self._withdraw(entry):
+                    self._pass_wake_on()
+                else:
+                    self._give()
                 raise
             if not woken:  # timed out
-                if self._withdraw(waiter):
-                    return False
-                # A giver woke us as the time ran out: its token may be free.
-                try:
-                    tok.pop()
-                    return True
-                except IndexError:
-                    return False  # taken: its taker will wake the next waiter
+                if not self._withdraw(entry):
+                    return True  # handed the token as the time ran out: ours
+                self._pass_wake_on()
+                return False
+            if not self._withdraw(entry):
+                return True  # handed over
+            try:  # woken to try again
+                tok.pop()
+                return True
+            except IndexError:
+                pass  # taken first: queue again (keeping our place in time)
 
-    def _withdraw(self, waiter: Any) -> bool:
-        """Take ``waiter`` out of the queue; False if a giver already did (and
-        woke it)."""
+    def _withdraw(self, entry: tuple[Any, float]) -> bool:
+        """Take ``entry`` out of the queue; False if a giver already did (and
+        so handed it the token)."""
         try:
-            self._wq.remove(waiter)
+            self._wq.remove(entry)
             return True
         except ValueError:
             return False
 
+    def _pass_wake_on(self) -> None:
+        """A waiter leaves without the token: a wake-up meant for it goes to
+        the next waiter if the token is free."""
+        if self._tok and self._wq:
+            self._wake()
+
+    def _give(self) -> None:
+        """Put the token back and wake (or hand it to) the first waiter."""
+        self._tok.append(True)
+        if self._wq:
+            self._wake()
+
     def _wake(self) -> None:
-        """Wake the first waiting thread, if any, to try for the token."""
-        try:
-            self._wq.pop(0).release()
-        except IndexError:
-            pass
+        """Wake the first waiting thread to try for the token, or hand the
+        token to it if it has waited ``HANDOFF_AFTER`` seconds.
+
+        Only waking would let a thread that releases and re-acquires in a loop
+        (holding the GIL, as a waiter cannot) take the token back every time:
+        waiters would starve. Only handing over would make every contended
+        acquisition a thread switch (a convoy): 50x slower. So it is both, as
+        in Go's sync.Mutex."""
+        tok = self._tok
+        queue = self._wq
+        while queue:
+            try:
+                waiter, since = queue[0]
+            except IndexError:
+                return
+            if _time() - since < HANDOFF_AFTER:
+                try:
+                    waiter.release()
+                except RuntimeError:
+                    pass  # woken already, not yet running
+                return
+            try:
+                tok.pop()
+            except IndexError:
+                return  # taken: whoever has it gives it on
+            try:
+                waiter, since = queue.pop(0)
+            except IndexError:  # the waiter left (timed out) meanwhile
+                tok.append(True)
+                continue  # and someone may have queued since
+            try:
+                waiter.release()
+            except RuntimeError:
+                pass  # woken already: it will find itself handed over
+            return
 
     def _rel(self) -> None:
         """``_thread.lock.release()``: the token back, RuntimeError if free."""
         if self._tok:
             raise RuntimeError("release unlocked lock")
-        self._tok.append(True)
-        if self._wq:
-            self._wake()
+        self._give()
 
 
 # ---------------------------------------------------------------------------
