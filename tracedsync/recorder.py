@@ -753,10 +753,10 @@ def _block(prim: Any, timeout: float, reentrant: bool) -> bool:
     return got
 
 
-def hold_end(prim: Any, t0: int, held: int, depth: int = 1) -> None:
+def hold_end(prim: Any, t0: int, held: int, frames: int = 1) -> None:
     """A hold crossed the threshold or was waited on: record it.
 
-    ``depth`` is how many frames out the caller's caller is: 1 from C (the
+    ``frames`` is how many frames out the caller's caller is: 1 from C (the
     compiled release), 2 from a tracedsync method written in Python. The
     call site is the first user frame from there outwards.
 
@@ -787,14 +787,14 @@ def hold_end(prim: Any, t0: int, held: int, depth: int = 1) -> None:
     except Exception:
         context = None
     try:
-        frame = _getframe(depth)
+        frame = _getframe(frames)
     except ValueError:  # called from C with no Python frame below
         frame = None
     site = _sites.frame_site(frame)
-    rdepth = getattr(prim, "_depth", 0)  # an RLock's deepest recursion in this hold
+    depth = getattr(prim, "_depth", 0)  # an RLock's deepest recursion in this hold
     # The Thread itself: the pipeline reads its name (a lookup saved here).
     thread = _active_threads.get(me) or thread_name(me)
-    record = (HOLD, prim._meta, me, thread, t0, t1, None, context, site, rdepth, None, None, blame)
+    record = (HOLD, prim._meta, me, thread, t0, t1, None, context, site, depth, None, None, blame)
     # emit(), inlined for its common case (room in the buffer, no wake-up due).
     n = len(buffer)
     if n < buffer_capacity - 1 and n != (buffer_capacity >> 1) - 1:
