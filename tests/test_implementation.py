@@ -166,25 +166,24 @@ def test_subinterpreters_use_pure_python_and_leave_the_main_one_alone() -> None:
 
 @classes
 def test_recorder_attributes(cls: Any) -> None:
-    """_t, _owner, _acq, _hsum, _hmax, _hhist, _blame, _st, _meta (and for an RLock
+    """_t, _owner, _hsum, _hmax, _hhist, _blame, _st, _meta (and for an RLock
     _count, _reent and _depth, the deepest recursion of the current hold)."""
     lock = cls(name="contract")
-    assert (lock._t, lock._owner, lock._acq, lock._hsum, lock._hmax) == (0, 0, 0, 0, 0)
+    assert (lock._t, lock._owner, lock._hsum, lock._hmax) == (0, 0, 0, 0)
+    assert not hasattr(lock, "_acq")  # acquisitions come from the histogram
     assert lock._blame is None
     assert isinstance(lock._st, recorder.SlowStats)
     assert lock._meta[1:] == ("contract", "rlock" if "RLock" in repr(lock) else "lock")
     with lock:
         assert lock._owner == threading.get_ident()
         assert lock._t > 0 and abs(time.monotonic_ns() - lock._t) < 60_000_000_000
-    assert lock._t == 0 and lock._owner == 0 and lock._acq == 1
+    assert lock._t == 0 and lock._owner == 0
     hist = list(lock._hhist)
     assert len(hist) == recorder.RAW_BUCKETS and sum(hist) == 1
     assert lock._hsum > 0 and lock._hmax == lock._hsum
     lock._blame = 12345
     assert lock._blame == 12345
     lock._blame = None
-    lock._acq += 1
-    assert lock._acq == 2
     if hasattr(lock, "_count"):
         with lock, lock:
             assert lock._count == 2
@@ -194,6 +193,42 @@ def test_recorder_attributes(cls: Any) -> None:
         assert lock._count == 0 and lock._reent == 2
         with lock:
             assert lock._depth == 1
+
+
+@classes
+def test_acquisitions_count_the_hold_under_way_and_never_go_back(cls: Any) -> None:
+    """Acquisitions are the finished holds plus the one under way. A hold
+    suspended in Condition.wait (the lock released meanwhile) is not under
+    way, yet the figure already reported for it does not go back."""
+    lock = cls()
+
+    def acquisitions() -> int:
+        return int(lock.statistics().acquisitions)
+
+    with lock:
+        assert acquisitions() == 1
+    assert acquisitions() == 1
+    cond = threading.Condition(lock)
+    holding, go = threading.Event(), threading.Event()
+
+    def waiter() -> None:
+        with cond:
+            holding.set()
+            go.wait(10)
+            cond.wait(10)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    assert holding.wait(10)
+    assert acquisitions() == 2
+    go.set()
+    wait_until(lambda: not lock.locked())  # released inside cond.wait()
+    assert acquisitions() == 2
+    with cond:
+        cond.notify()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert acquisitions() == 3 == sum(lock.statistics().hold_histogram)
 
 
 @classes

@@ -6,12 +6,12 @@
  * run with no Python frame at all.
  *
  * The hot path is exactly the pure-Python one (tracedsync/primitives.py):
- * acquire = argument shape check, a non-blocking try, one clock read and the
- * counter updates; release = one clock read and the counter updates. Anything
+ * acquire = argument shape check, a non-blocking try and one clock read;
+ * release = one clock read and the counter updates. Anything
  * else calls back into tracedsync.recorder (lock_acquire_slow,
  * rlock_acquire_slow, hold_end; on 3.11+ the common case of hold_end is done
  * here, see "hold records"), which reads and writes the same attributes
- * the pure classes have (_try, _t, _owner, _acq, _hsum, _hmax, _hhist,
+ * the pure classes have (_try, _t, _owner, _hsum, _hmax, _hhist,
  * _blame, _st, _meta, _count, _reent): they are members here.
  *
  * The underlying lock is a PyThread_type_lock, the lock _thread.lock is made
@@ -80,7 +80,6 @@ typedef struct {
     unsigned long owner;  /* _owner: holding thread's ident, 0 if none */
     Py_ssize_t count;     /* _count (RLock): recursion level */
     Py_ssize_t depth;     /* _depth (RLock): deepest level in the current hold */
-    unsigned long long acq;   /* _acq */
     unsigned long long reent; /* _reent (RLock) */
     unsigned long long hsum;  /* _hsum */
     unsigned long long hmax;  /* _hmax */
@@ -429,7 +428,6 @@ lock_acquire(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject
         try_now(self)) {
         self->t = now_ns();
         self->owner = PyThread_get_thread_ident();
-        self->acq++;
         Py_RETURN_TRUE;
     }
     return call_slow(self, str_lock_acquire_slow, blocking, timeout);
@@ -441,7 +439,6 @@ lock_enter(CoreObject *self, PyObject *Py_UNUSED(ignored))
     if (try_now(self)) {
         self->t = now_ns();
         self->owner = PyThread_get_thread_ident();
-        self->acq++;
         Py_RETURN_TRUE;
     }
     return call_slow(self, str_lock_acquire_slow, NULL, NULL);
@@ -497,7 +494,6 @@ rlock_acquire_default(CoreObject *self)
         self->count = 1;
         self->depth = 1;
         self->t = now_ns();
-        self->acq++;
         Py_RETURN_TRUE;
     }
     return call_slow(self, str_rlock_acquire_slow, NULL, NULL);
@@ -654,7 +650,6 @@ core_dealloc(CoreObject *self)
 #define COMMON_MEMBERS                                                                   \
     {"_t", T_LONGLONG, offsetof(CoreObject, t), 0, NULL},                                \
     {"_owner", T_ULONG, offsetof(CoreObject, owner), 0, NULL},                           \
-    {"_acq", T_ULONGLONG, offsetof(CoreObject, acq), 0, NULL},                           \
     {"_hsum", T_ULONGLONG, offsetof(CoreObject, hsum), 0, NULL},                         \
     {"_hmax", T_ULONGLONG, offsetof(CoreObject, hmax), 0, NULL},                         \
     {"_blame", T_OBJECT, offsetof(CoreObject, blame), 0, NULL},                          \

@@ -5,15 +5,16 @@ semantics, plus a keyword-only ``name=``. CPython's ``Lib/test/lock_tests.py``
 is the reference and runs against them (``tests/conformance``).
 
 The hot path of ``Lock`` and ``RLock`` is deliberately one small piece per
-method: a non-blocking try, one clock read and the counter updates on
-acquire; one clock read and the counter updates on release. Everything else
+method: a non-blocking try and one clock read on acquire; one clock read
+and the counter updates on release. Everything else
 (blocking, thresholds crossed, bad arguments) is a call into
 ``tracedsync.recorder``. The counters live on the primitive itself as
-``_acq`` (acquisitions), ``_hsum``/``_hmax``/``_hhist`` (hold total, max and raw
-histogram), ``_t`` (when the current hold began, 0 when not held) and
-``_owner`` (the holding thread's ident, 0 when none); the recorder reads them
-through those names, so a compiled type exposing the same attributes can
-replace these classes.
+``_hsum``/``_hmax``/``_hhist`` (hold total, max and raw histogram), ``_t``
+(when the current hold began, 0 when not held) and ``_owner`` (the holding
+thread's ident, 0 when none); the recorder reads them through those names,
+so a compiled type exposing the same attributes can replace these classes.
+Acquisitions are not counted apart: they are the finished holds the
+histogram counts plus the one under way (``recorder._lock_acquisitions``).
 
 Two implementations of ``Lock`` and ``RLock`` live here: ``PureLock`` and
 ``PureRLock`` (this module, the reference; their lock is a token in a
@@ -332,7 +333,6 @@ class PureLock(_LockAPI, _TokenLock):
 
     __slots__ = (
         "__weakref__",
-        "_acq",
         "_blame",
         "_hhist",
         "_hmax",
@@ -354,7 +354,6 @@ class PureLock(_LockAPI, _TokenLock):
         self._new_token()
         self._t = 0
         self._owner = 0
-        self._acq = 0
         self._hsum = 0
         self._hmax = 0
         self._hhist = [0] * RAW_BUCKETS
@@ -373,7 +372,6 @@ class PureLock(_LockAPI, _TokenLock):
                 return recorder.lock_acquire_slow(self, True, -1)
             self._t = _now()
             self._owner = _get_ident()
-            self._acq += 1
             return True
         return recorder.lock_acquire_slow(self, blocking, timeout)
 
@@ -384,7 +382,6 @@ class PureLock(_LockAPI, _TokenLock):
             return recorder.lock_acquire_slow(self, True, -1)
         self._t = _now()
         self._owner = _get_ident()
-        self._acq += 1
         return True
 
     def release(self) -> None:
@@ -526,7 +523,6 @@ class PureRLock(_RLockAPI, _TokenLock):
 
     __slots__ = (
         "__weakref__",
-        "_acq",
         "_blame",
         "_count",
         "_depth",
@@ -554,7 +550,6 @@ class PureRLock(_RLockAPI, _TokenLock):
         self._owner = 0
         self._count = 0
         self._depth = 0
-        self._acq = 0
         self._reent = 0
         self._hsum = 0
         self._hmax = 0
@@ -583,7 +578,6 @@ class PureRLock(_RLockAPI, _TokenLock):
             self._owner = me
             self._count = self._depth = 1
             self._t = _now()
-            self._acq += 1
             return True
         return recorder.rlock_acquire_slow(self, blocking, timeout)
 
@@ -603,7 +597,6 @@ class PureRLock(_RLockAPI, _TokenLock):
         self._owner = me
         self._count = self._depth = 1
         self._t = _now()
-        self._acq += 1
         return True
 
     def release(self) -> None:
