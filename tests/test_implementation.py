@@ -129,11 +129,31 @@ def test_hold_threshold_reaches_the_c_code(spans: InMemorySpanExporter) -> None:
     """configure() thresholds reach the C hot path as they reach the pure one."""
     from tracedsync import _speedups
 
-    assert _speedups.hold_threshold() == primitives._hold_ns == recorder.NEVER
+    # Not recording: C never calls out; Python calls out from 2**30 ns on,
+    # for hold_end to drop (a smaller int compares faster in Python).
+    assert _speedups.hold_threshold() == recorder.NEVER
+    assert primitives._hold_ns == primitives._HOLD_OFF_NS == (1 << 30) - 1
     tracedsync.configure(exporters=[spans], hold_threshold_ms=0)
     assert _speedups.hold_threshold() == primitives._hold_ns == 0
     tracedsync.shutdown()
     assert _speedups.hold_threshold() == recorder.NEVER
+    assert primitives._hold_ns == primitives._HOLD_OFF_NS
+
+
+@classes
+def test_a_long_hold_while_nothing_records_is_counted_and_dropped(cls: Any) -> None:
+    """Not recording, a hold of 2**30 ns or more (the pure lock then calls
+    hold_end) is counted like any other and makes no record."""
+    assert not recorder.recording
+    lock = cls()
+    lock.acquire()
+    lock._t -= 1 << 31  # as if held for 2.1 s
+    lock._blame = 7  # a waiter's reservation is spent by the hold, as when recording
+    lock.release()
+    s = lock.statistics()
+    assert (s.acquisitions, sum(s.hold_histogram)) == (1, 1)
+    assert s.hold_max >= 2.1 and lock._blame is None
+    assert not recorder.buffer
 
 
 @pytest.mark.skipif(primitives.CompiledLock is None, reason="extension not built")
