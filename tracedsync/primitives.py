@@ -613,19 +613,18 @@ class PureRLock(_RLockAPI, _TokenLock):
         self._count = count
         if count:
             return
-        t0 = self._t
-        d = _now() - t0
-        self._t = 0
-        self._owner = 0
+        d = _now() - self._t
+        self._owner = 0  # first: the histogram counts this hold from here on
         self._hsum += d
         self._hhist[d.bit_length()] += 1
         if d > self._hmax:
             self._hmax = d
         if d >= _hold_ns or self._blame is not None:
             try:
-                recorder.hold_end(self, t0, d, 2)
+                recorder.hold_end(self, self._t, d, 2)
             except Exception:
                 pass
+        self._t = 0
         self._tok.append(True)  # owned, so the token is out
         if self._wq:
             self._wake()
@@ -638,19 +637,18 @@ class PureRLock(_RLockAPI, _TokenLock):
         self._count = count
         if count:
             return
-        t0 = self._t
-        d = _now() - t0
-        self._t = 0
-        self._owner = 0
+        d = _now() - self._t
+        self._owner = 0  # first: the histogram counts this hold from here on
         self._hsum += d
         self._hhist[d.bit_length()] += 1
         if d > self._hmax:
             self._hmax = d
         if d >= _hold_ns or self._blame is not None:
             try:
-                recorder.hold_end(self, t0, d, 2)
+                recorder.hold_end(self, self._t, d, 2)
             except Exception:
                 pass
+        self._t = 0
         self._tok.append(True)
         if self._wq:
             self._wake()
