@@ -62,6 +62,12 @@ hold_threshold_ns = 10_000_000
 max_spans_per_second = 1000
 buffer_capacity = 65536
 enabled = True
+# Derived from the above by apply(), for hold_end's hot checks: whether spans
+# are rate-limited, and the buffer lengths below which an append needs neither
+# the full check (emit) nor a wake-up (at half capacity).
+_spans_limited = True
+_room = buffer_capacity - 1
+_wake_at = (buffer_capacity >> 1) - 1
 #: True while a pipeline consumes the buffer; otherwise only stats are kept.
 recording = False
 
@@ -86,11 +92,15 @@ def apply(
 ) -> None:
     """Install thresholds and limits (called by ``tracedsync.config``)."""
     global wait_threshold_ns, hold_threshold_ns, max_spans_per_second, buffer_capacity, enabled
+    global _spans_limited, _room, _wake_at
     wait_threshold_ns = wait_ns
     hold_threshold_ns = hold_ns
     max_spans_per_second = spans_per_second
     buffer_capacity = capacity
     enabled = is_enabled
+    _spans_limited = spans_per_second < NEVER
+    _room = capacity - 1
+    _wake_at = (capacity >> 1) - 1
     _publish_hold_threshold()
 
 
@@ -813,10 +823,9 @@ def hold_end(prim: Any, t0: int, held: int, frames: int = 1) -> None:
     me = _get_ident()
     if me in _internal:
         return
-    t1 = t0 + held
-    if blame is None and max_spans_per_second < NEVER:
+    if blame is None and _spans_limited:
         with _stats_lock:
-            if not _allow_span(prim._st, t1):
+            if not _allow_span(prim._st, t0 + held):
                 return
     try:  # current_context(), inlined: this runs on the app thread
         context = _current_context()
@@ -826,14 +835,25 @@ def hold_end(prim: Any, t0: int, held: int, frames: int = 1) -> None:
         frame = _getframe(frames)
     except ValueError:  # called from C with no Python frame below
         frame = None
-    site = _sites.frame_site(frame)
-    depth = getattr(prim, "_depth", 0)  # an RLock's deepest recursion in this hold
-    # The Thread itself: the pipeline reads its name (a lookup saved here).
-    thread = _active_threads.get(me) or thread_name(me)
-    record = (HOLD, prim._meta, me, thread, t0, t1, None, context, site, depth, None, None, blame)
+    record = (
+        HOLD,
+        prim._meta,
+        me,
+        # The Thread itself: the pipeline reads its name (a lookup saved here).
+        _active_threads.get(me) or thread_name(me),
+        t0,
+        t0 + held,
+        None,
+        context,
+        _sites.frame_site(frame),
+        getattr(prim, "_depth", 0),  # an RLock's deepest recursion in this hold
+        None,
+        None,
+        blame,
+    )
     # emit(), inlined for its common case (room in the buffer, no wake-up due).
     n = len(buffer)
-    if n < buffer_capacity - 1 and n != (buffer_capacity >> 1) - 1:
+    if n < _room and n != _wake_at:
         buffer.append(record)
     else:
         emit(record)
