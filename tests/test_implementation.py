@@ -675,10 +675,13 @@ def test_call_site_ignores_a_cached_entry_of_another_code_object() -> None:
     other = compile("pass", "other.py", "exec")
     for key in list(_sites._site_cache):
         _sites._site_cache[key] = (other, ("other.py", 1, "<module>"))
+    for ident, (_, skipped, sites) in list(_sites._code_sites.items()):
+        _sites._code_sites[ident] = (other, skipped, {i: ("other.py", 1, "x") for i in sites})
     c, p = _both(0)
     assert c == p and c is not None and c[0] == __file__
     _sites._site_cache.clear()
     _sites._skip_file.clear()
+    _sites._code_sites.clear()
     c, p = _both(0)
     assert c == p and c is not None and c[0] == __file__
 
