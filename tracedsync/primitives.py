@@ -609,10 +609,10 @@ class PureRLock(_RLockAPI, _TokenLock):
         this thread does not own it."""
         if self._owner != _get_ident():
             raise RuntimeError("cannot release un-acquired lock")
-        count = self._count - 1
-        self._count = count
-        if count:
+        if self._count > 1:  # owned, so at least 1
+            self._count -= 1
             return
+        self._count = 0
         d = _now() - self._t
         self._owner = 0  # first: the histogram counts this hold from here on
         self._hsum += d
@@ -633,10 +633,10 @@ class PureRLock(_RLockAPI, _TokenLock):
         # release(), inlined: one Python call less per with-block
         if self._owner != _get_ident():
             raise RuntimeError("cannot release un-acquired lock")
-        count = self._count - 1
-        self._count = count
-        if count:
+        if self._count > 1:  # owned, so at least 1
+            self._count -= 1
             return
+        self._count = 0
         d = _now() - self._t
         self._owner = 0  # first: the histogram counts this hold from here on
         self._hsum += d
