@@ -207,9 +207,9 @@ _code_sites: dict[int, tuple[CodeType, bool, dict[int, tuple[str, int, str]]]] =
 
 def _frame_site_py(frame: FrameType | None) -> tuple[str, int, str] | None:
     """``frame_site`` in Python: per frame one lookup by ``id(code)``, which
-    also says whether to skip it, then one by instruction offset. Half the
-    cost of ``_site_from``'s filename lookup plus a tuple key (about 300
-    against 650 ns a hit here): a pure-Python threshold crossing pays it."""
+    also says whether to skip it, then one by instruction offset: a cache hit
+    takes about 450 ns here against 650 for ``_site_from``'s filename lookup
+    plus tuple key, and a pure-Python threshold crossing pays it."""
     while frame is not None:
         code = frame.f_code
         entry = _code_sites.get(id(code))
