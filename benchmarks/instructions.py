@@ -4,15 +4,16 @@ way to compare changes to the hot path.
     python benchmarks/instructions.py                 # Lock and RLock, with and explicit
     python benchmarks/instructions.py --only RLock --ops 50000
 
-``tracedsync bench`` times the same cases, and that is what the targets are
-about; but on a shared machine whose speed flips by 2x within seconds, a
-change worth 3% disappears in its noise. Valgrind's callgrind counts the
-instructions the CPU executes instead, the same from run to run. Each figure
-is (instructions of a child process doing N operations - those of one doing
-none) / N, so interpreter start-up and imports cancel out; the loop around
-the operation is in every column alike. Instructions are not time (an
-allocation or a cache miss costs more than its count), so use this to see
-what a change removes, and ``tracedsync bench`` for what it costs.
+``tracedsync bench`` times these same cases (its own objects and unrolled
+loops are used here), and that is what the targets are about; but on a
+shared machine whose speed flips by 2x within seconds, a change worth 3%
+disappears in its noise. Valgrind's callgrind counts the instructions the
+CPU executes instead, the same from run to run. Each figure is
+(instructions of a child process doing N operations - those of one doing
+one loop of them) / the operations between, so interpreter start-up and
+imports cancel out. Instructions are not time (an allocation or a cache
+miss costs more than its count), so use this to see what a change removes,
+and ``tracedsync bench`` for what it costs.
 
 Needs ``valgrind`` (Debian: ``apt-get install valgrind``). Not run by CI.
 """
@@ -24,45 +25,37 @@ import re
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 COLUMNS = ("plain", "compiled", "pure", "floor")
-CASES = (("Lock", "with"), ("Lock", "explicit"), ("RLock", "with"), ("RLock", "explicit"))
 
 
-def make(column: str, primitive: str) -> object:
-    import threading
+def lock_cases() -> list[Any]:
+    """``tracedsync bench``'s own uncontended Lock and RLock cases."""
+    from tracedsync import bench
 
-    from tracedsync import bench, primitives
-
-    if column == "plain":
-        return getattr(threading, primitive)()
-    if column == "floor":
-        return getattr(bench, f"PythonFloor{primitive}")()
-    cls = getattr(primitives, f"{column.capitalize()}{primitive}")
-    if cls is None:
-        raise SystemExit(f"{column} {primitive}: not available (is the extension built?)")
-    return cls()
+    return [
+        c
+        for c in bench.all_cases()
+        if c.primitive in ("Lock", "RLock") and c.style in ("with", "explicit")
+    ]
 
 
-def child(column: str, primitive: str, style: str, ops: int) -> None:
-    lock = make(column, primitive)
+def child(column: str, case_name: str, ops: int) -> None:
+    """Run ``tracedsync bench``'s case with its column's object, ``ops`` times."""
+    from tracedsync import bench
 
-    def run(n: int) -> None:
-        if style == "with":
-            for _ in range(n):
-                with lock:
-                    pass
-        else:
-            acquire, release = lock.acquire, lock.release  # type: ignore[attr-defined]
-            for _ in range(n):
-                acquire()
-                release()
-
-    run(1000)  # warm up: the interpreter specialises the loop and the methods
-    run(ops)
+    columns = [bench.plain_column(), *bench.traced_columns(), bench.floor_column()]
+    col = next((c for c in columns if c.name == column), None)
+    if col is None:
+        raise SystemExit(f"no {column} column here (is the extension built?)")
+    (case,) = [c for c in lock_cases() if c.name == case_name]
+    obj = case.make(getattr(col, case.primitive))
+    case.run(obj, 1000)  # warm up: the interpreter specialises the loop and the methods
+    case.run(obj, ops)
 
 
-def instructions(column: str, primitive: str, style: str, ops: int) -> int:
+def instructions(column: str, case_name: str, ops: int) -> int:
     cmd = [
         "valgrind",
         "--tool=callgrind",
@@ -71,15 +64,14 @@ def instructions(column: str, primitive: str, style: str, ops: int) -> int:
         __file__,
         "--child",
         column,
-        primitive,
-        style,
+        case_name,
         str(ops),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     found = re.search(r"Collected : (\d+)", proc.stderr)
     if proc.returncode != 0 or found is None:
         tail = proc.stderr[-2000:]
-        raise SystemExit(f"valgrind failed for {column} {primitive} {style}:\n{tail}")
+        raise SystemExit(f"valgrind failed for {column} {case_name}:\n{tail}")
     return int(found.group(1))
 
 
@@ -87,27 +79,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ops", type=int, default=20_000, help="operations per child")
     parser.add_argument("--only", default="", help="cases whose name contains this")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        column, primitive, style, ops = args.child
-        child(column, primitive, style, int(ops))
+        column, case_name, ops = args.child
+        child(column, case_name, int(ops))
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind not found: apt-get install valgrind")
-    print(f"instructions per operation ({args.ops:,} operations minus none, callgrind)")
-    print(f"{'case':<18}" + "".join(f"{c:>16}" for c in COLUMNS))
-    for primitive, style in CASES:
-        name = f"{primitive} {style}"
-        if args.only not in name:
+    from tracedsync.bench import UNROLL
+
+    ops = max(2, args.ops // UNROLL) * UNROLL
+    print(f"instructions per operation ({ops:,} operations minus {UNROLL}, callgrind)")
+    print(f"{'case':<22}" + "".join(f"{c:>16}" for c in COLUMNS))
+    for case in lock_cases():
+        if args.only not in case.name:
             continue
         row = {
-            c: (instructions(c, primitive, style, args.ops) - instructions(c, primitive, style, 0))
-            / args.ops
+            c: (instructions(c, case.name, ops) - instructions(c, case.name, UNROLL))
+            / (ops - UNROLL)
             for c in COLUMNS
         }
         cells = "".join(f"{row[c]:>8.0f} ({row[c] / row['plain']:.2f}x)".rjust(16) for c in COLUMNS)
-        print(f"{name:<18}{cells}", flush=True)
+        print(f"{case.name:<22}{cells}", flush=True)
 
 
 if __name__ == "__main__":
