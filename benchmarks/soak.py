@@ -119,8 +119,8 @@ def main() -> int:
         "growth_mb": round(growth, 1),
         "max_growth_mb": args.max_growth_mb,
         "output_dir": out,
-        "produced": tracedsync.recorder.accounting.produced,
-        "dropped": tracedsync.recorder.accounting.dropped,
+        "produced": tracedsync.records.accounting.produced,
+        "dropped": tracedsync.records.accounting.dropped,
     }
     print(json.dumps(result))
     tracedsync.uninstall()

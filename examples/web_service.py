@@ -130,7 +130,8 @@ def main() -> int:
     waits = [s for s in lock_spans.get_finished_spans() if s.name == "lock.wait"]
     inside = [s for s in waits if s.parent is not None and s.parent.span_id in request_ids]
     print(f"{len(requests)} requests in {elapsed:.2f} s, {len(failures)} failed")
-    if tracedsync.config.active() and lock_spans in tracedsync.config.active().exporters:
+    config = tracedsync.get_config()
+    if config is not None and lock_spans in config.exporters:
         print(f"{len(waits)} lock.wait spans, {len(inside)} of them inside a request span")
     if args.span_ids:
         with open(args.span_ids, "w") as f:

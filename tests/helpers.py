@@ -9,21 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.conftest import run_threads
-from tracedsync import recorder
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.001)
-
-
-def blocked_on(prim: Any) -> Callable[[], bool]:
-    """True once some thread is blocked on ``prim`` past the wait threshold."""
-    return lambda: any(p is prim for p, *_ in recorder.waiting_threads().values())
+from tracedsync.testing import blocked_on, run_threads, wait_until
 
 
 class Contention:
@@ -69,5 +55,6 @@ def _lines_of(*functions: Callable[..., Any]) -> set[int]:
     return lines
 
 
-#: Where the holder can be when the waiter blocks: polling in wait_until.
-HOLDER_SITES = {f"tests/helpers.py:{n}" for n in _lines_of(wait_until, blocked_on)}
+#: Where the holder can be when the waiter blocks: in Contention.holder,
+#: polling (the polling helpers are tracedsync's, so not user frames).
+HOLDER_SITES = {f"tests/helpers.py:{n}" for n in _lines_of(Contention.holder)}

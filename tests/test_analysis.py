@@ -22,7 +22,7 @@ import pytest
 
 import tracedsync
 from tests.helpers import HOLDER_SITES, Contention
-from tracedsync import HISTOGRAM_BOUNDS, recorder, report_model
+from tracedsync import HISTOGRAM_BOUNDS, recorder, registry, report_model
 from tracedsync.analysis import parse_fail_on, parse_time, print_run_report, run_summary
 from tracedsync.cli import main
 from tracedsync.report_input import ReportError, split_lines
@@ -79,7 +79,7 @@ def record(
     else:
         lock, event, line = workload(rounds, lock_name)
     assert tracedsync.flush()
-    names = (lock._meta[1], event._meta[1])
+    names = (lock._meta.name, event._meta.name)
     # Primitives other tests left alive are in stats() (and in the metrics) too.
     stats = {(s.kind, s.name): s for s in tracedsync.stats() if s.name in names}
     tracedsync.shutdown()
@@ -244,7 +244,7 @@ def test_last_metrics_line_per_process_wins(
     with lock:
         pass
     assert tracedsync.flush()
-    [s] = [s for s in tracedsync.stats() if s.name == lock._meta[1]]
+    [s] = [s for s in tracedsync.stats() if s.name == lock._meta.name]
     tracedsync.shutdown()
     [metrics] = out.glob("metrics-*.jsonl")
     assert len(metrics.read_text().splitlines()) >= 2
@@ -322,7 +322,7 @@ def test_latest_run_by_default_all_runs_on_request(
     monkeypatch.setenv("TRACEDSYNC_RUN_ID", "run-old")
     old = record(out, rounds=1, lock_name="old_lock")
     gc.collect()
-    recorder.reset_stats()  # one process plays two runs: forget the first one's locks
+    registry.reset_stats()  # one process plays two runs: forget the first one's locks
     for f in out.iterdir():
         os.utime(f, (1_000_000_000, 1_000_000_000))
     monkeypatch.setenv("TRACEDSYNC_RUN_ID", "run-new")

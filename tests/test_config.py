@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import tracedsync
-from tracedsync import config, recorder
+from tracedsync import _settings, config, lifecycle
 
 
 def test_defaults_match_the_design() -> None:
@@ -18,7 +18,7 @@ def test_defaults_match_the_design() -> None:
     assert (cfg.stuck_after_ms, cfg.watchdog_interval_ms) == (5000.0, 1000.0)
     assert cfg.lock_order is False and cfg.enabled is True
     assert cfg.shutdown_timeout_ms == 5000.0
-    assert config.pipeline() is None  # no exporter: stats only, no thread
+    assert lifecycle.pipeline() is None  # no exporter: stats only, no thread
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_environment_fills_in_and_arguments_win(monkeypatch: pytest.MonkeyPatch)
     assert cfg.wait_threshold_ms == 0.0
     assert cfg.exclude == ("myapp.vendor", "other")
     assert cfg.lock_order is True
-    assert recorder.hold_threshold_ns == 5_000_000
+    assert _settings.current.hold_ns == 5_000_000
 
 
 def test_bad_environment_value_warns_once_and_uses_default(
@@ -83,7 +83,7 @@ def test_disabled_variable_is_the_kill_switch(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("TRACEDSYNC_DISABLED", "1")
     cfg = tracedsync.configure(exporters=["console"])
     assert cfg.enabled is False
-    assert config.pipeline() is None
+    assert lifecycle.pipeline() is None
     assert type(tracedsync.Lock()) is not tracedsync.Lock
 
 
@@ -106,15 +106,15 @@ def test_environment_errors_lists_every_bad_variable() -> None:
 
 def test_reconfigure_replaces_the_pipeline() -> None:
     """configure() twice stops the first pipeline thread and starts one new one."""
-    from tests.conftest import LogCollector
+    from tracedsync.testing import LogCollector
 
     tracedsync.configure(exporters=[LogCollector()])
-    first = config.pipeline()
+    first = lifecycle.pipeline()
     assert first is not None and first.thread.is_alive()
     tracedsync.configure(exporters=[LogCollector()])
-    second = config.pipeline()
+    second = lifecycle.pipeline()
     assert second is not first
     assert not first.thread.is_alive()
     tracedsync.shutdown()
     assert not second.thread.is_alive()
-    assert config.pipeline() is None
+    assert lifecycle.pipeline() is None

@@ -12,9 +12,8 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tracedsync
-from tests.conftest import LogCollector, run_threads
-from tests.helpers import blocked_on, wait_until
-from tracedsync import detection, recorder
+from tracedsync import detection
+from tracedsync.testing import LogCollector, blocked_on, run_threads, wait_until
 
 
 def configure(logs: LogCollector, spans: InMemorySpanExporter | None = None, **kw: Any) -> None:
@@ -121,6 +120,9 @@ def _cycle(
     return results
 
 
+_CYCLE_WITH_LINE = _cycle.__code__.co_firstlineno + 12
+
+
 def test_abba_deadlock_reported_once_with_span(
     logs: LogCollector, spans: InMemorySpanExporter
 ) -> None:
@@ -145,8 +147,13 @@ def test_abba_deadlock_reported_once_with_span(
     assert set(threads) == {"w0", "w1"}
     assert threads["w0"]["waits_for"] == lock_b.name
     assert threads["w0"]["held_by"] == ["w1"]
-    assert threads["w0"]["holds"] == [lock_a.name]
+    (held,) = threads["w0"]["holds"]
+    assert held["sync.name"] == lock_a.name and held["sync.instance"] == lock_a.instance
+    # Where it took it: the `with locks[i]:` line, read from its stack.
+    assert held["acquired_at"] == f"tests/test_detection.py:{_CYCLE_WITH_LINE}"
+    assert threads["w0"]["held_by_acquired_at"] == [held["acquired_at"]]
     assert threads["w1"]["waits_for"] == lock_a.name
+    assert f"(took it at tests/test_detection.py:{_CYCLE_WITH_LINE})" in event["message"]
     assert any("_cycle" in frame or "body" in frame for frame in threads["w0"]["stack"])
     (span,) = [s for s in spans.get_finished_spans() if s.name == "tracedsync.deadlock"]
     assert {link.context.span_id for link in span.links} == {sc.span_id for sc in app_spans}
@@ -321,14 +328,37 @@ def test_consistent_order_is_never_reported(logs: LogCollector) -> None:
     assert collect(logs, "lock_order_inversion") == []
 
 
-def test_same_class_and_tries_add_no_edge(logs: LogCollector) -> None:
-    """Nesting two instances of one class, and non-blocking tries, add no edge."""
+def test_two_instances_of_one_class_in_both_orders_is_an_inversion(logs: LogCollector) -> None:
+    """transfer(a, b) then transfer(b, a) over locks made at one site: an
+    inversion naming both instances and the four sites; the same pair nested
+    in one order only, and non-blocking tries, are not."""
     configure(logs, lock_order=True)
-    locks = [tracedsync.Lock() for _ in range(2)]  # one site, one class
-    with locks[0], locks[1]:
-        pass
-    with locks[1], locks[0]:
-        pass
+    accounts = [tracedsync.Lock() for _ in range(3)]  # one site, one class
+
+    balance: dict[int, int] = {}
+
+    def transfer(src: Any, dst: Any) -> None:
+        with src:
+            balance[id(src)] = balance.get(id(src), 0) - 1
+            with dst:  # the inner site
+                balance[id(dst)] = balance.get(id(dst), 0) + 1
+
+    transfer(accounts[0], accounts[1])
+    transfer(accounts[0], accounts[2])
+    transfer(accounts[1], accounts[2])  # always the lower first: consistent
+    assert collect(logs, "lock_order_inversion") == []
+    transfer(accounts[1], accounts[0])
+    (event,) = collect(logs, "lock_order_inversion")
+    assert event["same_class"] is True
+    pairs = {(e["outer_instance"], e["inner_instance"]) for e in event["edges"]}
+    assert pairs == {(1, 2), (2, 1)}
+    outer_line = transfer.__code__.co_firstlineno + 1
+    sites = {e["outer_site"] for e in event["edges"]} | {e["inner_site"] for e in event["edges"]}
+    assert sites == {
+        f"tests/test_detection.py:{outer_line}",
+        f"tests/test_detection.py:{outer_line + 2}",
+    }
+    assert "#1" in event["message"] and "#2" in event["message"]
     x, y = tracedsync.Lock(name="x"), tracedsync.Lock(name="y")
     with x:
         assert y.acquire(False)
@@ -336,7 +366,7 @@ def test_same_class_and_tries_add_no_edge(logs: LogCollector) -> None:
     with y:
         assert x.acquire(blocking=False)
         x.release()
-    assert collect(logs, "lock_order_inversion") == []
+    assert len(collect(logs, "lock_order_inversion")) == 1
 
 
 def test_declared_order(logs: LogCollector) -> None:
@@ -394,7 +424,7 @@ def test_snapshot_shows_holders_and_waiters() -> None:
     threads[2].start()
     try:
         wait_until(blocked_on(lock))
-        wait_until(lambda: any(p is ev for p, *_ in recorder.idle_waiting_threads().values()))
+        wait_until(blocked_on(ev, idle=True))
         states = {s.name: s for s in tracedsync.snapshot(stacks=True)}
         assert [t.name for t in states["pool"].holders] == ["holder"]
         assert [t.name for t in states["pool"].waiters] == ["waiter"]

@@ -25,9 +25,8 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tracedsync
-from tests.conftest import run_threads
-from tests.helpers import blocked_on, wait_until
-from tracedsync import _impl, primitives, recorder
+from tracedsync import _impl, _settings, counters, primitives, recorder, records, stacks, waits
+from tracedsync.testing import blocked_on, held_in_thread, run_threads, wait_until
 
 HOT_METHODS = ("acquire", "__enter__", "release", "__exit__")
 
@@ -131,20 +130,20 @@ def test_hold_threshold_reaches_the_c_code(spans: InMemorySpanExporter) -> None:
 
     # Not recording: C never calls out; Python calls out from 2**30 ns on,
     # for hold_end to drop (a smaller int compares faster in Python).
-    assert _speedups.hold_threshold() == recorder.NEVER
-    assert primitives._hold_ns == primitives._HOLD_OFF_NS == (1 << 30) - 1
+    assert _speedups.hold_threshold() == _settings.NEVER
+    assert _settings.current.hold_gate_ns == _settings.HOLD_OFF_NS == (1 << 30) - 1
     tracedsync.configure(exporters=[spans], hold_threshold_ms=0)
-    assert _speedups.hold_threshold() == primitives._hold_ns == 0
+    assert _speedups.hold_threshold() == _settings.current.hold_gate_ns == 0
     tracedsync.shutdown()
-    assert _speedups.hold_threshold() == recorder.NEVER
-    assert primitives._hold_ns == primitives._HOLD_OFF_NS
+    assert _speedups.hold_threshold() == _settings.NEVER
+    assert _settings.current.hold_gate_ns == _settings.HOLD_OFF_NS
 
 
 @classes
 def test_a_long_hold_while_nothing_records_is_counted_and_dropped(cls: Any) -> None:
     """Not recording, a hold of 2**30 ns or more (the pure lock then calls
     hold_end) is counted like any other and makes no record."""
-    assert not recorder.recording
+    assert not _settings.current.recording
     lock = cls()
     lock.acquire()
     lock._t -= 1 << 31  # as if held for 2.1 s
@@ -153,7 +152,7 @@ def test_a_long_hold_while_nothing_records_is_counted_and_dropped(cls: Any) -> N
     s = lock.statistics()
     assert (s.acquisitions, sum(s.hold_histogram)) == (1, 1)
     assert s.hold_max >= 2.1 and lock._blame is None
-    assert not recorder.buffer
+    assert not records.buffer
 
 
 @pytest.mark.skipif(primitives.CompiledLock is None, reason="extension not built")
@@ -170,14 +169,8 @@ def test_subinterpreters_use_pure_python_and_leave_the_main_one_alone() -> None:
     )
     assert support.run_in_subinterp(code) == 0
     lock = tracedsync.Lock()
-    held, release = threading.Event(), threading.Event()
-    holder = threading.Thread(target=_hold_until(lock, release, held), daemon=True)
-    holder.start()
-    assert held.wait(10)
-    threading.Timer(0.05, release.set).start()
-    assert lock.acquire(timeout=10) is True  # the slow path, through the recorder
-    lock.release()
-    holder.join(10)
+    with held_in_thread(lock):
+        assert lock.acquire(timeout=0.01) is False  # the slow path, through the recorder
     assert lock.statistics().contentions == 1
 
 
@@ -186,21 +179,33 @@ def test_subinterpreters_use_pure_python_and_leave_the_main_one_alone() -> None:
 
 @classes
 def test_recorder_attributes(cls: Any) -> None:
-    """_t, _owner, _hsum, _hmax, _hhist, _blame, _st, _meta (and for an RLock
-    _count, _reent and _depth, the deepest recursion of the current hold)."""
+    """_t, _owner, _rt, _hsum, _hmax, _hsup, _hhist, _blame, _st, _meta,
+    _track, _acq_at, _admit, _window (and for an RLock _count, _reent and
+    _depth, the deepest recursion of the current hold)."""
     lock = cls(name="contract")
-    assert (lock._t, lock._owner, lock._hsum, lock._hmax) == (0, 0, 0, 0)
+    assert (lock._t, lock._owner, lock._hsum, lock._hmax, lock._hsup) == (0, 0, 0, 0, 0)
+    assert (lock._admit, lock._window, lock._rt) == (0, 0, 0)
     assert not hasattr(lock, "_acq")  # acquisitions come from the histogram
-    assert lock._blame is None
-    assert isinstance(lock._st, recorder.SlowStats)
-    assert lock._meta[1:] == ("contract", "rlock" if "RLock" in repr(lock) else "lock")
+    assert lock._blame is None and lock._st is None and lock._acq_at is None
+    assert lock._track is False
+    assert (lock._meta.name, lock._meta.kind) == (
+        "contract",
+        "rlock" if "RLock" in repr(lock) else "lock",
+    )
     with lock:
         assert lock._owner == threading.get_ident()
         assert lock._t > 0 and abs(time.monotonic_ns() - lock._t) < 60_000_000_000
-    assert lock._t == 0 and lock._owner == 0
+        assert lock._acq_at is None  # not contended yet: sites are not noted
+    assert lock._t == 0 and lock._owner == 0 and lock._rt > 0
+    lock._track = True
+    line = sys._getframe().f_lineno + 1
+    with lock:
+        code, offset = lock._acq_at
+        assert code is sys._getframe().f_code
+        assert _sites_line(code, offset) == line
     hist = list(lock._hhist)
-    assert len(hist) == recorder.RAW_BUCKETS and sum(hist) == 1
-    assert lock._hsum > 0 and lock._hmax == lock._hsum
+    assert len(hist) == counters.RAW_BUCKETS and sum(hist) == 2
+    assert lock._hsum > 0 and lock._hmax <= lock._hsum
     lock._blame = 12345
     assert lock._blame == 12345
     lock._blame = None
@@ -327,11 +332,12 @@ def test_user_subclass_with_attributes(cls: Any) -> None:
     """A user's subclass (with a __dict__) works, keeps the hot path, and is collectable."""
 
     class MyLock(cls):  # type: ignore[misc, valid-type]
-        def __init__(self) -> None:
-            super().__init__(name="mine")
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__()
             self.extra = [self]  # a reference cycle only the GC can free
 
-    lock = MyLock()
+    lock = MyLock(name="mine")
+    assert lock.name == "mine"
     with lock:
         assert lock.locked()
     assert lock.statistics().acquisitions == 1 and lock.extra[0] is lock
@@ -382,14 +388,14 @@ def test_condition_over_each_implementation(cls: Any) -> None:
 def slow_path_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Count every call into the recorder's slow paths (the C code looks them up per call)."""
     calls: list[str] = []
-    for name in ("lock_acquire_slow", "rlock_acquire_slow", "hold_end", "emit"):
-        original = getattr(recorder, name)
+    for module, name in ((recorder, "acquire_slow"), (recorder, "hold_end"), (records, "emit")):
+        original = getattr(module, name)
 
         def counting(*args: Any, _name: str = name, _fn: Any = original) -> Any:
             calls.append(_name)
             return _fn(*args)
 
-        monkeypatch.setattr(recorder, name, counting)
+        monkeypatch.setattr(module, name, counting)
     yield calls
 
 
@@ -432,7 +438,7 @@ def test_uncontended_path_makes_no_record_and_no_span(
     into the recorder: no record, no span."""
     tracedsync.configure(exporters=[spans])  # default thresholds: 1 ms wait, 10 ms hold
     lock = cls()
-    produced = recorder.accounting.produced
+    produced = records.accounting.produced
     for _ in range(200):
         # Each hold is far below 10 ms, but a preempted thread can hold longer:
         # count only what was not that.
@@ -441,7 +447,7 @@ def test_uncontended_path_makes_no_record_and_no_span(
     long_holds = [s for s in spans.get_finished_spans() if s.name.endswith(".hold")]
     calls = [c for c in slow_path_calls if c not in ("hold_end", "emit")]
     assert calls == []
-    assert recorder.accounting.produced - produced == len(long_holds)
+    assert records.accounting.produced - produced == len(long_holds)
     assert all(s.end_time - s.start_time >= 10_000_000 for s in long_holds)
     assert [s for s in spans.get_finished_spans() if not s.name.endswith(".hold")] == []
     assert lock.statistics().acquisitions == 2 * 2000
@@ -455,6 +461,10 @@ def sigint_raises() -> Iterator[None]:
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+def _sites_line(code: Any, offset: int) -> int:
+    return int(sys.modules["tracedsync._sites"].line_at(code, offset))
 
 
 def _hold_until(lock: Any, release: threading.Event, held: threading.Event) -> Callable[[], None]:
@@ -514,7 +524,7 @@ def test_ctrl_c_interrupts_a_blocked_acquire(
     assert interrupted and still_held, "KeyboardInterrupt did not interrupt the wait"
     # No phantom: the interrupted wait left no owner, hold or waiter behind.
     assert not lock.locked() and lock._owner == 0 and lock._t == 0
-    assert main not in recorder.waiting_threads()
+    assert main not in waits.snapshot()
     assert lock.acquire(timeout=5) is True
     assert lock._owner == main
     lock.release()
@@ -609,135 +619,12 @@ def test_stress_mixed_acquires_keep_mutual_exclusion(cls: Any) -> None:
         sys.setswitchinterval(previous)
     assert violations == []
     assert not lock.locked() and lock._owner == 0
-    if hasattr(lock, "_wq"):  # pure: the token back, no waiter left queued
-        assert lock._tok == [True] and not lock._wq
     s = lock.statistics()
     assert s.acquisitions == box["acquired"]
     assert (s.timeouts, s.would_block) == (box["timeouts"], box["failed_tries"])
 
 
-# -- call sites: the C frame walk against the Python one -----------------------
-
-_sites = sys.modules["tracedsync._sites"]
-_FAKE_PACKAGE_FILE = os.path.join(_sites._PACKAGE_DIR, "_fake_wrapper_for_tests.py")
-#: Functions whose frames look like tracedsync's own (their file is in the package).
-_PACKAGE_SRC = """
-def via_package(find, depth):
-    return find(depth)
-
-def twice_via_package(find, depth):
-    return via_package(find, depth)
-"""
-_package_ns: dict[str, Any] = {}
-exec(compile(_PACKAGE_SRC, _FAKE_PACKAGE_FILE, "exec"), _package_ns)
-
-
-def test_call_site_is_compiled_where_it_can_be() -> None:
-    """3.11+ with the extension: the C walk; otherwise the Python one."""
-    compiled = _impl.speedups is not None and sys.version_info >= (3, 11)
-    assert (_sites.call_site is not _sites.python_call_site) == compiled
-    if compiled:
-        assert type(_sites.call_site).__name__ == "builtin_function_or_method"
-
-
-def _both(depth: int) -> tuple[Any, Any]:
-    return _sites.call_site(depth), _sites.python_call_site(depth)  # one line: one site
-
-
-def test_call_site_of_the_caller_and_further_out() -> None:
-    for depth in (0, 1, 2):
-        for _ in range(2):  # a miss, then a cache hit
-            c, p = _both(depth)
-            assert c == p
-    c, p = _both(0)
-    assert c is not None and c[2] == "_both" and c[0] == __file__
-
-
-def test_call_site_skips_package_frames() -> None:
-    for fn in ("via_package", "twice_via_package"):
-        for _ in range(2):
-            via = _package_ns[fn]
-            c, p = via(_sites.call_site, 0), via(_sites.python_call_site, 0)  # one line
-            assert c == p
-            assert c is not None
-            assert c[0] == __file__ and c[2] == "test_call_site_skips_package_frames"
-
-
-def test_call_site_beyond_the_stack_is_none() -> None:
-    assert _sites.call_site(100_000) is None
-    assert _sites.python_call_site(100_000) is None
-
-
-def test_call_site_ignores_a_cached_entry_of_another_code_object() -> None:
-    """An id reused by a new code object must not return the old site."""
-    _both(0)
-    _both(0)
-    other = compile("pass", "other.py", "exec")
-    for key in list(_sites._site_cache):
-        _sites._site_cache[key] = (other, ("other.py", 1, "<module>"))
-    for ident, (_, skipped, sites) in list(_sites._code_sites.items()):
-        _sites._code_sites[ident] = (other, skipped, {i: ("other.py", 1, "x") for i in sites})
-    c, p = _both(0)
-    assert c == p and c is not None and c[0] == __file__
-    _sites._site_cache.clear()
-    _sites._skip_file.clear()
-    _sites._code_sites.clear()
-    c, p = _both(0)
-    assert c == p and c is not None and c[0] == __file__
-
-
-def test_call_site_rejects_bad_arguments() -> None:
-    with pytest.raises(TypeError):
-        _sites.call_site("1")  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        _sites.call_site(1, 2)  # type: ignore[call-arg]
-
-
-def test_call_site_from_another_thread() -> None:
-    out: list[Any] = []
-
-    def body() -> None:
-        out.append(_both(0))
-
-    t = threading.Thread(target=body)
-    t.start()
-    t.join(10)
-    assert not t.is_alive()
-    ((c, p),) = out
-    assert c == p and c is not None and c[2] == "_both"
-
-
-def test_frame_site_matches_the_python_walk() -> None:
-    """frame_site(frame) (compiled where call_site is) gives what the Python
-    walk gives: the frame itself when it is user code, the first user frame
-    out when it is the package's, None for None."""
-    assert (_sites.frame_site is _sites.python_frame_site) == (
-        _sites.call_site is _sites.python_call_site
-    )
-    for _ in range(2):  # a miss, then a cache hit
-        here = sys._getframe()
-        c, p = _sites.frame_site(here), _sites.python_frame_site(here)
-        assert c == p and c is not None and c[2] == "test_frame_site_matches_the_python_walk"
-        del here
-
-    def from_package() -> tuple[Any, Any]:
-        return _package_ns["via_package"](
-            lambda depth: (
-                _sites.frame_site(sys._getframe(1)),
-                _sites.python_frame_site(sys._getframe(1)),
-            ),
-            0,
-        )
-
-    c, p = from_package()  # the lambda's caller is the package frame, skipped
-    assert c == p and c is not None and c[2] == "from_package"
-    assert _sites.frame_site(None) is None and _sites.python_frame_site(None) is None
-    if _sites.frame_site is not _sites.python_frame_site:
-        with pytest.raises(TypeError, match="frame_site"):
-            _sites.frame_site(1)
-
-
-# -- hold records: the C fast path against recorder.hold_end -------------------
+# -- hold records: the same from both implementations -------------------
 
 
 def _hold_spans(cls: Any, spans: InMemorySpanExporter, limit: int) -> tuple[list[Any], Any, int]:
@@ -775,7 +662,7 @@ def _hold_spans(cls: Any, spans: InMemorySpanExporter, limit: int) -> tuple[list
 def test_hold_spans_carry_site_thread_parent_and_depth(
     cls: Any, spans: InMemorySpanExporter
 ) -> None:
-    """Made in C (compiled, 3.11+) or by hold_end (pure), a hold span is the same."""
+    """From the C release or the Python one, a hold span is the same."""
     holds, request, line = _hold_spans(cls, spans, 0)
     assert len(holds) == 10
     for s in holds:
@@ -791,9 +678,8 @@ def test_hold_spans_carry_site_thread_parent_and_depth(
 
 @classes
 def test_hold_spans_name_the_release_line(cls: Any, spans: InMemorySpanExporter) -> None:
-    """A hold ended by release() names the line of that call, whether its
-    record is made in C, by hold_end called from C (a waiter is blamed on the
-    hold) or by hold_end called from the Python release."""
+    """A hold ended by release() names the line of that call, whether it
+    crossed the threshold or a waiter is blamed on it, from C or Python."""
     tracedsync.configure(exporters=[spans], hold_threshold_ms=0, max_spans_per_second=0)
     lock = cls(name="released_here")
     lines = []
@@ -812,34 +698,40 @@ def test_hold_spans_name_the_release_line(cls: Any, spans: InMemorySpanExporter)
 
 
 @classes
-def test_hold_spans_keep_to_the_rate_limit(cls: Any, spans: InMemorySpanExporter) -> None:
-    """max_spans_per_second=4: four hold spans, six suppressed and counted."""
+def test_hold_spans_keep_to_the_budget(cls: Any, spans: InMemorySpanExporter) -> None:
+    """max_spans_per_second=4: four hold spans; the other six are counted
+    suppressed, whether the hot path kept them out or the recorder did."""
     holds, _, _ = _hold_spans(cls, spans, 4)
     assert len(holds) == 4
     (st,) = [s for s in tracedsync.stats() if s.name == "fast_or_not" and s.kind != "condition"]
     assert st.spans_suppressed == 6
-    assert recorder.accounting.suppressed >= 6
 
 
-@pytest.mark.skipif(
-    _impl.speedups is None or sys.version_info < (3, 11), reason="the C hold record is 3.11+"
-)
-def test_compiled_hold_records_skip_hold_end(slow_path_calls: list[str]) -> None:
-    """The common case never calls hold_end; a hold a waiter is blamed on still does."""
-    tracedsync.configure(
-        exporters=[InMemorySpanExporter()], hold_threshold_ms=0, max_spans_per_second=0
-    )
-    lock = primitives.CompiledLock()
-    for _ in range(5):
-        with lock:
-            pass
-    assert slow_path_calls.count("hold_end") == 0
-    lock._blame = 12345  # as a waiter does when it links to this hold
-    with lock:
-        pass
-    assert slow_path_calls.count("hold_end") == 1
-    assert lock._blame is None
+@classes
+def test_the_budget_keeps_the_slowest_holds_and_the_hot_path_cuts_the_rest(
+    cls: Any, spans: InMemorySpanExporter, slow_path_calls: list[str]
+) -> None:
+    """Twenty holds of known lengths in one window, four kept: the four
+    longest. Once the window is full, a hold shorter than all four kept never
+    reaches the recorder (the hot path compares it with ``_admit``)."""
+    tracedsync.configure(exporters=[spans], hold_threshold_ms=0, max_spans_per_second=4)
+    lock = cls(name="budgeted")
+    lengths_ms = [3, 9, 1, 12, 5, 15, 2, 2, 8, 20, 1, 1, 1, 7, 30, 1, 2, 1, 11, 1]
+    for ms in lengths_ms:
+        lock.acquire()
+        lock._t -= ms * 1_000_000  # as if held that long
+        lock.release()
+    kept_out_early = lock._hsup
     assert tracedsync.flush(10)
+    got = sorted(
+        round((s.end_time - s.start_time) / 1e6)
+        for s in spans.get_finished_spans()
+        if s.attributes["sync.name"] == "budgeted"
+    )
+    assert got == sorted(lengths_ms)[-4:] == [12, 15, 20, 30]
+    assert lock.statistics().spans_suppressed == len(lengths_ms) - 4
+    assert kept_out_early > 0  # cut on the hot path, before any Python ran
+    assert slow_path_calls.count("hold_end") == len(lengths_ms) - kept_out_early
 
 
 @pytest.mark.parametrize(
@@ -886,3 +778,123 @@ def test_adopt_methods_keeps_overrides_and_refuses_other_classes() -> None:
         _impl.speedups.adopt_methods(int)
     with pytest.raises(TypeError):
         _impl.speedups.adopt_methods(1)
+
+
+# -- exactly a lock: racing releases ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [pair[0] for pair in IMPLEMENTATIONS.values()] + [threading.Lock],
+    ids=[*IMPLEMENTATIONS, "threading"],
+)
+def test_racing_double_release_succeeds_exactly_once(cls: Any) -> None:
+    """Two threads release one held Lock at the same moment, 3,000 times with
+    the GIL switching every microsecond: exactly one release succeeds and the
+    other raises RuntimeError, every time, and the lock is free after -- as
+    with threading.Lock (the third column)."""
+    lock = cls()
+    rounds = 3000
+    start = threading.Barrier(3)
+    done = threading.Barrier(3)
+    outcomes: list[list[bool]] = [[], []]
+
+    def racer(slot: int) -> None:
+        for _ in range(rounds):
+            start.wait(30)
+            try:
+                lock.release()
+                outcomes[slot].append(True)
+            except RuntimeError:
+                outcomes[slot].append(False)
+            done.wait(30)
+
+    threads = [threading.Thread(target=racer, args=(i,), daemon=True) for i in (0, 1)]
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    doubles = nones = 0
+    try:
+        for t in threads:
+            t.start()
+        for i in range(rounds):
+            assert lock.acquire(timeout=10)
+            start.wait(30)
+            done.wait(30)
+            succeeded = outcomes[0][i] + outcomes[1][i]
+            doubles += succeeded == 2
+            nones += succeeded == 0
+            assert not lock.locked(), f"round {i}: the lock is still held"
+    except BaseException:
+        start.abort()  # let the racers go
+        done.abort()
+        raise
+    finally:
+        sys.setswitchinterval(previous)
+        for t in threads:
+            t.join(30)
+    assert not any(t.is_alive() for t in threads)
+    assert (doubles, nones) == (0, 0)
+    if cls is not threading.Lock:
+        assert lock.statistics().acquisitions == rounds
+
+
+# -- stacks: captured raw, resolved off-thread -------------------------------------
+
+_sites = sys.modules["tracedsync._sites"]
+_FAKE_PACKAGE_FILE = os.path.join(_sites._PACKAGE_DIR, "_fake_wrapper_for_tests.py")
+#: Functions whose frames look like tracedsync's own (their file is in the package).
+_PACKAGE_SRC = """
+def via_package(fn):
+    return fn()
+"""
+_package_ns: dict[str, Any] = {}
+exec(compile(_PACKAGE_SRC, _FAKE_PACKAGE_FILE, "exec"), _package_ns)
+
+
+def _capture_here(depth: int) -> Any:
+    return stacks.capture(sys._getframe(), depth)
+
+
+def test_a_stack_starts_at_the_first_user_frame_and_is_interned() -> None:
+    """capture() skips tracedsync's frames at the top, keeps ``depth`` frames of
+    user code, and gives the same object for the same stack."""
+    got = []
+    for _ in range(2):
+        got.append(_package_ns["via_package"](lambda: stacks.capture(sys._getframe(), 3)))
+    first, second = got
+    assert first is second and len(first) == 3
+    frames = stacks.frames(first)
+    assert frames[0].startswith("tests/test_implementation.py:")
+    assert frames[0].endswith(" in <lambda>")
+    assert not any("_fake_wrapper_for_tests" in f for f in frames)
+    assert frames[1].endswith(" in test_a_stack_starts_at_the_first_user_frame_and_is_interned")
+    site = stacks.call_site(first)
+    assert site is not None and site[0] == __file__ and site[2] == "<lambda>"
+
+
+def test_a_stack_is_at_least_the_call_site() -> None:
+    """depth 0 still keeps one frame: the call site."""
+    stack = _capture_here(0)
+    assert len(stack) == 1
+    assert stacks.frames(stack)[0].endswith(" in _capture_here")
+
+
+def test_a_stack_from_another_thread_names_that_thread_s_frames() -> None:
+    out: list[Any] = []
+
+    def body() -> None:
+        out.append(_capture_here(2))
+
+    run_threads(body)
+    (stack,) = out
+    assert stacks.frames(stack)[1].endswith(" in body")
+
+
+def test_stack_lines_follow_the_instruction_not_the_function() -> None:
+    """Two captures on two lines of one function: two stacks, two lines."""
+    a = _capture_here(2)
+    b = _capture_here(2)
+    assert a is not b
+    la = int(stacks.frames(a)[1].split(":")[1].split(" ")[0])
+    lb = int(stacks.frames(b)[1].split(":")[1].split(" ")[0])
+    assert lb == la + 1

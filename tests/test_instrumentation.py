@@ -57,7 +57,7 @@ def test_instrument_and_uninstrument_in_process() -> None:
     instrumentor.instrument(tracer_provider=provider)
     try:
         assert tracedsync.installed()
-        assert tracedsync.config.active().tracer_provider is provider
+        assert tracedsync.lifecycle.active().tracer_provider is provider
     finally:
         instrumentor.uninstrument()
     assert not tracedsync.installed()

@@ -21,8 +21,8 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tracedsync
-from tests.conftest import run_threads
 from tracedsync import _stdlib, patching
+from tracedsync.testing import blocked_on, run_threads, wait_until
 
 
 @pytest.fixture
@@ -98,12 +98,7 @@ def test_queue_get_blocking_is_a_wait_on_its_condition(installed: InMemorySpanEx
         got.append(q.get(timeout=10))
 
     def producer() -> None:
-        from tests.helpers import wait_until
-        from tracedsync import recorder
-
-        wait_until(
-            lambda: any(p is q.not_empty for p, *_ in recorder.idle_waiting_threads().values())
-        )
+        wait_until(blocked_on(q.not_empty, idle=True))
         q.put(42)
 
     run_threads(consumer, producer)

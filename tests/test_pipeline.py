@@ -20,11 +20,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import tracedsync
 from tests import helpers
-from tests.conftest import LogCollector, run_threads
 from tests.helpers import HOLDER_SITES, Contention
-from tracedsync import config, recorder
+from tracedsync import lifecycle, records
 from tracedsync.exporters import Exporter
 from tracedsync.exporters.console import ConsoleExporter
+from tracedsync.testing import LogCollector, run_threads
 
 HERE = os.path.abspath(__file__)
 
@@ -193,14 +193,14 @@ def test_uncontended_operations_record_nothing(spans: InMemorySpanExporter) -> N
     # descheduled inside `with` holds for more than the default 10 ms.
     tracedsync.configure(exporters=[spans], hold_threshold_ms=60_000)
     lock, rlock, sem = tracedsync.Lock(), tracedsync.RLock(), tracedsync.Semaphore(2)
-    produced = recorder.accounting.produced
+    produced = records.accounting.produced
     for _ in range(2000):
         with lock, rlock, rlock, sem:
             pass
     assert lock.acquire(False)
     lock.release()
     assert tracedsync.flush(10)
-    assert recorder.accounting.produced == produced
+    assert records.accounting.produced == produced
     assert spans.get_finished_spans() == ()
 
 
@@ -223,7 +223,7 @@ def test_flush_exports_everything_and_accounts_exactly(spans: InMemorySpanExport
     tracedsync.configure(
         exporters=[spans], wait_threshold_ms=0, hold_threshold_ms=0, max_spans_per_second=0
     )
-    acc = recorder.accounting
+    acc = records.accounting
     base = (acc.produced, acc.exported, acc.dropped, acc.failed)
     lock = tracedsync.Lock()
     start = threading.Barrier(4)
@@ -267,7 +267,7 @@ def test_full_buffer_drops_are_counted_and_reported(logs: LogCollector) -> None:
     """When the app outruns the exporter, records are dropped, counted and reported."""
     gated = _GatedExporter()
     tracedsync.configure(exporters=[gated, logs], hold_threshold_ms=0, buffer_size=16)
-    acc = recorder.accounting
+    acc = records.accounting
     base = (acc.produced, acc.exported, acc.dropped, acc.failed)
     lock = tracedsync.Lock()
     with lock:
@@ -297,7 +297,7 @@ def test_drops_are_reported_by_the_configuration_they_happened_in(
     pipeline (the record counts are per process, the reports per pipeline)."""
     gated = _GatedExporter()
     tracedsync.configure(exporters=[gated], hold_threshold_ms=0, buffer_size=16)
-    dropped_before = recorder.accounting.dropped
+    dropped_before = records.accounting.dropped
     lock = tracedsync.Lock()
     with lock:
         pass
@@ -308,7 +308,7 @@ def test_drops_are_reported_by_the_configuration_they_happened_in(
             pass
     gated.gate.set()
     assert tracedsync.flush(10)
-    assert recorder.accounting.dropped > dropped_before
+    assert records.accounting.dropped > dropped_before
     tracedsync.shutdown()
 
     tracedsync.configure(exporters=[logs], hold_threshold_ms=0)
@@ -338,7 +338,7 @@ def test_failing_exporter_is_counted_and_reported_once(
     counted and exporter_failed is logged once."""
     failing = _FailingExporter()
     tracedsync.configure(exporters=[failing, logs], hold_threshold_ms=0)
-    acc = recorder.accounting
+    acc = records.accounting
     base_failed = acc.failed
     lock = tracedsync.Lock()
     for _ in range(3):
@@ -372,7 +372,7 @@ def test_shutdown_aborts_a_hanging_export_within_the_timeout() -> None:
     pipeline thread ends in time and every record is accounted for."""
     hanging = _HangingExporter(honours_abort=True)
     tracedsync.configure(exporters=[hanging], hold_threshold_ms=0, shutdown_timeout_ms=1000)
-    acc = recorder.accounting
+    acc = records.accounting
     base = (acc.produced, acc.exported, acc.dropped, acc.failed)
     lock = tracedsync.Lock()
     with lock:
@@ -381,7 +381,7 @@ def test_shutdown_aborts_a_hanging_export_within_the_timeout() -> None:
     assert hanging.entered.wait(10)
     with lock:  # a second record, still in the buffer
         pass
-    pipe = config.pipeline()
+    pipe = lifecycle.pipeline()
     assert pipe is not None
     thread = pipe.thread
     tracedsync.shutdown()
@@ -408,7 +408,7 @@ def test_thread_outliving_shutdown_takes_no_record_of_the_next_pipeline(
         pass
     tracedsync.flush(0.01)
     assert stuck.entered.wait(10)
-    pipe = config.pipeline()
+    pipe = lifecycle.pipeline()
     assert pipe is not None
     old = pipe.thread
     try:
@@ -671,11 +671,11 @@ def test_wait_and_hold_events_are_made_only_for_an_exporter_that_takes_logs() ->
             sinks.append(logs)
         tracedsync.configure(exporters=sinks, hold_threshold_ms=0, max_spans_per_second=0)
         try:
-            pipe = config.pipeline()
+            pipe = lifecycle.pipeline()
             assert pipe is not None
             counting = _CountingLogger(pipe._log)
             made = counting.made
-            pipe._log = counting
+            pipe._log = pipe._spans._log = counting
             lock = tracedsync.Lock(name="events_or_not")
             for _ in range(5):
                 with lock:
@@ -709,15 +709,15 @@ def test_records_are_delivered_in_batches_of_at_most_batch_records() -> None:
         exporters=[sink], hold_threshold_ms=0, max_spans_per_second=0, buffer_size=4 * n
     )
     try:
-        produced = recorder.accounting.produced
-        exported = recorder.accounting.exported
+        produced = records.accounting.produced
+        exported = records.accounting.exported
         lock = tracedsync.Lock(name="batched")
         for _ in range(n):
             with lock:
                 pass
         assert tracedsync.flush(30)
-        assert recorder.accounting.produced - produced == n
-        assert recorder.accounting.exported - exported == n
+        assert records.accounting.produced - produced == n
+        assert records.accounting.exported - exported == n
         assert max(calls) <= BATCH_RECORDS and sum(calls) == n
         holds = [s for s in sink.spans if s.attributes["sync.name"] == "batched"]
         assert len(holds) == n

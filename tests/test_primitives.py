@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 import tracedsync
-from tests.conftest import run_threads
 from tracedsync import _stdlib
+from tracedsync.testing import held_in_thread, run_threads
 
 LOCK_LIKE = {
     "Lock": lambda: tracedsync.Lock(),
@@ -64,47 +64,24 @@ def test_mutual_exclusion_and_exact_counts(make: Any) -> None:
 def test_failed_try_is_counted_not_acquired(make: Any) -> None:
     """A failed non-blocking try counts as would_block and nothing else."""
     prim = make()
-    held, done = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with prim:
-            held.set()
-            done.wait(10)
-
-    t = threading.Thread(target=hold)
-    t.start()
-    assert held.wait(10)
-    assert prim.acquire(False) is False
-    assert prim.acquire(blocking=False) is False
-    done.set()
-    t.join(10)
-    assert not t.is_alive()
+    with held_in_thread(prim):
+        assert prim.acquire(False) is False
+        assert prim.acquire(blocking=False) is False
     s = _stats_of(prim)
     assert (s.would_block, s.acquisitions, s.contentions, s.timeouts) == (2, 1, 0, 0)
 
 
 @pytest.mark.parametrize("make", LOCK_LIKE.values(), ids=list(LOCK_LIKE))
 def test_timeout_is_counted(make: Any) -> None:
-    """An acquire that times out returns False and counts one timeout."""
+    """An acquire that times out returns False and counts one timeout, which
+    is also a contention (it blocked)."""
     prim = make()
-    held, done = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with prim:
-            held.set()
-            done.wait(10)
-
-    t = threading.Thread(target=hold)
-    t.start()
-    assert held.wait(10)
-    before = time.monotonic()
-    assert prim.acquire(timeout=0.05) is False
-    assert time.monotonic() - before >= 0.045
-    done.set()
-    t.join(10)
-    assert not t.is_alive()
+    with held_in_thread(prim):
+        before = time.monotonic()
+        assert prim.acquire(timeout=0.05) is False
+        assert time.monotonic() - before >= 0.045
     s = _stats_of(prim)
-    assert (s.timeouts, s.acquisitions, s.contentions) == (1, 1, 0)
+    assert (s.timeouts, s.acquisitions, s.contentions) == (1, 1, 1)
     assert s.wait_total >= 0.045
     assert sum(s.wait_histogram) == s.acquisitions + s.timeouts
 

@@ -18,13 +18,16 @@ the ``Lock``/``RLock`` hot path, ``"pure"`` when the pure-Python reference does
 
 from __future__ import annotations
 
-from tracedsync.config import Config, configure, flush, shutdown
+from tracedsync.config import Config
+from tracedsync.counters import HISTOGRAM_BOUNDS, PrimitiveStats
 from tracedsync.detection import (
     PrimitiveState,
     ThreadState,
     declare_lock_order,
     snapshot,
 )
+from tracedsync.lifecycle import active as get_config
+from tracedsync.lifecycle import configure, flush, shutdown
 from tracedsync.patching import install, installed, uninstall
 from tracedsync.primitives import (
     IMPLEMENTATION,
@@ -37,7 +40,7 @@ from tracedsync.primitives import (
     RLock,
     Semaphore,
 )
-from tracedsync.recorder import HISTOGRAM_BOUNDS, PrimitiveStats, stats
+from tracedsync.registry import stats
 
 __version__ = "0.1.0"
 
@@ -60,6 +63,7 @@ __all__ = [
     "configure",
     "declare_lock_order",
     "flush",
+    "get_config",
     "install",
     "installed",
     "shutdown",

@@ -1,31 +1,28 @@
 /* tracedsync._speedups: the compiled hot path of tracedsync.Lock and RLock.
  *
  * LockCore and RLockCore are base types; tracedsync.primitives subclasses
- * them in Python (naming, registration, repr, the Condition protocol) and
- * inherits acquire/__enter__/release/__exit__ from here, so the hot calls
- * run with no Python frame at all.
+ * them in Python (identity, repr, the Condition protocol) and inherits
+ * acquire/__enter__/release/__exit__ from here, so the hot calls run with no
+ * Python frame at all.
  *
- * The hot path is exactly the pure-Python one (tracedsync/primitives.py):
- * acquire = argument shape check, a non-blocking try and one clock read;
- * release = one clock read and the counter updates. Anything
- * else calls back into tracedsync.recorder (lock_acquire_slow,
- * rlock_acquire_slow, hold_end; on 3.11+ the common case of hold_end is done
- * here, see "hold records"), which reads and writes the same attributes
- * the pure classes have (_try, _t, _owner, _hsum, _hmax, _hhist,
- * _blame, _st, _meta, _count, _reent): they are members here.
+ * This is exactly the layer the pure-Python PureLock/PureRLock are
+ * (tracedsync/primitives.py), and nothing more: on acquire, a non-blocking
+ * try of the underlying lock, one clock read, the holder's ident (and, once
+ * the lock has been contended, the caller's code object and offset); on
+ * release, one clock read, the counters, the release of the underlying lock,
+ * then the static hold threshold and the span budget's admission threshold
+ * (tracedsync/budget.py) compared. Everything else -- blocking, waiters,
+ * records -- is a call into tracedsync.recorder (acquire_slow, hold_end), the
+ * one implementation of those rules; tests/test_implementation.py runs one
+ * suite over both implementations.
  *
  * The underlying lock is a PyThread_type_lock, the lock _thread.lock is made
- * of (3.10-3.12), so contention behaves as with threading.Lock: a release
- * hands the lock to a sleeping waiter. (A GIL-protected flag with a wake-up
- * signal saved ~40 ns per acquire/release but let the releasing thread take
- * the lock straight back: examples/counter.py then showed ten times fewer
- * waits than threading.Lock would have. Tracing must not change what it
- * measures.) `_try(blocking=True,
- * timeout=-1)` acquires it like CPython's _thread.lock.acquire: it releases
- * the GIL while blocking, wakes on signals, runs pending calls (signal
- * handlers: Ctrl-C raises KeyboardInterrupt) and retries with the remaining
- * timeout. Bad arguments are handed to a fresh _thread.lock's acquire so the
- * error is the running interpreter's own, message included.
+ * of, so contention behaves exactly as with threading.Lock. `_try(blocking=
+ * True, timeout=-1)` acquires it like CPython's _thread.lock.acquire: it
+ * releases the GIL while blocking, wakes on signals, runs pending calls
+ * (signal handlers: Ctrl-C raises KeyboardInterrupt) and retries with the
+ * remaining timeout. Bad arguments are handed to a fresh _thread.lock's
+ * acquire so the error is the running interpreter's own, message included.
  *
  * Only public C API is used (no _PyTime_*: the clock is
  * clock_gettime(CLOCK_MONOTONIC), the one time.monotonic_ns() reads on
@@ -34,6 +31,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <frameobject.h>
 #include <pythread.h>
 #include <structmember.h>
 #include <math.h>
@@ -42,19 +40,18 @@
 #define RAW_BUCKETS 65
 #define NEVER (1LL << 62)
 #define UNSET_TIMEOUT (-1000000000LL) /* -1 s in ns: "no timeout" */
+#define WINDOW_NS 1000000000LL        /* a span budget window: tracedsync/budget.py */
 
 /* Holds at least this long (ns) go to recorder.hold_end (set_hold_threshold). */
 static long long hold_ns = NEVER;
 
-/* tracedsync.recorder (bound by _bind) and interned attribute names. */
+/* tracedsync.recorder (bound by _bind) and interned names. */
 static PyObject *recorder = NULL;
-static PyObject *str_lock_acquire_slow = NULL;
-static PyObject *str_rlock_acquire_slow = NULL;
+static PyObject *str_acquire_slow = NULL;
 static PyObject *str_hold_end = NULL;
 static PyObject *str_blocking = NULL;
 static PyObject *str_timeout = NULL;
 static PyObject *str_acquire = NULL;
-static PyObject *str_release = NULL;
 static PyObject *allocate_lock = NULL; /* _thread.allocate_lock */
 static PyObject *minus_one = NULL;
 
@@ -76,16 +73,23 @@ typedef struct {
     PyObject_HEAD
     PyThread_type_lock lock;
     char locked;
+    char track;           /* _track: note acquisition sites (set at first contention) */
     long long t;          /* _t: when the current hold began (ns), 0 if none */
     unsigned long owner;  /* _owner: holding thread's ident, 0 if none */
+    long long rt;         /* _rt: when the lock was last released (ns) */
     Py_ssize_t count;     /* _count (RLock): recursion level */
     Py_ssize_t depth;     /* _depth (RLock): deepest level in the current hold */
     unsigned long long reent; /* _reent (RLock) */
     unsigned long long hsum;  /* _hsum */
     unsigned long long hmax;  /* _hmax */
-    PyObject *blame;      /* _blame: None or the reserved hold span id */
-    PyObject *st;         /* _st: recorder.SlowStats */
-    PyObject *meta;       /* _meta: (id, name, kind) */
+    unsigned long long hsup;  /* _hsup: holds the span budget kept out */
+    long long admit;      /* _admit: the budget's admission threshold (ns) */
+    long long window;     /* _window: start of the budget's window (ns) */
+    PyObject *blame;      /* _blame: None or the span id a waiter reserved */
+    PyObject *st;         /* _st: None or counters.SlowStats */
+    PyObject *meta;       /* _meta: registry.Identity */
+    PyObject *acq_code;   /* with acq_lasti: _acq_at, where the hold was taken */
+    int acq_lasti;
     PyObject *weakreflist;
     unsigned long long hhist[RAW_BUCKETS]; /* _hhist */
 } CoreObject;
@@ -326,14 +330,68 @@ is_default_timeout(PyObject *timeout)
     return 0;
 }
 
+/* -- the hot path ---------------------------------------------------------- */
+
+/* Note where the caller took the lock: its code object and offset. */
+static inline void
+note_site(CoreObject *self)
+{
+    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
+    if (frame == NULL) {
+        return;
+    }
+    PyCodeObject *code = PyFrame_GetCode(frame); /* new reference */
+#if PY_VERSION_HEX >= 0x030B0000
+    self->acq_lasti = PyFrame_GetLasti(frame);
+#else
+    self->acq_lasti = frame->f_lasti < 0 ? -1 : frame->f_lasti * (int)sizeof(_Py_CODEUNIT);
+#endif
+    Py_XSETREF(self->acq_code, (PyObject *)code);
+}
+
+static inline void
+taken(CoreObject *self, unsigned long me)
+{
+    self->t = now_ns();
+    self->owner = me;
+    if (self->track) {
+        note_site(self);
+    }
+}
+
+/* Check (blocking, timeout) like the stdlib when they are not the defaults.
+ * Returns 1 for the defaults, 0 for other valid arguments, -1 with the
+ * stdlib's error set. */
+static int
+check_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **blocking,
+           PyObject **timeout)
+{
+    *blocking = NULL;
+    *timeout = NULL;
+    if (!nargs && !kwnames) {
+        return 1;
+    }
+    if (split_args(args, nargs, kwnames, blocking, timeout) < 0) {
+        if (raise_like_stdlib(args, nargs, kwnames) == 0) {
+            PyErr_SetString(PyExc_TypeError, "unsupported acquire() arguments");
+        }
+        return -1;
+    }
+    if (is_default_timeout(*timeout) &&
+        (*blocking == NULL || *blocking == Py_True || *blocking == Py_False)) {
+        return *blocking == Py_False ? 0 : 1;
+    }
+    return raise_like_stdlib(args, nargs, kwnames) < 0 ? -1 : 0;
+}
+
 static PyObject *
-call_slow(CoreObject *self, PyObject *name, PyObject *blocking, PyObject *timeout)
+call_slow(CoreObject *self, PyObject *blocking, PyObject *timeout)
 {
     if (recorder == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "tracedsync._speedups is not bound to the recorder");
         return NULL;
     }
-    PyObject *fn = PyObject_GetAttr(recorder, name);
+    PyObject *fn = PyObject_GetAttr(recorder, str_acquire_slow);
     if (fn == NULL) {
         return NULL;
     }
@@ -344,70 +402,78 @@ call_slow(CoreObject *self, PyObject *name, PyObject *blocking, PyObject *timeou
     return res;
 }
 
-#if PY_VERSION_HEX >= 0x030B0000
-static int record_hold_fast(CoreObject *self, long long t0, long long d);
-#endif
-
-/* End the current hold: counters, then recorder.hold_end when the hold
- * crossed the threshold or a waiter is blamed on it. Returns -1 only when
- * hold_end raised a BaseException that is not an Exception (it stays set);
- * an Exception is swallowed, like the pure path's `except Exception: pass`. */
-static inline int
-end_hold(CoreObject *self)
+/* After the underlying lock was released: recorder.hold_end(self, t0, now,
+ * blame, depth) when a waiter reserved the hold's span id (blame), or when
+ * the hold crossed the hold threshold and the budget admits it; else a hold
+ * the budget keeps out is counted. Steals `blame`. NULL only when hold_end
+ * raised what is not an Exception (KeyboardInterrupt): the lock is released
+ * already, the exception propagates. */
+static PyObject *
+after_release(CoreObject *self, long long t0, long long now, PyObject *blame, Py_ssize_t depth)
 {
-    long long t0 = self->t;
-    if (!t0) {
-        return 0;
+    long long d = now - t0;
+    if (blame == Py_None) {
+        if (d < hold_ns) {
+            Py_DECREF(blame);
+            Py_RETURN_NONE;
+        }
+        if (!(d > self->admit || now - self->window >= WINDOW_NS)) {
+            self->hsup++;
+            Py_DECREF(blame);
+            Py_RETURN_NONE;
+        }
     }
-    long long d = now_ns() - t0;
+    PyObject *res = NULL;
+    PyObject *fn = recorder ? PyObject_GetAttr(recorder, str_hold_end) : NULL;
+    if (fn != NULL) {
+        PyObject *pt0 = PyLong_FromLongLong(t0);
+        PyObject *pnow = PyLong_FromLongLong(now);
+        PyObject *pdepth = PyLong_FromSsize_t(depth);
+        if (pt0 != NULL && pnow != NULL && pdepth != NULL) {
+            PyObject *argv[5] = {(PyObject *)self, pt0, pnow, blame, pdepth};
+            res = PyObject_Vectorcall(fn, argv, 5, NULL);
+        }
+        Py_XDECREF(pt0);
+        Py_XDECREF(pnow);
+        Py_XDECREF(pdepth);
+        Py_DECREF(fn);
+    }
+    Py_DECREF(blame);
+    if (res != NULL) {
+        Py_DECREF(res);
+        Py_RETURN_NONE;
+    }
+    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) {
+        return NULL;
+    }
+    PyErr_Clear();
+    Py_RETURN_NONE;
+}
+
+/* End the current hold and release the underlying lock (held: t0 != 0). */
+static PyObject *
+end_hold(CoreObject *self, long long t0, Py_ssize_t depth)
+{
+    self->t = 0; /* first: the histogram counts this hold from here on */
+    long long now = now_ns();
+    long long d = now - t0;
     if (d < 0) {
         d = 0;
+        now = t0;
     }
-    self->t = 0;
-    self->owner = 0;
     self->hsum += (unsigned long long)d;
     self->hhist[bit_length((unsigned long long)d)]++;
     if ((unsigned long long)d > self->hmax) {
         self->hmax = (unsigned long long)d;
     }
-    if (d < hold_ns && (self->blame == NULL || self->blame == Py_None)) {
-        return 0;
-    }
-    /* slow: a long hold, or one a waiter links to */
-    if (recorder == NULL) {
-        return 0;
-    }
-    PyObject *fn = NULL;
-    PyObject *res = NULL;
-#if PY_VERSION_HEX >= 0x030B0000
-    /* The common case, done here: hold_end's record, made without a frame. */
-    int fast = record_hold_fast(self, t0, d);
-    if (fast > 0) {
-        return 0;
-    }
-    if (fast == 0)
-#endif
-        fn = PyObject_GetAttr(recorder, str_hold_end);
-    if (fn != NULL) {
-        PyObject *pt0 = PyLong_FromLongLong(t0);
-        PyObject *pd = PyLong_FromLongLong(d);
-        if (pt0 != NULL && pd != NULL) {
-            PyObject *argv[3] = {(PyObject *)self, pt0, pd};
-            res = PyObject_Vectorcall(fn, argv, 3, NULL);
-        }
-        Py_XDECREF(pt0);
-        Py_XDECREF(pd);
-        Py_DECREF(fn);
-    }
-    if (res != NULL) {
-        Py_DECREF(res);
-        return 0;
-    }
-    if (PyErr_ExceptionMatches(PyExc_Exception)) {
-        PyErr_Clear();
-        return 0;
-    }
-    return -1;
+    PyObject *blame = self->blame; /* ours now */
+    Py_INCREF(Py_None);
+    self->blame = Py_None;
+    self->rt = now;
+    self->owner = 0;
+    self->locked = 0;
+    PyThread_release_lock(self->lock);
+    return after_release(self, t0, now, blame, depth);
 }
 
 /* -- Lock ------------------------------------------------------------------ */
@@ -415,51 +481,40 @@ end_hold(CoreObject *self)
 static PyObject *
 lock_acquire(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *blocking = NULL, *timeout = NULL;
-    if (nargs || kwnames) {
-        if (split_args(args, nargs, kwnames, &blocking, &timeout) < 0) {
-            if (raise_like_stdlib(args, nargs, kwnames) == 0) {
-                PyErr_SetString(PyExc_TypeError, "unsupported acquire() arguments");
-            }
-            return NULL;
-        }
+    PyObject *blocking, *timeout;
+    if (check_args(args, nargs, kwnames, &blocking, &timeout) < 0) {
+        return NULL;
     }
-    if ((blocking == NULL || blocking == Py_True) && is_default_timeout(timeout) &&
-        try_now(self)) {
-        self->t = now_ns();
-        self->owner = PyThread_get_thread_ident();
+    if (try_now(self)) {
+        taken(self, PyThread_get_thread_ident());
         Py_RETURN_TRUE;
     }
-    return call_slow(self, str_lock_acquire_slow, blocking, timeout);
+    return call_slow(self, blocking, timeout);
 }
 
 static PyObject *
 lock_enter(CoreObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (try_now(self)) {
-        self->t = now_ns();
-        self->owner = PyThread_get_thread_ident();
+        taken(self, PyThread_get_thread_ident());
         Py_RETURN_TRUE;
     }
-    return call_slow(self, str_lock_acquire_slow, NULL, NULL);
+    return call_slow(self, NULL, NULL);
 }
 
 static PyObject *
 lock_release(CoreObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (end_hold(self) < 0) {
-        /* KeyboardInterrupt & co. from hold_end: still release, then raise */
-        if (self->locked) {
-            self->locked = 0;
-            PyThread_release_lock(self->lock);
-        }
-        return NULL;
+    long long t0 = self->t;
+    if (t0 && self->locked) {
+        return end_hold(self, t0, 0);
     }
     if (!self->locked) {
         PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
         return NULL;
     }
     self->locked = 0;
+    self->owner = 0;
     PyThread_release_lock(self->lock);
     Py_RETURN_NONE;
 }
@@ -479,7 +534,7 @@ lock_locked(CoreObject *self, PyObject *Py_UNUSED(ignored))
 /* -- RLock ----------------------------------------------------------------- */
 
 static inline PyObject *
-rlock_acquire_default(CoreObject *self)
+rlock_acquire_valid(CoreObject *self, PyObject *blocking, PyObject *timeout)
 {
     unsigned long me = PyThread_get_thread_ident();
     if (self->owner == me) {
@@ -490,58 +545,48 @@ rlock_acquire_default(CoreObject *self)
         Py_RETURN_TRUE;
     }
     if (try_now(self)) {
-        self->owner = me;
         self->count = 1;
         self->depth = 1;
-        self->t = now_ns();
+        taken(self, me);
         Py_RETURN_TRUE;
     }
-    return call_slow(self, str_rlock_acquire_slow, NULL, NULL);
+    return call_slow(self, blocking, timeout);
 }
 
 static PyObject *
 rlock_acquire(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *blocking = NULL, *timeout = NULL;
-    if (nargs || kwnames) {
-        if (split_args(args, nargs, kwnames, &blocking, &timeout) < 0) {
-            if (raise_like_stdlib(args, nargs, kwnames) == 0) {
-                PyErr_SetString(PyExc_TypeError, "unsupported acquire() arguments");
-            }
-            return NULL;
-        }
-        if (!((blocking == NULL || blocking == Py_True) && is_default_timeout(timeout))) {
-            return call_slow(self, str_rlock_acquire_slow, blocking, timeout);
-        }
+    PyObject *blocking, *timeout;
+    if (check_args(args, nargs, kwnames, &blocking, &timeout) < 0) {
+        return NULL;
     }
-    return rlock_acquire_default(self);
+    return rlock_acquire_valid(self, blocking, timeout);
 }
 
 static PyObject *
 rlock_enter(CoreObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return rlock_acquire_default(self);
+    return rlock_acquire_valid(self, NULL, NULL);
 }
 
 static PyObject *
 rlock_release(CoreObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (self->owner != PyThread_get_thread_ident()) {
+    if (self->owner != PyThread_get_thread_ident() || self->count < 1) {
         PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
         return NULL;
     }
     if (--self->count > 0) {
         Py_RETURN_NONE;
     }
-    self->count = 0;
-    int rc = end_hold(self);
+    long long t0 = self->t;
+    if (t0 && self->locked) {
+        return end_hold(self, t0, self->depth);
+    }
     self->owner = 0;
     if (self->locked) {
         self->locked = 0;
         PyThread_release_lock(self->lock);
-    }
-    if (rc < 0) {
-        return NULL;
     }
     Py_RETURN_NONE;
 }
@@ -612,6 +657,34 @@ core_hhist(CoreObject *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+core_get_acq_at(CoreObject *self, void *Py_UNUSED(closure))
+{
+    if (self->acq_code == NULL) {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(Oi)", self->acq_code, self->acq_lasti);
+}
+
+static int
+core_set_acq_at(CoreObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value == NULL || value == Py_None) {
+        Py_CLEAR(self->acq_code);
+        return 0;
+    }
+    PyObject *code;
+    int lasti;
+    if (!PyTuple_Check(value) || !PyArg_ParseTuple(value, "O!i", &PyCode_Type, &code, &lasti)) {
+        PyErr_SetString(PyExc_TypeError, "_acq_at: None or (code, offset)");
+        return -1;
+    }
+    Py_INCREF(code);
+    Py_XSETREF(self->acq_code, code);
+    self->acq_lasti = lasti;
+    return 0;
+}
+
+static PyObject *
 core_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwds))
 {
     CoreObject *self = (CoreObject *)type->tp_alloc(type, 0);
@@ -626,6 +699,8 @@ core_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwds
     }
     Py_INCREF(Py_None);
     self->blame = Py_None;
+    Py_INCREF(Py_None);
+    self->st = Py_None;
     return (PyObject *)self;
 }
 
@@ -644,16 +719,22 @@ core_dealloc(CoreObject *self)
     Py_CLEAR(self->blame);
     Py_CLEAR(self->st);
     Py_CLEAR(self->meta);
+    Py_CLEAR(self->acq_code);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 #define COMMON_MEMBERS                                                                   \
     {"_t", T_LONGLONG, offsetof(CoreObject, t), 0, NULL},                                \
     {"_owner", T_ULONG, offsetof(CoreObject, owner), 0, NULL},                           \
+    {"_rt", T_LONGLONG, offsetof(CoreObject, rt), 0, NULL},                              \
+    {"_track", T_BOOL, offsetof(CoreObject, track), 0, NULL},                            \
     {"_hsum", T_ULONGLONG, offsetof(CoreObject, hsum), 0, NULL},                         \
     {"_hmax", T_ULONGLONG, offsetof(CoreObject, hmax), 0, NULL},                         \
+    {"_hsup", T_ULONGLONG, offsetof(CoreObject, hsup), 0, NULL},                         \
+    {"_admit", T_LONGLONG, offsetof(CoreObject, admit), 0, NULL},                        \
+    {"_window", T_LONGLONG, offsetof(CoreObject, window), 0, NULL},                      \
     {"_blame", T_OBJECT, offsetof(CoreObject, blame), 0, NULL},                          \
-    {"_st", T_OBJECT_EX, offsetof(CoreObject, st), 0, NULL},                             \
+    {"_st", T_OBJECT, offsetof(CoreObject, st), 0, NULL},                                \
     {"_meta", T_OBJECT_EX, offsetof(CoreObject, meta), 0, NULL}
 
 static PyMemberDef lock_members[] = {
@@ -671,6 +752,8 @@ static PyMemberDef rlock_members[] = {
 
 static PyGetSetDef core_getset[] = {
     {"_hhist", (getter)core_hhist, NULL, "raw hold histogram (a copy)", NULL},
+    {"_acq_at", (getter)core_get_acq_at, (setter)core_set_acq_at,
+     "(code, offset) where the current hold was taken, or None", NULL},
     {NULL},
 };
 
@@ -788,386 +871,6 @@ mod_monotonic_ns(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     return PyLong_FromLongLong(now_ns());
 }
 
-/* -- call sites ---------------------------------------------------------------
- *
- * call_site(depth=1): tracedsync._sites.call_site with the frame walk in C
- * (it runs on the application thread for every recorded event). It reads the
- * caches of _sites (bound by bind_sites): filename -> skip, and (id(code),
- * instruction offset) -> (code, site). On any miss it calls _sites._site_from
- * on the frame reached, which fills the caches. Python 3.11+ only (the
- * frame's instruction offset is PyFrame_GetLasti); 3.10 keeps the Python
- * walk.
- */
-#if PY_VERSION_HEX >= 0x030B0000
-static PyObject *skip_file = NULL;  /* dict: filename -> bool */
-static PyObject *site_cache = NULL; /* dict: (id(code), lasti) -> (code, site) */
-static PyObject *site_from = NULL;  /* _sites._site_from(frame) */
-
-static PyObject *
-mod_bind_sites(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 3 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[1]) ||
-        !PyCallable_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "bind_sites(skip_file: dict, site_cache: dict, site_from)");
-        return NULL;
-    }
-    Py_INCREF(args[0]);
-    Py_XSETREF(skip_file, args[0]);
-    Py_INCREF(args[1]);
-    Py_XSETREF(site_cache, args[1]);
-    Py_INCREF(args[2]);
-    Py_XSETREF(site_from, args[2]);
-    Py_RETURN_NONE;
-}
-
-/* The cached site of a user frame, a new reference; NULL with no error set
- * when it is not cached. */
-static PyObject *
-cached_site(PyFrameObject *frame, PyCodeObject *code)
-{
-    PyObject *id = PyLong_FromVoidPtr(code);
-    if (id == NULL) {
-        return NULL;
-    }
-    PyObject *lasti = PyLong_FromLong(PyFrame_GetLasti(frame));
-    if (lasti == NULL) {
-        Py_DECREF(id);
-        return NULL;
-    }
-    PyObject *key = PyTuple_Pack(2, id, lasti);
-    Py_DECREF(id);
-    Py_DECREF(lasti);
-    if (key == NULL) {
-        return NULL;
-    }
-    PyObject *hit = PyDict_GetItemWithError(site_cache, key); /* borrowed */
-    Py_DECREF(key);
-    if (hit != NULL && PyTuple_CheckExact(hit) && PyTuple_GET_SIZE(hit) == 2 &&
-        PyTuple_GET_ITEM(hit, 0) == (PyObject *)code) {
-        PyObject *site = PyTuple_GET_ITEM(hit, 1);
-        Py_INCREF(site);
-        return site;
-    }
-    return NULL;
-}
-
-/* The site of the first user frame from `frame` (a reference this takes)
- * outwards: a new reference, None past the outermost frame, NULL on error. */
-static PyObject *
-site_from_frame(PyFrameObject *frame)
-{
-    while (frame != NULL) {
-        PyCodeObject *code = PyFrame_GetCode(frame);
-        PyObject *skip = PyDict_GetItemWithError(skip_file, code->co_filename); /* borrowed */
-        if (skip == Py_True) {
-            Py_DECREF(code);
-            PyFrameObject *back = PyFrame_GetBack(frame);
-            Py_DECREF(frame);
-            frame = back;
-            continue;
-        }
-        PyObject *site = NULL;
-        if (skip == Py_False) {
-            site = cached_site(frame, code);
-        }
-        Py_DECREF(code);
-        if (site == NULL && !PyErr_Occurred()) {
-            site = PyObject_CallOneArg(site_from, (PyObject *)frame);
-        }
-        Py_DECREF(frame);
-        return site;
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-mod_call_site(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
-{
-    long depth = 1;
-    if (nargs > 1) {
-        PyErr_SetString(PyExc_TypeError, "call_site(depth=1)");
-        return NULL;
-    }
-    if (nargs == 1) {
-        depth = PyLong_AsLong(args[0]);
-        if (depth == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-    }
-    if (site_from == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "call_site: bind_sites() was not called");
-        return NULL;
-    }
-    /* The caller's frame, then `depth` frames further out. */
-    PyFrameObject *frame = PyEval_GetFrame();
-    Py_XINCREF(frame);
-    for (long i = 0; i < depth && frame != NULL; i++) {
-        PyFrameObject *back = PyFrame_GetBack(frame);
-        Py_DECREF(frame);
-        frame = back;
-    }
-    return site_from_frame(frame);
-}
-
-/* frame_site(frame): the site of the first user frame from `frame` outwards
- * (None for None). recorder.hold_end reaches past its tracedsync caller with
- * sys._getframe(n), which makes no frame object for the frames it skips:
- * PyEval_GetFrame and PyFrame_GetBack in call_site make one for each. */
-static PyObject *
-mod_frame_site(PyObject *Py_UNUSED(module), PyObject *frame)
-{
-    if (frame == Py_None) {
-        Py_RETURN_NONE;
-    }
-    if (!PyFrame_Check(frame)) {
-        PyErr_SetString(PyExc_TypeError, "frame_site(frame): a frame or None");
-        return NULL;
-    }
-    if (site_from == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "frame_site: bind_sites() was not called");
-        return NULL;
-    }
-    Py_INCREF(frame);
-    return site_from_frame((PyFrameObject *)frame);
-}
-
-/* -- hold records ---------------------------------------------------------------
- *
- * recorder.hold_end's common case in C (the threshold-crossing cost on the
- * application thread: ~0.5 us here against ~1.3 us through hold_end): no
- * waiter blamed on the hold, recording on, an application thread that
- * threading knows, room in the buffer with no wake-up due, and the
- * per-primitive rate limit not reached (checked under recorder._stats_lock,
- * taken without blocking). It reads the recorder's module globals on every
- * call (nothing is mirrored here) and appends exactly the tuple hold_end
- * would. Returns 1 when the record is made, 0 when hold_end must decide
- * (nothing has been done), -1 on an error.
- */
-static PyObject *str_recording = NULL;
-static PyObject *str_max_spans_per_second = NULL;
-static PyObject *str_buffer = NULL;
-static PyObject *str_buffer_capacity = NULL;
-static PyObject *str_internal = NULL;
-static PyObject *str_active_threads = NULL;
-static PyObject *str_current_context = NULL;
-static PyObject *str_append = NULL;
-static PyObject *str_HOLD = NULL;
-static PyObject *str_stats_lock = NULL;
-static PyObject *str_rl_start = NULL;
-static PyObject *str_rl_count = NULL;
-
-/* The names above, interned at import. */
-static const struct {
-    PyObject **slot;
-    const char *text;
-} recorder_names[] = {
-    {&str_recording, "recording"},
-    {&str_max_spans_per_second, "max_spans_per_second"},
-    {&str_buffer, "buffer"},
-    {&str_buffer_capacity, "buffer_capacity"},
-    {&str_internal, "_internal"},
-    {&str_active_threads, "_active_threads"},
-    {&str_current_context, "_current_context"},
-    {&str_append, "append"},
-    {&str_HOLD, "HOLD"},
-    {&str_stats_lock, "_stats_lock"},
-    {&str_rl_start, "rl_start"},
-    {&str_rl_count, "rl_count"},
-};
-
-/* A borrowed module global of the recorder, NULL (maybe with an error) if absent. */
-static inline PyObject *
-recorder_global(PyObject *globals, PyObject *name)
-{
-    return PyDict_GetItemWithError(globals, name);
-}
-
-static inline long long
-get_ll(PyObject *obj, PyObject *name, int *err)
-{
-    PyObject *v = PyObject_GetAttr(obj, name);
-    if (v == NULL) {
-        *err = 1;
-        return 0;
-    }
-    long long out = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    if (out == -1 && PyErr_Occurred()) {
-        *err = 1;
-    }
-    return out;
-}
-
-static inline int
-set_ll(PyObject *obj, PyObject *name, long long value)
-{
-    PyObject *v = PyLong_FromLongLong(value);
-    if (v == NULL) {
-        return -1;
-    }
-    int r = PyObject_SetAttr(obj, name, v);
-    Py_DECREF(v);
-    return r;
-}
-
-/* recorder._allow_span for a span that is allowed: 1 once counted; 0 when the
- * span is over the limit or _stats_lock is busy (nothing changed: hold_end
- * decides, and counts the suppression); -1 on an error. */
-static int
-allow_span(PyObject *g, PyObject *st, long long now, long long limit)
-{
-    PyObject *lock = recorder_global(g, str_stats_lock);
-    if (lock == NULL || st == NULL) {
-        return PyErr_Occurred() ? -1 : 0;
-    }
-    PyObject *got = PyObject_CallMethodOneArg(lock, str_acquire, Py_False);
-    if (got == NULL) {
-        return -1;
-    }
-    int taken = got == Py_True;
-    Py_DECREF(got);
-    if (!taken) {
-        return 0;
-    }
-    int err = 0, result = 0;
-    long long start = get_ll(st, str_rl_start, &err);
-    long long count = err ? 0 : get_ll(st, str_rl_count, &err);
-    if (!err) {
-        if (now - start >= 1000000000LL) {
-            start = now;
-            count = 0;
-        }
-        if (count < limit) {
-            if (set_ll(st, str_rl_start, start) < 0 || set_ll(st, str_rl_count, count + 1) < 0) {
-                err = 1;
-            }
-            else {
-                result = 1;
-            }
-        }
-    }
-    PyObject *released = PyObject_CallMethodNoArgs(lock, str_release);
-    if (released == NULL) {
-        return -1;
-    }
-    Py_DECREF(released);
-    return err ? -1 : result;
-}
-
-static int
-record_hold_fast(CoreObject *self, long long t0, long long d)
-{
-    if (site_from == NULL || (self->blame != NULL && self->blame != Py_None) ||
-        self->meta == NULL) {
-        return 0;
-    }
-    PyObject *g = PyModule_GetDict(recorder); /* borrowed */
-    if (g == NULL) {
-        return -1;
-    }
-    if (recorder_global(g, str_recording) != Py_True) {
-        return PyErr_Occurred() ? -1 : 0;
-    }
-    PyObject *limit = recorder_global(g, str_max_spans_per_second);
-    if (limit == NULL || !PyLong_CheckExact(limit)) {
-        return PyErr_Occurred() ? -1 : 0;
-    }
-    int overflow = 0;
-    long long limit_v = PyLong_AsLongLongAndOverflow(limit, &overflow);
-    if (overflow < 0 || (overflow == 0 && limit_v < 1)) {
-        return PyErr_Occurred() ? -1 : 0;
-    }
-    int limited = overflow == 0 && limit_v < NEVER;
-    PyObject *buffer = recorder_global(g, str_buffer);
-    PyObject *capacity = recorder_global(g, str_buffer_capacity);
-    PyObject *internal = recorder_global(g, str_internal);
-    PyObject *threads = recorder_global(g, str_active_threads);
-    PyObject *getter = recorder_global(g, str_current_context);
-    PyObject *kind = recorder_global(g, str_HOLD);
-    if (!buffer || !capacity || !PyLong_CheckExact(capacity) || !internal ||
-        !PyAnySet_CheckExact(internal) || !threads || !PyDict_CheckExact(threads) || !getter ||
-        !kind) {
-        return PyErr_Occurred() ? -1 : 0;
-    }
-    Py_ssize_t cap = PyLong_AsSsize_t(capacity);
-    Py_ssize_t n = PyObject_Length(buffer);
-    if (cap == -1 || n == -1) {
-        return PyErr_Occurred() ? -1 : 0;
-    }
-    if (!(n < cap - 1 && n != (cap >> 1) - 1)) {
-        return 0; /* full, or the append that wakes the pipeline: emit() decides */
-    }
-    PyObject *me = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
-    if (me == NULL) {
-        return -1;
-    }
-    int internal_thread = PySet_Contains(internal, me);
-    PyObject *thread = internal_thread ? NULL : PyDict_GetItemWithError(threads, me);
-    if (thread == NULL) { /* an internal or unknown thread, or an error */
-        Py_DECREF(me);
-        return PyErr_Occurred() ? -1 : 0;
-    }
-    Py_INCREF(thread);
-    /* Ours until the end: the getter and a site-cache miss run Python code. */
-    Py_INCREF(buffer);
-    Py_INCREF(kind);
-    if (limited) {
-        int allowed = allow_span(g, self->st, t0 + d, limit_v);
-        if (allowed <= 0) {
-            Py_DECREF(kind);
-            Py_DECREF(buffer);
-            Py_DECREF(thread);
-            Py_DECREF(me);
-            return allowed;
-        }
-    }
-    /* From here on the record is counted against the rate limit: made, or an error. */
-    int result = -1;
-    PyObject *context = NULL, *site = NULL, *pt0 = NULL, *pt1 = NULL, *depth = NULL;
-    PyObject *record = NULL, *res = NULL;
-    context = PyObject_CallNoArgs(getter);
-    if (context == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
-            goto done;
-        }
-        PyErr_Clear(); /* hold_end: `except Exception: context = None` */
-        context = Py_None;
-        Py_INCREF(context);
-    }
-    PyFrameObject *frame = PyEval_GetFrame();
-    Py_XINCREF(frame);
-    site = site_from_frame(frame);
-    pt0 = PyLong_FromLongLong(t0);
-    pt1 = PyLong_FromLongLong(t0 + d);
-    depth = PyLong_FromSsize_t(self->depth);
-    if (site == NULL || pt0 == NULL || pt1 == NULL || depth == NULL) {
-        goto done;
-    }
-    record = PyTuple_Pack(13, kind, self->meta, me, thread, pt0, pt1, Py_None, context, site,
-                          depth, Py_None, Py_None, Py_None);
-    if (record == NULL) {
-        goto done;
-    }
-    res = PyObject_CallMethodOneArg(buffer, str_append, record);
-    if (res != NULL) {
-        result = 1;
-    }
-done:
-    Py_XDECREF(res);
-    Py_XDECREF(record);
-    Py_XDECREF(depth);
-    Py_XDECREF(pt1);
-    Py_XDECREF(pt0);
-    Py_XDECREF(site);
-    Py_XDECREF(context);
-    Py_DECREF(kind);
-    Py_DECREF(buffer);
-    Py_DECREF(thread);
-    Py_DECREF(me);
-    return result;
-}
-#endif
-
 /* adopt_methods(cls): cls, a Python subclass of LockCore or RLockCore, gets
  * descriptors of its own for the C methods it inherits unchanged; returns
  * how many. CPython's specialised calls of a C method (3.11+:
@@ -1236,14 +939,6 @@ static PyMethodDef module_methods[] = {
      "set_hold_threshold(ns): holds at least this long go to recorder.hold_end"},
     {"hold_threshold", mod_hold_threshold, METH_NOARGS, "the current hold threshold (ns)"},
     {"monotonic_ns", mod_monotonic_ns, METH_NOARGS, "the clock the hot path reads (ns)"},
-#if PY_VERSION_HEX >= 0x030B0000
-    {"bind_sites", (PyCFunction)(void (*)(void))mod_bind_sites, METH_FASTCALL,
-     "bind_sites(skip_file, site_cache, site_from): the caches call_site reads"},
-    {"call_site", (PyCFunction)(void (*)(void))mod_call_site, METH_FASTCALL,
-     "call_site(depth=1): (file, line, function) of the first user frame depth frames up"},
-    {"frame_site", mod_frame_site, METH_O,
-     "frame_site(frame): (file, line, function) of the first user frame from frame outwards"},
-#endif
     {"in_main_interpreter", mod_in_main_interpreter, METH_NOARGS,
      "True in the main interpreter (the only one that may use the compiled types)"},
     {NULL},
@@ -1260,24 +955,14 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    str_lock_acquire_slow = PyUnicode_InternFromString("lock_acquire_slow");
-    str_rlock_acquire_slow = PyUnicode_InternFromString("rlock_acquire_slow");
+    str_acquire_slow = PyUnicode_InternFromString("acquire_slow");
     str_hold_end = PyUnicode_InternFromString("hold_end");
-#if PY_VERSION_HEX >= 0x030B0000
-    for (size_t i = 0; i < sizeof(recorder_names) / sizeof(recorder_names[0]); i++) {
-        *recorder_names[i].slot = PyUnicode_InternFromString(recorder_names[i].text);
-        if (*recorder_names[i].slot == NULL) {
-            return NULL;
-        }
-    }
-#endif
     str_blocking = PyUnicode_InternFromString("blocking");
     str_timeout = PyUnicode_InternFromString("timeout");
     str_acquire = PyUnicode_InternFromString("acquire");
-    str_release = PyUnicode_InternFromString("release");
     minus_one = PyLong_FromLong(-1);
-    if (!str_lock_acquire_slow || !str_rlock_acquire_slow || !str_hold_end || !str_blocking ||
-        !str_timeout || !str_acquire || !str_release || !minus_one) {
+    if (!str_acquire_slow || !str_hold_end || !str_blocking || !str_timeout || !str_acquire ||
+        !minus_one) {
         return NULL;
     }
     PyObject *thread = PyImport_ImportModule("_thread");

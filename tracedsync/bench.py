@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracedsync import _impl, _stdlib, primitives, recorder
+from tracedsync import _impl, _stdlib, primitives, records
 from tracedsync.exporters.base import Exporter
 
 #: (column, style) -> the ratio traced / plain that tracedsync aims at, for
@@ -172,135 +172,6 @@ def traced_columns() -> list[Column]:
 
 _now = time.monotonic_ns
 _get_ident = threading.get_ident
-
-
-class PythonFloorLock(primitives._TokenLock):
-    """The least a ``Lock`` written in Python can cost: ``with`` and
-    ``acquire``/``release`` are Python methods that take and give back the
-    lock's token (``PureLock``'s ``_TokenLock``) and read the clock once
-    each, and measure nothing. The pure column cannot go below it; its ratio
-    to plain says how much of the pure-Python target the language itself
-    uses up."""
-
-    __slots__ = ("_t", "_tok", "_wq")
-
-    def __init__(self) -> None:
-        self._new_token()
-        self._t = 0
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        try:
-            self._tok.pop()
-        except IndexError:
-            if not self._try(blocking, timeout):
-                return False
-        self._t = _now()
-        return True
-
-    def release(self) -> None:
-        self._t = _now() - self._t
-        self._tok.append(True)
-        if self._wq:
-            self._wake()
-
-    def __enter__(self) -> bool:
-        try:
-            self._tok.pop()
-        except IndexError:
-            self._try()
-        self._t = _now()
-        return True
-
-    def __exit__(self, t: object, v: object, tb: object) -> None:
-        self._t = _now() - self._t
-        self._tok.append(True)
-        if self._wq:
-            self._wake()
-
-
-class PythonFloorRLock(primitives._TokenLock):
-    """``PythonFloorLock`` for ``RLock``: what an ``RLock`` written in Python
-    cannot avoid. It checks the owner on acquire (re-entry) and on release
-    (only the owner may release), which takes ``get_ident()`` both times,
-    keeps the recursion count, takes and gives back the token and reads the
-    clock once each; it measures nothing."""
-
-    __slots__ = ("_count", "_owner", "_t", "_tok", "_wq")
-
-    def __init__(self) -> None:
-        self._new_token()
-        self._owner = 0
-        self._count = 0
-        self._t = 0
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        me = _get_ident()
-        if self._owner == me:
-            self._count += 1
-            return True
-        try:
-            self._tok.pop()
-        except IndexError:
-            if not self._try(blocking, timeout):
-                return False
-        self._owner = me
-        self._count = 1
-        self._t = _now()
-        return True
-
-    def release(self) -> None:
-        if self._owner != _get_ident():
-            raise RuntimeError("cannot release un-acquired lock")
-        count = self._count - 1
-        self._count = count
-        if count:
-            return
-        self._t = _now() - self._t
-        self._owner = 0
-        self._tok.append(True)
-        if self._wq:
-            self._wake()
-
-    def __enter__(self) -> bool:
-        me = _get_ident()
-        if self._owner == me:
-            self._count += 1
-            return True
-        try:
-            self._tok.pop()
-        except IndexError:
-            self._try()
-        self._owner = me
-        self._count = 1
-        self._t = _now()
-        return True
-
-    def __exit__(self, t: object, v: object, tb: object) -> None:
-        if self._owner != _get_ident():
-            raise RuntimeError("cannot release un-acquired lock")
-        count = self._count - 1
-        self._count = count
-        if count:
-            return
-        self._t = _now() - self._t
-        self._owner = 0
-        self._tok.append(True)
-        if self._wq:
-            self._wake()
-
-
-def floor_column() -> Column:
-    """``PythonFloorLock`` and ``PythonFloorRLock``, for the Lock and RLock cases only."""
-    return Column(
-        "floor",
-        Lock=PythonFloorLock,
-        RLock=PythonFloorRLock,
-        Semaphore=lambda: _unavailable("Semaphore"),
-        BoundedSemaphore=lambda: _unavailable("BoundedSemaphore"),
-        Condition=lambda: _unavailable("Condition"),
-        Event=lambda: _unavailable("Event"),
-        only=frozenset({"Lock", "RLock"}),
-    )
 
 
 class _DdtraceProfiler:
@@ -667,7 +538,7 @@ class _NullExporter(Exporter):
 
 
 def _accounting() -> tuple[int, int, int, int]:
-    acc = recorder.accounting
+    acc = records.accounting
     return (acc.produced, acc.exported, acc.dropped, acc.failed)
 
 
@@ -708,7 +579,7 @@ def pipeline_throughput(records: int, lock_factory: Callable[[], Any]) -> dict[s
     (spans written per second of the pipeline thread's CPU time).
     """
     import tracedsync
-    from tracedsync import config
+    from tracedsync import lifecycle
 
     directory = tempfile.mkdtemp(prefix="tracedsync-bench-")
     try:
@@ -721,7 +592,7 @@ def pipeline_throughput(records: int, lock_factory: Callable[[], Any]) -> dict[s
             # Room for every record (nothing dropped); half full wakes the pipeline.
             buffer_size=records + 1024,
         )
-        pipe = config.pipeline()
+        pipe = lifecycle.pipeline()
         thread = pipe.thread if pipe is not None else None
         lock = lock_factory()
         before = _accounting()
@@ -926,7 +797,7 @@ def run_bench(args: argparse.Namespace, progress: Callable[[str], None]) -> dict
 
         raise CliError("--ops and --repeat must be at least 1")
     _check_traced()
-    columns = [plain_column(), *traced_columns(), floor_column()]
+    columns = [plain_column(), *traced_columns()]
     dd: _DdtraceProfiler | None = None
     if not args.no_ddtrace and ddtrace_available():
         try:
@@ -1077,12 +948,6 @@ def format_table(out: dict[str, Any]) -> str:
         lines.append(
             f"ddtrace {out['ddtrace_version']}: its profiler with the lock collector only "
             "(default capture rate), locks made while it runs."
-        )
-    if "floor" in cols:
-        lines.append(
-            "floor: a Lock (RLock) written in Python that only takes its token (checks "
-            "its owner) and reads the clock, measuring nothing (bench.PythonFloorLock, "
-            "PythonFloorRLock): what the pure column cannot go below."
         )
     targets = ", ".join(f"{k} <= {v}x" for k, v in out["targets"].items())
     lines.append(f"Targets (Lock/RLock uncontended): {targets}.")

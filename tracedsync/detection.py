@@ -25,9 +25,8 @@ once — and never raises, exits or changes what the program does.
 
 from __future__ import annotations
 
-import ast
 import itertools
-import linecache
+import sys
 import threading
 import time
 from _thread import RLock as _RawRLock
@@ -36,7 +35,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tracedsync import _sites, _stdlib, config, primitives, recorder
+from tracedsync import (
+    _settings,
+    _sites,
+    _stdlib,
+    _threads,
+    acquisition,
+    describe,
+    lifecycle,
+    primitives,
+    recorder,
+    registry,
+    waits,
+)
+from tracedsync.config import Config
 
 _now = time.monotonic_ns
 
@@ -48,18 +60,16 @@ _now = time.monotonic_ns
 
 def holders_of(prim: Any) -> list[tuple[int, int]]:
     """(thread ident, held since in monotonic ns) of the holders of ``prim``."""
-    if isinstance(prim, (primitives.Semaphore,)):
-        return prim.holders()
-    owner = getattr(prim, "_owner", 0)
-    if owner:
-        return [(owner, getattr(prim, "_t", 0))]
-    return []
+    holders = getattr(prim, "_holders", None)
+    if holders is None:
+        return []
+    return [(ident, since) for ident, since, _site, _thread in holders()]
 
 
 def held_by(ident: int) -> list[Any]:
     """The live primitives thread ``ident`` holds."""
     out = []
-    for prim in recorder.live_primitives():
+    for prim in registry.live_primitives():
         try:
             if any(h == ident for h, _ in holders_of(prim)):
                 out.append(prim)
@@ -94,6 +104,8 @@ class PrimitiveState:
     name: str
     kind: str
     id: int
+    #: 1, 2, ... among the primitives made at the same site.
+    instance: int
     holders: tuple[ThreadState, ...]
     waiters: tuple[ThreadState, ...]
 
@@ -101,7 +113,7 @@ class PrimitiveState:
 def _thread_state(ident: int, since: int, now: int, stacks: bool) -> ThreadState:
     return ThreadState(
         ident=ident,
-        name=recorder.thread_name(ident),
+        name=_threads.thread_name(ident),
         seconds=max(0, now - since) / 1e9 if since else 0.0,
         site=_sites.format_site(_sites.thread_site(ident)),
         stack=tuple(_sites.thread_stack(ident)) if stacks else (),
@@ -113,12 +125,12 @@ def snapshot(stacks: bool = False) -> list[PrimitiveState]:
     now = _now()
     waiters: dict[int, list[tuple[int, int]]] = {}
     prims: dict[int, Any] = {}
-    for table in (recorder.waiting_threads(), recorder.idle_waiting_threads()):
-        for ident, (prim, since, _ctx) in table.items():
-            waiters.setdefault(prim._meta[0], []).append((ident, since))
-            prims[prim._meta[0]] = prim
-    for prim in recorder.live_primitives():
-        prims.setdefault(prim._meta[0], prim)
+    for ident, entry in waits.snapshot().items():
+        prim = entry.prim
+        waiters.setdefault(prim._meta.id, []).append((ident, entry.since))
+        prims[prim._meta.id] = prim
+    for prim in registry.live_primitives():
+        prims.setdefault(prim._meta.id, prim)
     out = []
     for pid, prim in sorted(prims.items()):
         try:
@@ -130,9 +142,10 @@ def snapshot(stacks: bool = False) -> list[PrimitiveState]:
             continue
         out.append(
             PrimitiveState(
-                name=prim._meta[1],
-                kind=prim._meta[2],
+                name=prim._meta.name,
+                kind=prim._meta.kind,
                 id=pid,
+                instance=prim._meta.instance,
                 holders=tuple(_thread_state(i, s, now, stacks) for i, s in holders),
                 waiters=tuple(_thread_state(i, s, now, stacks) for i, s in waiting),
             )
@@ -149,7 +162,7 @@ def format_snapshot(states: Iterable[PrimitiveState], stacks: bool = True) -> st
     if not states:
         lines.append("  (no primitive is held or waited for)")
     for st in states:
-        lines.append(f"  {st.kind} {clean(st.name)} (id {st.id})")
+        lines.append(f"  {st.kind} {clean(st.name)} #{st.instance} (id {st.id})")
         for role, threads in (("held by", st.holders), ("waited for by", st.waiters)):
             for t in threads:
                 lines.append(
@@ -164,110 +177,6 @@ def format_snapshot(states: Iterable[PrimitiveState], stacks: bool = True) -> st
 # Self-deadlock (called by the recorder in the blocking thread)
 # --------------------------------------------------------------------------
 
-_ast_cache: dict[str, ast.Module | None] = {}
-
-
-def _parsed(filename: str) -> ast.Module | None:
-    if filename in _ast_cache:
-        return _ast_cache[filename]
-    tree = None
-    try:
-        source = "".join(linecache.getlines(filename))
-        if source:
-            tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        tree = None
-    if len(_ast_cache) > 512:
-        _ast_cache.clear()
-    _ast_cache[filename] = tree
-    return tree
-
-
-_MISSING = object()
-
-
-def _resolve(node: ast.AST, frame: Any) -> Any:
-    """The object a ``name`` or ``name.attr.attr`` expression denotes in ``frame``,
-    read statically (no property, no ``__getattr__`` runs), else _MISSING."""
-    import builtins
-    import inspect
-
-    if isinstance(node, ast.Name):
-        for namespace in (frame.f_locals, frame.f_globals, vars(builtins)):
-            if node.id in namespace:
-                return namespace[node.id]
-        return _MISSING
-    if isinstance(node, ast.Attribute):
-        base = _resolve(node.value, frame)
-        if base is _MISSING:
-            return _MISSING
-        try:
-            return inspect.getattr_static(base, node.attr)
-        except AttributeError:
-            return _MISSING
-    return _MISSING
-
-
-def earlier_acquisition_site(prim: Any, frames: list[Any]) -> str | None:
-    """Where the blocked thread took ``prim`` before, read from its own stack.
-
-    Walks the frames outward; in each, looks in its source for a ``with``
-    statement whose block contains the frame's current line, or an
-    ``acquire()`` call earlier in the same function, on an expression (a name
-    or attribute chain, resolved statically in that frame) that is ``prim``.
-    """
-    for depth, frame in enumerate(frames):
-        tree = _parsed(frame.f_code.co_filename)
-        if tree is None:
-            continue
-        line = frame.f_lineno
-        best = 0
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.With, ast.AsyncWith)):
-                start, end = node.lineno, node.end_lineno or node.lineno
-                if depth == 0 and start == line:
-                    continue  # the acquisition blocking right now
-                if (
-                    start <= line <= end
-                    and start > best
-                    and any(_resolve(i.context_expr, frame) is prim for i in node.items)
-                ):
-                    best = start
-            elif (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "acquire"
-                and node.lineno < line
-                and node.lineno > best
-                and _same_function(tree, node.lineno, line)
-                and _resolve(node.func.value, frame) is prim
-            ):
-                best = node.lineno
-        if best:
-            return f"{_sites.relative_path(frame.f_code.co_filename)}:{best}"
-    return None
-
-
-def _same_function(tree: ast.Module, a: int, b: int) -> bool:
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            start, end = node.lineno, node.end_lineno or node.lineno
-            if start <= a <= end and start <= b <= end:
-                return True
-    return False
-
-
-def _user_frames(limit: int = 30) -> list[Any]:
-    import sys
-
-    frames: list[Any] = []
-    frame = _sites.user_frame(sys._getframe(1))
-    while frame is not None and len(frames) < limit:
-        if not _sites.is_tracedsync_file(frame.f_code.co_filename):
-            frames.append(frame)
-        frame = frame.f_back
-    return frames
-
 
 def _frame_text(frame: Any) -> str:
     code = frame.f_code
@@ -276,17 +185,19 @@ def _frame_text(frame: Any) -> str:
 
 def on_self_deadlock(prim: Any, t0: int) -> None:
     """The current thread starts to block on a Lock it holds itself."""
-    frames = _user_frames()
+    frames = acquisition.user_frames(sys._getframe(1))
     try:
-        name = prim._meta[1]
+        name = prim._meta.name
         site = (
             f"{_sites.relative_path(frames[0].f_code.co_filename)}:{frames[0].f_lineno}"
             if frames
             else "?"
         )
-        earlier = earlier_acquisition_site(prim, frames)
+        earlier = acquisition.recorded(prim._acq_at) or acquisition.inferred(
+            prim, frames, skip_current=True
+        )
         me = _get_ident()
-        thread = recorder.thread_name(me)
+        thread = _threads.thread_name(me)
         held_text = f"acquired at {earlier}" if earlier else "acquired earlier in this thread"
         recorder.finding(
             "self_deadlock_suspected",
@@ -294,9 +205,10 @@ def on_self_deadlock(prim: Any, t0: int) -> None:
                 "level": "error",
                 "thread.name": thread,
                 "thread.id": me,
-                "sync.kind": prim._meta[2],
+                "sync.kind": prim._meta.kind,
                 "sync.name": name,
-                "sync.id": prim._meta[0],
+                "sync.id": prim._meta.id,
+                "sync.instance": prim._meta.instance,
                 "site": site,
                 "held_site": earlier,
                 "stack": [_frame_text(f) for f in frames],
@@ -391,15 +303,55 @@ def _strongly_connected(graph: dict[int, set[int]]) -> list[list[int]]:
     return out
 
 
-class Watchdog:
-    """The internal thread that looks for deadlocks and stuck waits."""
+def _label(meta: Any) -> str:
+    """``forks #3 (app.py:9)``-style: the name and, always, the instance."""
+    return f"{meta.name} #{meta.instance}"
 
-    def __init__(self, interval_s: float, stuck_after_ns: int) -> None:
+
+def where_taken(prim: Any, ident: int) -> str | None:
+    """Where thread ``ident`` took ``prim``: recorded, else read from its stack."""
+    for holder, _since, site, _thread in prim._holders():
+        if holder == ident and site:
+            return acquisition.recorded(site)
+    return acquisition.inferred(prim, acquisition.thread_frames(ident))
+
+
+def holder_chain(prim: Any, waiter: int, limit: int = 8) -> list[Any]:
+    """The holders from ``prim`` on: who holds it, and when that holder is
+    itself blocked on a lock-like primitive, who holds that, and so on (an
+    idle wait -- Event, Condition, Queue, Barrier, Future -- ends the chain:
+    no thread holds it). ``records.Holder`` entries."""
+    chain: list[Any] = []
+    seen = {waiter}
+    while len(chain) < limit:
+        holder, _ = recorder.describe_holder(prim, waiter)
+        if holder is None:
+            break
+        chain.append(holder)
+        if holder.waiting_on is None or holder.ident in seen:
+            break
+        seen.add(holder.ident)
+        blocked = waits.of(holder.ident)
+        if blocked is None or blocked.idle:
+            break
+        prim, waiter = blocked.prim, holder.ident
+    return chain
+
+
+def _chain_text(chain: list[Any]) -> str:
+    return "".join(describe.holder_text(h) for h in chain)
+
+
+class Watchdog:
+    """The internal thread that looks for deadlocks, stuck waits and holds
+    left by threads that ended."""
+
+    def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
-        self.stuck_after_ns = stuck_after_ns
         self._stop = _stdlib.Event()
         self._reported_deadlocks: set[frozenset[tuple[int, int]]] = set()
         self._reported_stuck: set[tuple[int, int, int]] = set()
+        self._reported_abandoned: set[tuple[int, int, int]] = set()
         self._thread = threading.Thread(target=self._run, name="tracedsync-watchdog", daemon=True)
 
     def start(self) -> None:
@@ -415,7 +367,7 @@ class Watchdog:
         return self._thread
 
     def _run(self) -> None:
-        recorder.mark_internal()
+        _threads.mark_internal()
         try:
             while not self._stop.wait(self.interval_s):
                 try:
@@ -423,53 +375,104 @@ class Watchdog:
                 except Exception:
                     pass  # never let a bug of ours end the watchdog
         finally:
-            recorder.unmark_internal()
+            _threads.unmark_internal()
 
     def check(self) -> None:
-        """One pass: report new deadlocks and stuck waits."""
-        waits = recorder.waiting_threads()
-        if not waits:
-            return
+        """One pass: report new deadlocks, stuck waits and abandoned holds."""
+        _threads.remember_names()
+        registry.fold_collected()
+        blocked = {i: b for i, b in waits.snapshot().items() if not _threads.is_internal(i)}
         now = _now()
-        for group in deadlocked({i: w[0] for i, w in waits.items()}, holders_of):
-            cycle_key = frozenset((i, waits[i][0]._meta[0]) for i in group)
+        settings = _settings.current
+        lock_waits = {i: b for i, b in blocked.items() if not b.idle}
+        for group in deadlocked({i: b.prim for i, b in lock_waits.items()}, holders_of):
+            cycle_key = frozenset((i, lock_waits[i].prim._meta.id) for i in group)
             if cycle_key not in self._reported_deadlocks:
                 self._reported_deadlocks.add(cycle_key)
-                self._report_deadlock(group, waits, now)
-        for ident, (prim, since, _ctx) in waits.items():
-            if now - since < self.stuck_after_ns:
+                self._report_deadlock(group, lock_waits, now)
+        for ident, entry in blocked.items():
+            limit = settings.idle_stuck_after_ns if entry.idle else settings.stuck_after_ns
+            if now - entry.since < limit:
                 continue
-            key = (ident, prim._meta[0], since)
+            key = (ident, entry.prim._meta.id, entry.since)
             if key in self._reported_stuck:
                 continue
             self._reported_stuck.add(key)
-            self._report_stuck(ident, prim, since, now)
-        live_keys = {(i, w[0]._meta[0], w[1]) for i, w in waits.items()}
+            self._report_stuck(ident, entry, now)
+        live_keys = {(i, b.prim._meta.id, b.since) for i, b in blocked.items()}
         self._reported_stuck &= live_keys
+        self.check_abandoned(lock_waits)
 
-    def _report_deadlock(self, group: list[int], waits: dict[int, Any], now: int) -> None:
+    def check_abandoned(self, lock_waits: dict[int, Any], at_exit: bool = False) -> None:
+        """Holds whose thread has ended: at once for an RLock (only its owner
+        may release it); for a Lock or semaphore (which another thread may
+        legally release) when a wait blocks on it, or at exit."""
+        waited_on = {b.prim._meta.id for b in lock_waits.values()}
+        for prim in registry.live_primitives():
+            meta = prim._meta
+            if meta.kind not in registry.LOCK_KINDS:
+                continue
+            if not (at_exit or meta.kind == "rlock" or meta.id in waited_on):
+                continue
+            try:
+                holders = prim._holders()
+            except Exception:
+                continue
+            for ident, since, site, thread in holders:
+                key = (meta.id, ident, since)
+                if key in self._reported_abandoned or _threads.alive(ident):
+                    continue
+                self._reported_abandoned.add(key)
+                report_abandoned(prim, ident, since, site, thread)
+        if len(self._reported_abandoned) > 10_000:
+            self._reported_abandoned.clear()
+
+    def _report_deadlock(self, group: list[int], blocked: dict[int, Any], now: int) -> None:
         threads = []
         parts = []
         for ident in group:
-            prim, since, _ctx = waits[ident]
-            name = recorder.thread_name(ident)
+            entry = blocked[ident]
+            prim = entry.prim
+            meta = prim._meta
+            name = _threads.thread_name(ident)
             holders = [h for h, _ in holders_of(prim) if h != ident]
-            holder_names = [recorder.thread_name(h) for h in holders]
+            holder_names = [_threads.thread_name(h) for h in holders]
+            taken_at = [where_taken(prim, h) for h in holders]
+            holds = [
+                {
+                    "sync.name": p._meta.name,
+                    "sync.kind": p._meta.kind,
+                    "sync.instance": p._meta.instance,
+                    "acquired_at": where_taken(p, ident),
+                }
+                for p in held_by(ident)
+            ]
             threads.append(
                 {
                     "thread.name": name,
                     "thread.id": ident,
-                    "waits_for": prim._meta[1],
-                    "waits_for_kind": prim._meta[2],
-                    "waits_for_id": prim._meta[0],
-                    "waited_ms": round((now - since) / 1e6, 3),
+                    "waits_for": meta.name,
+                    "waits_for_kind": meta.kind,
+                    "waits_for_id": meta.id,
+                    "waits_for_instance": meta.instance,
+                    "site": _sites.format_site(_sites.thread_site(ident)),
+                    "waited_ms": round((now - entry.since) / 1e6, 3),
                     "held_by": holder_names,
-                    "holds": [p._meta[1] for p in held_by(ident)],
+                    "held_by_acquired_at": taken_at,
+                    "holds": holds,
                     "stack": _sites.thread_stack(ident),
                 }
             )
-            parts.append(f"{name} waits for {prim._meta[1]} held by {', '.join(holder_names)}")
-        contexts = [waits[i][2] for i in group]
+            holder_part = ", ".join(
+                f"{h} (took it at {at or '?'})"
+                for h, at in zip(holder_names, taken_at, strict=True)
+            )
+            parts.append(
+                f"{name} waits at {threads[-1]['site']} for {_label(meta)} held by {holder_part}"
+            )
+        contexts = [blocked[i].context for i in group]
+        for i in group:
+            blocked[i].reported = True
         recorder.finding(
             "deadlock_detected",
             {
@@ -481,43 +484,90 @@ class Watchdog:
                 "tracedsync.deadlock",
                 {
                     "sync.deadlock.threads": [t["thread.name"] for t in threads],
-                    "sync.deadlock.primitives": [t["waits_for"] for t in threads],
+                    "sync.deadlock.primitives": [
+                        f"{t['waits_for']} #{t['waits_for_instance']}" for t in threads
+                    ],
                 },
                 contexts,
-                min(waits[i][1] for i in group),
+                min(blocked[i].since for i in group),
             ),
         )
 
-    def _report_stuck(self, ident: int, prim: Any, since: int, now: int) -> None:
-        holders = [h for h, _ in holders_of(prim) if h != ident]
-        name = recorder.thread_name(ident)
-        holder_names = [recorder.thread_name(h) for h in holders]
-        waited_ms = round((now - since) / 1e6, 3)
-        holder_text = (
-            f", held by {', '.join(holder_names)} at "
-            + ", ".join(_sites.format_site(_sites.thread_site(h)) for h in holders)
-            if holders
-            else ""
+    def _report_stuck(self, ident: int, entry: Any, now: int) -> None:
+        prim = entry.prim
+        meta = prim._meta
+        name = _threads.thread_name(ident)
+        waited_ms = round((now - entry.since) / 1e6, 3)
+        site = _sites.format_site(_sites.thread_site(ident))
+        chain = [] if entry.idle else holder_chain(prim, ident)
+        entry.reported = True
+        offset = time.time_ns() - _now()
+        fields: dict[str, Any] = {
+            "level": "warning",
+            "thread.name": name,
+            "thread.id": ident,
+            "sync.kind": meta.kind,
+            "sync.name": meta.name,
+            "sync.id": meta.id,
+            "sync.instance": meta.instance,
+            "idle": entry.idle,
+            "waited_ms": waited_ms,
+            "site": site,
+        }
+        if chain:
+            fields.update(describe.holder_attributes(chain[0], offset))
+            fields["holder_stacks"] = {
+                h.name: _sites.thread_stack(h.ident) for h in chain if not h.ended
+            }
+            fields["chain"] = [
+                {
+                    **describe.holder_attributes(h, offset),
+                }
+                for h in chain
+            ]
+        what = "waiting for" if entry.idle else "stuck waiting for"
+        fields["message"] = (
+            f"{name} has been {what} {meta.kind} {_label(meta)} for {waited_ms / 1e3:.1f} s "
+            f"at {site}" + _chain_text(chain)
         )
-        recorder.finding(
-            "stuck_wait",
-            {
-                "level": "warning",
-                "thread.name": name,
-                "thread.id": ident,
-                "sync.kind": prim._meta[2],
-                "sync.name": prim._meta[1],
-                "sync.id": prim._meta[0],
-                "waited_ms": waited_ms,
-                "site": _sites.format_site(_sites.thread_site(ident)),
-                "sync.holder.thread.name": holder_names[0] if holder_names else None,
-                "holder_stacks": {recorder.thread_name(h): _sites.thread_stack(h) for h in holders},
-                "message": (
-                    f"stuck wait: {name} has waited {waited_ms / 1e3:.1f} s for "
-                    f"{prim._meta[1]}{holder_text}"
-                ),
-            },
-        )
+        recorder.finding("stuck_wait", fields)
+
+
+def report_abandoned(prim: Any, ident: int, since: int, site: Any, thread: Any) -> None:
+    """A thread ended while it held ``prim``."""
+    meta = prim._meta
+    name = _threads.name_of(thread, ident) if thread is not None else _threads.thread_name(ident)
+    taken = acquisition.recorded(site)
+    count = (
+        getattr(prim, "_count", 1)
+        if meta.kind == "rlock"
+        else sum(1 for h in prim._holders() if h[0] == ident)
+    )
+    recorder.finding(
+        "abandoned_hold",
+        {
+            "level": "error",
+            "thread.name": name,
+            "thread.id": ident,
+            "sync.kind": meta.kind,
+            "sync.name": meta.name,
+            "sync.id": meta.id,
+            "sync.instance": meta.instance,
+            "count": count,
+            "acquired_at": taken,
+            "held_ms": round((_now() - since) / 1e6, 3) if since else None,
+            "message": (
+                f"{name} ended holding {meta.kind} {_label(meta)}"
+                + (f" x{count}" if count > 1 else "")
+                + (f", taken at {taken}" if taken else "")
+                + (
+                    ": only its owner can release an RLock, so it is held for ever"
+                    if meta.kind == "rlock"
+                    else ""
+                )
+            ),
+        },
+    )
 
 
 # --------------------------------------------------------------------------
@@ -525,17 +575,32 @@ class Watchdog:
 # --------------------------------------------------------------------------
 
 
+#: Same-class nestings remembered per pair of instances (the oldest are
+#: forgotten first): two instances of one class nested in both orders is an
+#: inversion, nested always in one order is not.
+PAIR_LIMIT = 10_000
+
+
 class LockOrder:
-    """The graph of nesting orders between lock classes (lockdep style)."""
+    """The graph of nesting orders between lock classes (lockdep style).
+
+    A class is a creation site (one name); nesting one class inside another
+    adds an edge, and a cycle of any length is reported once with the sites
+    of every edge. Two instances of one class (``transfer(a, b)`` and
+    ``transfer(b, a)`` locking two accounts) are checked per instance.
+    """
 
     def __init__(self) -> None:
         self._lock = _RawRLock()
         #: (outer class, inner class) -> (outer site, inner site, thread name)
         self.edges: dict[tuple[str, str], tuple[str, str, str]] = {}
         self._graph: dict[str, set[str]] = {}
+        #: (outer id, inner id) -> (outer, inner, outer site, inner site, thread):
+        #: nestings of two instances of one class.
+        self._pairs: dict[tuple[int, int], tuple[Any, Any, str, str, str]] = {}
         #: thread ident -> [(primitive, class, raw acquisition site)] it holds, in order
         self._held: dict[int, list[tuple[Any, str, Any]]] = {}
-        self._reported: set[frozenset[tuple[str, str]]] = set()
+        self._reported: set[frozenset[Any]] = set()
 
     def declare(self, *classes: str) -> None:
         """Declare the intended order: each class before the next."""
@@ -543,30 +608,38 @@ class LockOrder:
             self._add_edge(outer, inner, "declared", "declared", "declared")
 
     def attempt(self, prim: Any) -> Any:
-        """A blocking acquire begins: add an edge from each class held that has
-        none to this class yet. Returns the call site when it had to read it."""
+        """A blocking acquire begins: add the nesting edges it makes that are
+        new. Returns the call site when it had to read it."""
         me = _get_ident()
         held = self._held.get(me)
         if not held:
             return None
         if getattr(prim, "_owner", None) == me and hasattr(prim, "_count"):
             return None  # RLock re-entry
-        cls = prim._meta[1]
+        meta = prim._meta
+        cls = meta.name
         edges = self.edges
-        new = [
-            (held_cls, held_site)
-            for other, held_cls, held_site in held
-            if held_cls != cls and other is not prim and (held_cls, cls) not in edges
-        ]
-        if not new:
+        pairs = self._pairs
+        new_classes = []
+        new_pairs = []
+        for other, held_cls, held_site in held:
+            if other is prim:
+                continue
+            if held_cls != cls:
+                if (held_cls, cls) not in edges:
+                    new_classes.append((held_cls, held_site))
+            elif (other._meta.id, meta.id) not in pairs:
+                new_pairs.append((other, held_site))
+        if not new_classes and not new_pairs:
             return None
-        site = _sites.call_site(2)
-        thread = recorder.thread_name(me)
+        site = recorder.caller_site(2)
+        thread = _threads.thread_name(me)
+        here = acquisition.recorded(site) or "?"
         with self._lock:
-            for held_cls, held_site in new:
-                self._add_edge(
-                    held_cls, cls, _sites.format_site(held_site), _sites.format_site(site), thread
-                )
+            for held_cls, held_site in new_classes:
+                self._add_edge(held_cls, cls, acquisition.recorded(held_site) or "?", here, thread)
+            for other, held_site in new_pairs:
+                self._add_pair(other, prim, acquisition.recorded(held_site) or "?", here, thread)
         return site
 
     def acquired(self, prim: Any, site: Any) -> None:
@@ -578,12 +651,12 @@ class LockOrder:
         if getattr(prim, "_count", 1) > 1:
             return  # RLock re-entry
         if site is None:
-            site = _sites.call_site(2)
+            site = recorder.caller_site(2)
         me = _get_ident()
         stack = self._held.get(me)
         if stack is None:
             stack = self._held[me] = []
-        stack.append((prim, prim._meta[1], site))
+        stack.append((prim, prim._meta.name, site))
 
     def released(self, prim: Any) -> None:
         if getattr(prim, "_count", 0) > 0:
@@ -603,6 +676,38 @@ class LockOrder:
                         if not stack and ident != me:
                             self._held.pop(ident, None)
                         return
+
+    def _add_pair(
+        self, outer: Any, inner: Any, outer_site: str, inner_site: str, thread: str
+    ) -> None:
+        key = (outer._meta.id, inner._meta.id)
+        pairs = self._pairs
+        if key in pairs:
+            return
+        while len(pairs) >= PAIR_LIMIT:
+            del pairs[next(iter(pairs))]
+        pairs[key] = (outer._meta, inner._meta, outer_site, inner_site, thread)
+        reverse = pairs.get((key[1], key[0]))
+        if reverse is None:
+            return
+        report_key = frozenset(key)
+        if report_key in self._reported:
+            return
+        self._reported.add(report_key)
+        described = []
+        for a_meta, b_meta, a_site, b_site, who in (reverse, pairs[key]):
+            described.append(
+                {
+                    "outer": a_meta.name,
+                    "outer_instance": a_meta.instance,
+                    "inner": b_meta.name,
+                    "inner_instance": b_meta.instance,
+                    "outer_site": a_site,
+                    "inner_site": b_site,
+                    "thread.name": who,
+                }
+            )
+        self._report(described, [f"{described[0]['outer']}"], same_class=True)
 
     def _add_edge(
         self, outer: str, inner: str, outer_site: str, inner_site: str, thread: str
@@ -632,19 +737,32 @@ class LockOrder:
                     "thread.name": who,
                 }
             )
+        self._report(described, list(cycle[:-1]), same_class=False)
+
+    @staticmethod
+    def _report(described: list[dict[str, Any]], cycle: list[str], same_class: bool) -> None:
+        def label(edge: dict[str, Any], end: str) -> str:
+            instance = edge.get(f"{end}_instance")
+            return f"{edge[end]} #{instance}" if instance is not None else str(edge[end])
+
         text = "; ".join(
-            f"{e['thread.name']} took {e['inner']} at {e['inner_site']} while holding "
-            f"{e['outer']} (taken at {e['outer_site']})"
+            f"{e['thread.name']} took {label(e, 'inner')} at {e['inner_site']} while holding "
+            f"{label(e, 'outer')} (taken at {e['outer_site']})"
             for e in described
+        )
+        what = (
+            "two instances of one lock class taken in both orders"
+            if same_class
+            else f"{len(described)} locks"
         )
         recorder.finding(
             "lock_order_inversion",
             {
                 "level": "warning",
-                "cycle": [c for c in cycle[:-1]],
+                "cycle": cycle,
+                "same_class": same_class,
                 "edges": described,
-                "message": f"lock-order inversion (potential deadlock) over {len(described)} "
-                f"locks: {text}",
+                "message": f"lock-order inversion (potential deadlock) over {what}: {text}",
             },
         )
 
@@ -683,7 +801,7 @@ def _install_lock_order() -> None:
         for name in _ORDERED:
             _saved_methods[(cls, name)] = cls.__dict__.get(name)
         cls.acquire = _ordered_acquire(originals["acquire"])  # type: ignore[method-assign]
-        cls.__enter__ = _ordered_enter(originals["__enter__"])  # type: ignore[method-assign]
+        cls.__enter__ = _ordered_enter(originals["__enter__"])
         cls.release = _ordered_release(originals["release"])  # type: ignore[method-assign]
         cls.__exit__ = _ordered_exit(originals["__exit__"])  # type: ignore[method-assign]
 
@@ -773,7 +891,7 @@ def declare_lock_order(*locks: Any) -> None:
     global _order
     if _order is None:
         _order = LockOrder()
-    names = [lk if isinstance(lk, str) else lk._meta[1] for lk in locks]
+    names = [lk if isinstance(lk, str) else lk._meta.name for lk in locks]
     _order.declare(*names)
 
 
@@ -784,16 +902,16 @@ def declare_lock_order(*locks: Any) -> None:
 _watchdog: Watchdog | None = None
 
 
-def _start(cfg: config.Config, pipeline: Any) -> None:
+def _start(cfg: Config, pipeline: Any) -> None:
     global _watchdog, _order
-    recorder._hooks.self_deadlock = on_self_deadlock
+    recorder.self_deadlock_hook = on_self_deadlock
     if cfg.lock_order and cfg.enabled:
         _install_lock_order()
     else:
         _remove_lock_order()
         _order = None
     if pipeline is not None:
-        _watchdog = Watchdog(cfg.watchdog_interval_ms / 1000, int(cfg.stuck_after_ms * 1e6))
+        _watchdog = Watchdog(cfg.watchdog_interval_ms / 1000)
         _watchdog.start()
 
 
@@ -809,4 +927,4 @@ def watchdog() -> Watchdog | None:
     return _watchdog
 
 
-config.register_component(_start, _stop)
+lifecycle.register_component(_start, _stop)

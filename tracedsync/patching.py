@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import Any
 
-from tracedsync import _stdlib, config, primitives, recorder
+from tracedsync import _stdlib, config, lifecycle, primitives, registry
 
 PATCHED_NAMES = ("Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event", "Barrier")
 
@@ -43,8 +43,8 @@ def install(**options: Any) -> config.Config:
     options. Returns the active configuration."""
     global _installed
     with _lock:
-        active = config.active()
-        cfg = config.configure(**options) if options or active is None else active
+        active = lifecycle.active()
+        cfg = lifecycle.configure(**options) if options or active is None else active
         if _installed:
             return cfg
         for name in PATCHED_NAMES:
@@ -82,7 +82,7 @@ def _rebind_imported_names() -> None:
     for module_name, module in list(sys.modules.items()):
         if module is None or module is threading or module_name.startswith("tracedsync"):
             continue
-        if recorder.module_excluded(module_name):
+        if registry.module_excluded(module_name):
             continue
         try:
             namespace = vars(module)

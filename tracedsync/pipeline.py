@@ -13,20 +13,17 @@ from __future__ import annotations
 import contextvars
 import importlib.metadata  # noqa: F401 - see below
 import os
-import random
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, MutableMapping, Sequence
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import structlog
 from opentelemetry import context as otel_context
-from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
+    Gauge,
     Histogram,
     HistogramDataPoint,
     Metric,
@@ -38,21 +35,19 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, TraceFlags
 
-from tracedsync import _sites, _stdlib, recorder
-from tracedsync.exporters.base import Exporter, LogEvent, SharedAttributes, SpanData, SpanEvent
+from tracedsync import _settings, _stdlib, _threads, budget, records, registry
+from tracedsync.counters import HISTOGRAM_BOUNDS, fold_histogram
+from tracedsync.describe import iso_timestamp
+from tracedsync.events import Collector, make_logger
+from tracedsync.exporters.base import Exporter, LogEvent, SpanData
+from tracedsync.spans import SCOPE_NAME, SpanBuilder, blocked_gauges
 
 # structlog's module __getattr__ imports importlib.metadata on any unknown
 # attribute (hasattr(structlog, "x") included): imported here, it cannot
 # change sys.modules later under a program that iterates it (CPython's
 # regrtest does, checking __warningregistry__ on every module).
 
-SCOPE_NAME = "tracedsync"
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_IDLE_KINDS = frozenset({"event", "condition", "barrier"})
-#: How long a timed-out wait span waits for the hold it links to.
-_LINK_PATIENCE_NS = 5_000_000_000
 #: What ``stop`` keeps of its timeout to abort a hanging export and join.
 _ABORT_RESERVE_S = 0.5
 
@@ -92,149 +87,6 @@ def build_resource(run_id: str) -> Resource:
 #: them alive into the older GC generations: a third of the pipeline's time.
 BATCH_RECORDS = 512
 
-#: Distinct span attribute sets kept (``Pipeline._attrs``): primitives made per
-#: request give every span a new ``sync.id``, so the cache must stay small.
-_ATTRS_CACHE_LIMIT = 512
-
-
-class _Collector:
-    """The logger at the end of tracedsync's private structlog pipeline:
-    ``_EventLogger`` appends each finished event dict to ``events``."""
-
-    def __init__(self) -> None:
-        self.events: list[LogEvent] = []
-
-
-class _EventLogger(structlog.BoundLoggerBase):
-    """tracedsync's bound logger (a structlog custom wrapper class): each level
-    method runs the processor chain and hands the event dict to the collector,
-    without the generic BoundLogger's per-call proxying (one event is made per
-    exported wait or hold span)."""
-
-    def _emit(self, level: str, event: str, fields: dict[str, Any]) -> None:
-        args, _ = self._process_event(level, event, fields)
-        self._logger.events.append(args[0])
-
-    def debug(self, event: str, **fields: Any) -> None:
-        self._emit("debug", event, fields)
-
-    def info(self, event: str, **fields: Any) -> None:
-        self._emit("info", event, fields)
-
-    def warning(self, event: str, **fields: Any) -> None:
-        self._emit("warning", event, fields)
-
-    def error(self, event: str, **fields: Any) -> None:
-        self._emit("error", event, fields)
-
-    def critical(self, event: str, **fields: Any) -> None:
-        self._emit("critical", event, fields)
-
-
-#: The keyword a wait or hold event is logged with: the span it mirrors.
-_SPAN_FIELD = "_tracedsync_span"
-
-
-def _span_fields(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
-    """Processor: a wait or hold event's fields, read from the span it mirrors:
-    a ``SpanEvent`` (its timestamp, level, event, ids and duration, then the
-    span's attributes), or a plain dict when other fields were logged too."""
-    span = event_dict.pop(_SPAN_FIELD, None)
-    if span is None:
-        return event_dict
-    d = span.end_ns - span.start_ns
-    fields = SpanEvent(
-        timestamp=iso_timestamp(span.end_ns),
-        level=event_dict.pop("level", None),
-        event=event_dict.pop("event", None),
-        trace_id=f"{span.trace_id:032x}",
-        span_id=f"{span.span_id:016x}",
-        # milliseconds to the nearest microsecond
-        duration_ms=(d + 500) // 1000 / 1000,
-    )
-    fields.update(span.attributes)
-    if event_dict:
-        fields.update(event_dict)
-        return dict(fields)
-    fields.span = span
-    return fields
-
-
-def _to_record(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
-    return ((event_dict,), {})
-
-
-def _make_logger(collector: _Collector) -> Any:
-    # Every argument is given: whatever is left out would come from the
-    # application's global structlog configuration, which is not ours.
-    # bind() once: the lazy proxy wrap_logger returns would build a new bound
-    # logger for every event.
-    return structlog.wrap_logger(
-        collector,
-        processors=[structlog.processors.add_log_level, _span_fields, _to_record],
-        wrapper_class=_EventLogger,
-        context_class=dict,
-        cache_logger_on_first_use=False,
-        logger_factory_args=(),
-    ).bind()
-
-
-class _ForcedIdGenerator:
-    """Wraps a tracer's id generator so a reserved span id can be used once."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.next_span_id = 0
-
-    def generate_span_id(self) -> int:
-        forced = self.next_span_id
-        if forced:
-            self.next_span_id = 0
-            return forced
-        return int(self.inner.generate_span_id())
-
-    def generate_trace_id(self) -> int:
-        return int(self.inner.generate_trace_id())
-
-    def __getattr__(self, name: str) -> Any:  # e.g. is_trace_id_random()
-        return getattr(self.inner, name)
-
-
-#: (whole second, its "%Y-%m-%dT%H:%M:%S" text) of the last timestamp formatted.
-_last_second: tuple[int, str] = (-1, "")
-
-
-def _name_of(thread: Any, ident: int) -> str:
-    """A Thread's name (hold records carry the Thread, not its name)."""
-    try:
-        return str(thread.name)
-    except Exception:
-        return f"thread-{ident}"
-
-
-def iso_timestamp(epoch_ns: int) -> str:
-    """``epoch_ns`` as ``2024-05-01T12:00:01.234567Z`` (UTC, to the nearest
-    microsecond), with the date part formatted once per second."""
-    global _last_second
-    second, micro = divmod((epoch_ns + 500) // 1000, 1_000_000)
-    cached = _last_second
-    if cached[0] != second:
-        text = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        cached = _last_second = (second, text)
-    return f"{cached[1]}.{micro:06d}Z"
-
-
-_span_names: dict[tuple[str, bool], str] = {}
-
-
-def _span_name(kind: str, is_wait: bool) -> str:
-    """``<kind>.wait`` or ``<kind>.hold`` (formatted once per kind)."""
-    try:
-        return _span_names[(kind, is_wait)]
-    except KeyError:
-        name = _span_names[(kind, is_wait)] = f"{kind}.wait" if is_wait else f"{kind}.hold"
-        return name
-
 
 class Pipeline:
     """Drains the recorder's buffer on an internal thread and exports."""
@@ -259,34 +111,21 @@ class Pipeline:
         self._span_sinks = [s for s in self.sinks if s.wants_spans]
         self._log_sinks = [s for s in self.sinks if s.wants_logs]
         self._metric_sinks = [s for s in self.sinks if s.wants_metrics]
-        self._tracer = None
-        self._ids: _ForcedIdGenerator | None = None
-        if tracer_provider is not None:
-            self._tracer = tracer_provider.get_tracer(SCOPE_NAME, version)
-            inner = getattr(self._tracer, "id_generator", None)
-            if inner is not None:
-                self._ids = _ForcedIdGenerator(inner)
-                self._tracer.id_generator = self._ids
-        self._random = random.Random()
         self._wake = _stdlib.Event()
         self._flush_requests: deque[Any] = deque()
         self._stopping = False
         self._abandoned = False
         self._thread: threading.Thread | None = None
-        self._collector = _Collector()
-        self._log = _make_logger(self._collector)
-        #: _build's key -> the attributes shared by the spans with that key.
-        self._attrs: dict[tuple[Any, ...], SharedAttributes] = {}
-        #: reserved hold span id -> trace id, for links from waits to holds.
-        self._hold_traces: dict[int, int] = {}
-        #: reserved hold span id -> [(deadline, span)] of waits linking to it.
-        self._pending: dict[int, list[tuple[int, tuple[Any, ...]]]] = {}
-        #: waits whose hold arrived: exported with the next batch.
-        self._ready: list[SpanData] = []
+        #: What the recorder calls for the program thread's current context.
+        self.context_reader = context_getter()
+        self._collector = Collector()
+        self._log = make_logger(self._collector)
+        self._spans = SpanBuilder(self._log, version, tracer_provider)
+        self._spans.logs_wanted = bool(self._log_sinks)
         self._failures_seen: set[tuple[str, str]] = set()
         self._failure_counts: dict[str, int] = {}
         # Accounting is per process: report only the drops from now on.
-        self._dropped_reported = recorder.accounting.dropped
+        self._dropped_reported = records.accounting.dropped
         self._suppressed_reported = 0
         self._last_metrics = 0.0
         self._start_ns = time.time_ns()
@@ -310,14 +149,15 @@ class Pipeline:
         otlp_json.encode_metrics(build_metrics_data(self.resource, self.scope, self._start_ns))
         self._log.info("warm-up", timestamp=iso_timestamp(time.time_ns()))
         otlp_json.encode_log(self._collector.events.pop())
-        self._parent(otel_context.get_current())
+        self._spans.parent(otel_context.get_current())
 
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="tracedsync-pipeline", daemon=True)
         self._thread.start()
-        recorder.set_recording(True, context_getter(), self.wakeup)
+        records.connect(self.wakeup, self.context_reader)
+        _settings.update(recording=True)
 
     def wakeup(self) -> None:
         self._wake.set()
@@ -348,7 +188,7 @@ class Pipeline:
         record from the buffer, which the next pipeline owns, and what it
         still exports is not counted (``config`` counts it lost).
         """
-        recorder.set_recording(False)
+        _settings.update(recording=False)
         thread = self._thread
         if thread is None:
             return True
@@ -375,7 +215,7 @@ class Pipeline:
     # -- the loop ------------------------------------------------------------
 
     def _run(self) -> None:
-        recorder.mark_internal()
+        _threads.mark_internal()
         try:
             while True:
                 self._wake.wait(self.poll_interval_s)
@@ -415,7 +255,7 @@ class Pipeline:
                     self._call(sink, "flush", sink.flush, 2.0)
             while self._flush_requests:
                 self._flush_requests.popleft().set()
-            recorder.unmark_internal()
+            _threads.unmark_internal()
 
     def _guarded(self, fn: Callable[..., Any], *args: Any) -> None:
         try:
@@ -424,30 +264,37 @@ class Pipeline:
             self._note_failure("pipeline", exc)
 
     def _cycle(self, final: bool) -> None:
-        records = [] if self._abandoned else recorder.take_all()
+        with registry.stats_lock:
+            budget.close_expired(time.monotonic_ns())
+        registry.fold_collected()
+        taken = [] if self._abandoned else records.take_all()
         offset = time.time_ns() - time.monotonic_ns()
-        for start in range(0, len(records), BATCH_RECORDS):
-            self._batch(records[start : start + BATCH_RECORDS], offset, [])
+        for start in range(0, len(taken), BATCH_RECORDS):
+            self._batch(taken[start : start + BATCH_RECORDS], offset, [])
         # Waits whose hold never came, drop reports, failure events: last.
-        self._batch([], offset, self._due_pending(final))
+        spans = self._spans.due_pending(final)
+        if final:
+            self._guarded(self._spans.unfinished, offset, spans if self._stopping else None)
+        self._batch([], offset, spans)
         # Failure events found while delivering go out with the next cycle.
 
-    def _batch(self, records: list[tuple[Any, ...]], offset: int, spans: list[SpanData]) -> None:
-        """Turn ``records`` into spans and events and deliver them with ``spans``."""
-        for rec in records:
+    def _batch(self, batch: list[records.Record], offset: int, spans: list[SpanData]) -> None:
+        """Turn ``batch`` into spans and events and deliver them with ``spans``."""
+        build = self._spans.build
+        for rec in batch:
             try:
-                self._build(rec, offset, spans)
+                build(rec, offset, spans)
             except Exception as exc:
                 self._note_failure("pipeline", exc)
         logs: list[LogEvent] = self._collector.events
         self._collector.events = []
         self._report_drops(logs)
         ok = self._deliver(spans, logs)
-        if records and not self._abandoned:
+        if batch and not self._abandoned:
             if ok:
-                recorder.accounting.exported += len(records)
+                records.accounting.exported += len(batch)
             else:
-                recorder.accounting.failed += len(records)
+                records.accounting.failed += len(batch)
 
     def _deliver(self, spans: list[SpanData], logs: list[LogEvent]) -> bool:
         ok = True
@@ -474,7 +321,7 @@ class Pipeline:
         if key in self._failures_seen:
             return
         self._failures_seen.add(key)
-        detail = _sites_clean(str(exc))[:300]
+        detail = _clean(str(exc))[:300]
         try:
             sys.stderr.write(
                 f"tracedsync: exporter {who} failed: {kind}: {detail} "
@@ -495,7 +342,8 @@ class Pipeline:
         return dict(self._failure_counts)
 
     def _report_drops(self, logs: list[LogEvent]) -> None:
-        acc = recorder.accounting
+        acc = records.accounting
+        capacity = _settings.current.buffer_capacity
         if acc.dropped > self._dropped_reported:
             new = acc.dropped - self._dropped_reported
             self._dropped_reported = acc.dropped
@@ -504,236 +352,15 @@ class Pipeline:
                 dropped=new,
                 dropped_total=acc.dropped,
                 produced_total=acc.produced,
-                buffer_size=recorder.buffer_capacity,
+                buffer_size=capacity,
                 timestamp=iso_timestamp(time.time_ns()),
                 message=(
                     f"tracedsync dropped {new} records (buffer of "
-                    f"{recorder.buffer_capacity} full; {acc.dropped} in all)"
+                    f"{capacity} full; {acc.dropped} in all)"
                 ),
             )
             logs.extend(self._collector.events)
             self._collector.events = []
-
-    # -- records to spans and events -------------------------------------------
-
-    def _new_id(self, bits: int) -> int:
-        return self._random.getrandbits(bits) or 1
-
-    def _parent(self, ctx: Any) -> tuple[int, int]:
-        if ctx is None:
-            return 0, 0
-        sc = otel_trace.get_current_span(ctx).get_span_context()
-        if sc.is_valid:
-            return sc.trace_id, sc.span_id
-        return 0, 0
-
-    def _build(self, rec: tuple[Any, ...], offset: int, spans: list[SpanData]) -> None:
-        rtype = rec[0]
-        if rtype == recorder.FINDING:
-            self._build_finding(rec, offset, spans)
-            return
-        (
-            _,
-            meta,
-            ident,
-            tname,
-            t0,
-            t1,
-            outcome,
-            ctx,
-            site,
-            holder,
-            holder_name,
-            holder_site,
-            reserved,
-        ) = rec
-        kind = meta[2]
-        if not isinstance(tname, str):
-            tname = _name_of(tname, ident)
-        key = (rtype, meta, ident, tname, outcome, site, holder, holder_name, holder_site)
-        attrs = self._attrs.get(key)
-        if attrs is None:
-            attrs = self._new_attributes(key)
-        start, end = t0 + offset, t1 + offset
-        if rtype == recorder.WAIT:
-            span_name = _span_name(kind, True)
-            links: list[tuple[int, int, dict[str, Any]]] = []
-            if reserved:
-                trace_id = self._hold_traces.get(reserved)
-                if trace_id is not None:
-                    links.append((trace_id, reserved, {}))
-                elif outcome == "timeout":
-                    # The holder may still hold: wait a little for its hold span.
-                    self._pending.setdefault(reserved, []).append(
-                        (
-                            time.monotonic_ns() + _LINK_PATIENCE_NS,
-                            (span_name, ctx, attrs, start, end),
-                        )
-                    )
-                    return
-            spans.append(self._finish_wait(span_name, ctx, attrs, start, end, links))
-            return
-        span = self._make_span(_span_name(kind, False), ctx, attrs, start, end, reserved, [])
-        if reserved:
-            self._remember_hold(reserved, span.trace_id)
-        # A hold emitted only because someone waited on it is a span (the wait
-        # links to it), not a long_hold event.
-        if t1 - t0 >= recorder.hold_threshold_ns:
-            self._event("long_hold", span)
-        spans.append(span)
-
-    def _new_attributes(self, key: tuple[Any, ...]) -> SharedAttributes:
-        """The attributes of the spans of one ``_build`` key: made once, shared
-        by every span with that key (a bounded cache, emptied when full)."""
-        rtype, meta, ident, tname, outcome, site, holder, holder_name, holder_site = key
-        prim_id, name, kind = meta
-        attrs = SharedAttributes({"sync.kind": kind, "sync.name": name, "sync.id": prim_id})
-        if outcome is not None:
-            attrs["sync.outcome"] = outcome
-        attrs["thread.id"] = ident
-        attrs["thread.name"] = tname
-        if site is not None:
-            attrs["code.function.name"] = site[2]
-            attrs["code.file.path"] = site[0]
-            attrs["code.line.number"] = site[1]
-        if holder_name is not None:
-            attrs["sync.holder.thread.name"] = holder_name
-            attrs["sync.holder.thread.id"] = holder
-        if holder_site is not None:
-            attrs["sync.holder.site"] = _sites.format_site(holder_site)
-        if rtype == recorder.HOLD and holder:  # for a hold: an RLock's recursion depth
-            attrs["sync.rlock.depth"] = holder
-        if len(self._attrs) >= _ATTRS_CACHE_LIMIT:
-            self._attrs.clear()
-        self._attrs[key] = attrs
-        return attrs
-
-    def _finish_wait(
-        self,
-        name: str,
-        ctx: Any,
-        attrs: dict[str, Any],
-        start: int,
-        end: int,
-        links: list[tuple[int, int, dict[str, Any]]],
-    ) -> SpanData:
-        span = self._make_span(name, ctx, attrs, start, end, None, links)
-        self._event("long_wait", span)
-        return span
-
-    def _event(self, event: str, span: SpanData) -> None:
-        """The structlog event mirroring a wait or hold span (not made when no
-        exporter takes log events: with only ``otlp``, say)."""
-        if not self._log_sinks:
-            return
-        self._log.info(event, **{_SPAN_FIELD: span})
-
-    def _remember_hold(self, span_id: int, trace_id: int) -> None:
-        if len(self._hold_traces) > 50_000:
-            for key in list(self._hold_traces)[:25_000]:
-                del self._hold_traces[key]
-        self._hold_traces[span_id] = trace_id
-        waiting = self._pending.pop(span_id, None)
-        if waiting:
-            for _, (name, ctx, attrs, start, end) in waiting:
-                link: list[tuple[int, int, dict[str, Any]]] = [(trace_id, span_id, {})]
-                self._ready.append(self._finish_wait(name, ctx, attrs, start, end, link))
-
-    def _due_pending(self, final: bool) -> list[SpanData]:
-        out = self._ready
-        self._ready = []
-        if self._pending:
-            now = time.monotonic_ns()
-            for key in list(self._pending):
-                keep = []
-                for deadline, args in self._pending[key]:
-                    if final or deadline <= now:
-                        name, ctx, attrs, start, end = args  # the hold never came
-                        out.append(self._finish_wait(name, ctx, attrs, start, end, []))
-                    else:
-                        keep.append((deadline, args))
-                if keep:
-                    self._pending[key] = keep
-                else:
-                    del self._pending[key]
-        return out
-
-    def _make_span(
-        self,
-        name: str,
-        ctx: Any,
-        attrs: dict[str, Any],
-        start: int,
-        end: int,
-        forced_span_id: int | None,
-        links: list[tuple[int, int, dict[str, Any]]],
-    ) -> SpanData:
-        if self._tracer is not None:
-            return self._make_external_span(name, ctx, attrs, start, end, forced_span_id, links)
-        trace_id, parent_id = self._parent(ctx)
-        if not trace_id:
-            trace_id = self._new_id(128)
-        span_id = forced_span_id or self._new_id(64)
-        return SpanData(name, trace_id, span_id, parent_id, start, end, attrs, links)
-
-    def _make_external_span(
-        self,
-        name: str,
-        ctx: Any,
-        attrs: dict[str, Any],
-        start: int,
-        end: int,
-        forced_span_id: int | None,
-        links: list[tuple[int, int, dict[str, Any]]],
-    ) -> SpanData:
-        assert self._tracer is not None
-        if self._ids is not None and forced_span_id:
-            self._ids.next_span_id = forced_span_id
-        span = self._tracer.start_span(
-            name,
-            context=ctx,
-            attributes=attrs,
-            links=[Link(SpanContext(t, s, True, _SAMPLED), a or None) for t, s, a in links],
-            start_time=start,
-        )
-        span.end(end_time=end)
-        sc = span.get_span_context()
-        parent = getattr(span, "parent", None)
-        return SpanData(
-            name,
-            sc.trace_id,
-            sc.span_id,
-            parent.span_id if parent is not None else 0,
-            start,
-            end,
-            attrs,
-            links,
-        )
-
-    def _build_finding(self, rec: tuple[Any, ...], offset: int, spans: list[SpanData]) -> None:
-        _, event, fields, ctx, span_request, t_now = rec
-        out = dict(fields)
-        out.setdefault("timestamp", iso_timestamp(t_now + offset))
-        trace_id, span_id = self._parent(ctx)
-        if span_request is not None:
-            name, attrs, contexts, t_start = span_request
-            links: list[tuple[int, int, dict[str, Any]]] = []
-            for linked in contexts:
-                link_trace, link_span = self._parent(linked)
-                if link_trace:
-                    links.append((link_trace, link_span, {}))
-            span = self._make_span(
-                name, None, dict(attrs), t_start + offset, t_now + offset, None, links
-            )
-            spans.append(span)
-            trace_id, span_id = span.trace_id, span.span_id
-        if trace_id:
-            out["trace_id"] = f"{trace_id:032x}"
-            out["span_id"] = f"{span_id:016x}"
-        level = out.pop("level", "error")
-        getattr(self._log, level if level in ("info", "warning", "error") else "error")(
-            event, **out
-        )
 
     # -- metrics ---------------------------------------------------------------
 
@@ -745,20 +372,20 @@ class Pipeline:
             self._call(sink, "metrics", sink.export_metrics, data)
 
 
-def _sites_clean(text: str) -> str:
+def _clean(text: str) -> str:
     return text.replace("\n", " ").replace("\r", " ")
 
 
 # -- metrics ------------------------------------------------------------------
 
-_LOCK_KINDS = recorder.LOCK_KINDS
+_LOCK_KINDS = registry.LOCK_KINDS
 
 
 def _hist_min(buckets: Sequence[int]) -> float:
     """The lower bound of the first non-empty bucket (0 for the first)."""
     for i, count in enumerate(buckets):
         if count:
-            return 0.0 if i == 0 else recorder.HISTOGRAM_BOUNDS[i - 1]
+            return 0.0 if i == 0 else HISTOGRAM_BOUNDS[i - 1]
     return 0.0
 
 
@@ -775,6 +402,7 @@ def build_metrics_data(resource: Resource, scope_: InstrumentationScope, start_n
     cumulative = AggregationTemporality.CUMULATIVE
     points: dict[str, list[Any]] = {}
     hists: dict[str, list[Any]] = {"tracedsync.wait.duration": [], "tracedsync.hold.duration": []}
+    gauges: dict[str, list[Any]] = {}
 
     def add(metric: str, attrs: dict[str, Any], value: int | float) -> None:
         points.setdefault(metric, []).append(
@@ -789,7 +417,7 @@ def build_metrics_data(resource: Resource, scope_: InstrumentationScope, start_n
     def hist(
         metric: str, attrs: dict[str, Any], raw: list[int], total_ns: int, max_ns: int
     ) -> None:
-        buckets = recorder.fold_histogram(raw)
+        buckets = fold_histogram(raw)
         count = sum(buckets)
         hists[metric].append(
             HistogramDataPoint(
@@ -799,13 +427,13 @@ def build_metrics_data(resource: Resource, scope_: InstrumentationScope, start_n
                 count=count,
                 sum=total_ns / 1e9,
                 bucket_counts=list(buckets),
-                explicit_bounds=list(recorder.HISTOGRAM_BOUNDS),
+                explicit_bounds=list(HISTOGRAM_BOUNDS),
                 min=_hist_min(buckets),
                 max=max_ns / 1e9,
             )
         )
 
-    for (kind, name), c in sorted(recorder.aggregated_counters().items()):
+    for (kind, name), c in sorted(registry.aggregated_counters().items()):
         attrs = {"sync.kind": kind, "sync.name": name}
         lock_like = kind in _LOCK_KINDS
         if lock_like:
@@ -817,17 +445,39 @@ def build_metrics_data(resource: Resource, scope_: InstrumentationScope, start_n
         if lock_like:
             add("tracedsync.hold.time", attrs, c.hold_sum / 1e9)
             hist("tracedsync.hold.duration", attrs, c.hold_hist, c.hold_sum, c.hold_max)
-    acc = recorder.accounting
+    acc = records.accounting
+    for (kind, name), (count, age) in sorted(blocked_gauges().items()):
+        gauges.setdefault("tracedsync.waits.blocked", []).append(
+            NumberDataPoint(
+                attributes={"sync.kind": kind, "sync.name": name},
+                start_time_unix_nano=start_ns,
+                time_unix_nano=now,
+                value=count,
+            )
+        )
+        gauges.setdefault("tracedsync.waits.blocked.age", []).append(
+            NumberDataPoint(
+                attributes={"sync.kind": kind, "sync.name": name},
+                start_time_unix_nano=start_ns,
+                time_unix_nano=now,
+                value=age,
+            )
+        )
+    suppressed = sum(c.suppressed for c in registry.aggregated_counters().values())
     for metric, value in (
         ("tracedsync.telemetry.produced", acc.produced),
         ("tracedsync.telemetry.exported", acc.exported),
         ("tracedsync.telemetry.dropped", acc.dropped),
         ("tracedsync.telemetry.failed", acc.failed),
-        ("tracedsync.telemetry.suppressed", acc.suppressed),
+        ("tracedsync.telemetry.suppressed", suppressed),
     ):
         add(metric, {}, value)
 
-    units = {"tracedsync.wait.time": "s", "tracedsync.hold.time": "s"}
+    units = {
+        "tracedsync.wait.time": "s",
+        "tracedsync.hold.time": "s",
+        "tracedsync.waits.blocked.age": "s",
+    }
     descriptions = {
         "tracedsync.acquisitions": "Successful acquisitions (re-entries excluded)",
         "tracedsync.contentions": "Acquisitions or waits that had to block",
@@ -840,7 +490,9 @@ def build_metrics_data(resource: Resource, scope_: InstrumentationScope, start_n
         "tracedsync.telemetry.exported": "Records exported",
         "tracedsync.telemetry.dropped": "Records dropped because the buffer was full",
         "tracedsync.telemetry.failed": "Records whose export failed",
-        "tracedsync.telemetry.suppressed": "Spans suppressed by max_spans_per_second",
+        "tracedsync.telemetry.suppressed": "Spans kept out by the per-second span budget",
+        "tracedsync.waits.blocked": "Waits still blocked now (never in the sums)",
+        "tracedsync.waits.blocked.age": "How long the oldest wait still blocked has waited",
     }
     metrics = []
     for metric, data_points in points.items():
@@ -854,6 +506,15 @@ def build_metrics_data(resource: Resource, scope_: InstrumentationScope, start_n
                     aggregation_temporality=cumulative,
                     is_monotonic=True,
                 ),
+            )
+        )
+    for metric, data_points in gauges.items():
+        metrics.append(
+            Metric(
+                name=metric,
+                description=descriptions[metric],
+                unit=units.get(metric, "1"),
+                data=Gauge(data_points=data_points),
             )
         )
     for metric, data_points in hists.items():
@@ -902,7 +563,7 @@ def observe_with_meter_provider(meter_provider: Any, version: str) -> Callable[[
             if not active[0]:
                 return []
             out = []
-            for (kind, name), c in recorder.aggregated_counters().items():
+            for (kind, name), c in registry.aggregated_counters().items():
                 if lock_only and kind not in _LOCK_KINDS:
                     continue
                 value = getattr(c, field)

@@ -226,7 +226,9 @@ def _flush_on_sigterm() -> None:
 
     def on_sigterm(signum: int, frame: Any) -> None:
         try:
-            config.shutdown()
+            from tracedsync import lifecycle
+
+            lifecycle.final_flush()
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)

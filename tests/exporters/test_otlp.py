@@ -25,11 +25,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tracedsync
-from tests.conftest import LogCollector, run_threads
 from tests.helpers import HOLDER_SITES, Contention
 from tests.otlp_proto import parse_trace_line
 from tests.receivers import Receiver, iter_spans, point_otlp_at
-from tracedsync import config, recorder
+from tracedsync import lifecycle, records
+from tracedsync.testing import LogCollector, run_threads
 
 # --------------------------------------------------------------------------
 # The workload: contention inside app spans, a timed-out wait, an idle wait
@@ -117,11 +117,22 @@ def contended_workload() -> Run:
 # --------------------------------------------------------------------------
 
 #: Attributes whose values differ between runs; checked per run instead.
-_PER_RUN = {"thread.id", "sync.id", "sync.holder.thread.id"}
+#: Attributes that differ from run to run: ids, timings, and the stack (whose
+#: outer frames are the test's own lines, different for each run).
+_PER_RUN = {
+    "thread.id",
+    "sync.id",
+    "sync.instance",
+    "sync.holder.thread.id",
+    "sync.wait.handoff",
+    "sync.stack",
+}
 
 
 def _value(any_value: Any) -> Any:
     which = any_value.WhichOneof("value")
+    if which == "array_value":
+        return tuple(_value(v) for v in any_value.array_value.values)
     return getattr(any_value, which) if which else None
 
 
@@ -507,7 +518,7 @@ def _timed(fn: Callable[[], None]) -> float:
 @contextmanager
 def _accounted() -> Iterator[dict[str, int]]:
     """Yields a dict filled, on exit, with the record counts produced inside."""
-    acc = recorder.accounting
+    acc = records.accounting
     before = (acc.produced, acc.exported, acc.dropped, acc.failed)
     out: dict[str, int] = {}
     yield out
@@ -518,7 +529,7 @@ def _accounted() -> Iterator[dict[str, int]]:
 
 def _shutdown_and_check_thread() -> None:
     """Shut down; the pipeline thread must have ended within the shutdown timeout."""
-    pipe = config.pipeline()
+    pipe = lifecycle.pipeline()
     assert pipe is not None and pipe.thread is not None
     thread = pipe.thread
     tracedsync.shutdown()
@@ -648,9 +659,9 @@ def test_collector_down_mid_run_then_back(
         metrics_before = len(receiver.received.metrics)
 
         receiver.stop()
-        failed_before = recorder.accounting.failed
+        failed_before = records.accounting.failed
         batch("while-down")
-        assert recorder.accounting.failed - failed_before == 2
+        assert records.accounting.failed - failed_before == 2
 
         receiver.restart()
         for attempt in range(5):
@@ -708,7 +719,7 @@ def test_shutdown_returns_in_time_with_a_call_stuck_in_a_stalled_collector(
         Contention(tracedsync.Lock()).run()
         assert not tracedsync.flush(0.2)
         assert receiver.received.wait_for(lambda r: r.stalled["traces"] >= 1)
-        pipe = config.pipeline()
+        pipe = lifecycle.pipeline()
         assert pipe is not None and pipe.thread is not None
         thread = pipe.thread
         tracedsync.shutdown()

@@ -7,8 +7,8 @@ import threading
 import pytest
 
 import tracedsync
-from tests.conftest import run_threads
 from tests.receivers import Receiver, point_otlp_at
+from tracedsync.testing import run_threads
 
 #: Path fragments of code whose locks must never show up in tracedsync's spans.
 INTERNALS = ("opentelemetry", "grpc", "urllib3", "requests", "google/protobuf", "structlog")

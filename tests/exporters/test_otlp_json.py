@@ -13,9 +13,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from tests.otlp_proto import parse_trace_line
+from tracedsync.describe import iso_timestamp
+from tracedsync.events import SPAN_FIELD as _SPAN_FIELD
+from tracedsync.events import _span_fields
 from tracedsync.exporters import otlp_json
 from tracedsync.exporters.base import SharedAttributes, SpanData
-from tracedsync.pipeline import _SPAN_FIELD, _span_fields, iso_timestamp
 
 RESOURCE = Resource.create({"service.name": "svc", "process.pid": 42, "x.ratio": 0.5})
 SCOPE = InstrumentationScope("tracedsync", "0.1.0")

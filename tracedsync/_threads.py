@@ -1,0 +1,87 @@
+"""Threads: tracedsync's own (never traced) and the names of everyone's.
+
+An internal thread (the pipeline, the watchdog, the exporters' lanes) is
+marked here; whatever a marked thread does with a primitive is not recorded.
+Names are read from ``threading``'s registry; a thread that has ended keeps
+the name it was last seen with (:func:`remember_names`), so a lock it left
+held is still blamed on ``worker-7 (ended)``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from _thread import get_ident
+
+#: threading's registry of running threads (a dict it never rebinds).
+active: dict[int, threading.Thread] = threading._active  # type: ignore[attr-defined]
+
+_internal: set[int] = set()
+#: ident -> last name seen, for threads that may have ended.
+_seen_names: dict[int, str] = {}
+_SEEN_LIMIT = 10_000
+
+
+def mark_internal(ident: int | None = None) -> None:
+    """Mark a thread as tracedsync's own: nothing it does is recorded."""
+    _internal.add(get_ident() if ident is None else ident)
+
+
+def unmark_internal(ident: int | None = None) -> None:
+    _internal.discard(get_ident() if ident is None else ident)
+
+
+def is_internal(ident: int | None = None) -> bool:
+    return (get_ident() if ident is None else ident) in _internal
+
+
+def internal_idents() -> set[int]:
+    """The marked threads now (a copy)."""
+    return set(_internal)
+
+
+def name_of(thread: threading.Thread | None, ident: int) -> str:
+    """A Thread's name, or ``thread-<ident>``."""
+    if thread is None:
+        return f"thread-{ident}"
+    try:
+        return str(thread.name)
+    except Exception:
+        return f"thread-{ident}"
+
+
+def thread_name(ident: int) -> str:
+    """The name of thread ``ident``: running, else last seen, else ``thread-<ident>``."""
+    thread = active.get(ident)
+    if thread is not None:
+        return name_of(thread, ident)
+    return _seen_names.get(ident) or f"thread-{ident}"
+
+
+def alive(ident: int) -> bool:
+    """True while thread ``ident`` runs (at the C level: any thread, even one
+    ``threading`` never heard of)."""
+    if ident in active:
+        thread = active[ident]
+        try:
+            return thread.is_alive()
+        except Exception:
+            return True
+    try:
+        return ident in sys._current_frames()
+    except Exception:
+        return True
+
+
+def remember_names() -> None:
+    """Note the names of the running threads (the watchdog calls this each
+    pass, and a waiter before it blames a holder)."""
+    if len(_seen_names) > _SEEN_LIMIT:
+        _seen_names.clear()
+    for ident, thread in list(active.items()):
+        _seen_names[ident] = name_of(thread, ident)
+
+
+def at_fork_child() -> None:
+    """In a fork child: the parent's internal threads do not exist here."""
+    _internal.clear()

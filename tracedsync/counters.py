@@ -1,0 +1,174 @@
+"""What a primitive counts: declared once, in :class:`PrimitiveStats`.
+
+The hot paths keep raw integers (nanoseconds, raw ``bit_length`` histograms)
+on the primitive; the slow paths keep theirs in a :class:`Counters` made on
+first use. :class:`Counters` is also what sums of several primitives are
+made of. Both derive their fields from :class:`PrimitiveStats`, the public
+frozen form, through :data:`RAW_FIELDS`: adding a counter means adding it
+there and to the dataclass, nowhere else. The metrics, the exit summary and
+``tracedsync.stats()`` are all built from these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+#: Primitives count durations in raw buckets indexed by ``ns.bit_length()``
+#: (no comparison on the hot path). Exported histograms fold them into these
+#: upper-inclusive bounds: 1.02 µs, 2.05 µs, ... 1100 s, then +Inf.
+RAW_BUCKETS = 65
+HISTOGRAM_BOUNDS_NS: tuple[int, ...] = tuple((1 << (k + 10)) - 1 for k in range(31))
+HISTOGRAM_BOUNDS: tuple[float, ...] = tuple(b / 1e9 for b in HISTOGRAM_BOUNDS_NS)
+
+
+def fold_histogram(raw: Sequence[int]) -> tuple[int, ...]:
+    """Fold a raw ``bit_length`` histogram into ``HISTOGRAM_BOUNDS`` buckets."""
+    out = [sum(raw[0:11])]
+    out.extend(raw[11:41])
+    out.append(sum(raw[41:]))
+    return tuple(out)
+
+
+def raw_bucket(ns: int) -> int:
+    """The raw bucket of a duration (what the hot paths index)."""
+    return ns.bit_length()
+
+
+@dataclass(frozen=True)
+class PrimitiveStats:
+    """What one primitive (or all collected ones of a name and kind) measured.
+
+    Durations are in seconds. ``wait_histogram`` and ``hold_histogram`` count
+    samples in the buckets bounded by ``tracedsync.HISTOGRAM_BOUNDS`` (upper
+    bounds, inclusive; the last bucket is unbounded). For lock-like kinds the
+    wait histogram has one sample per acquisition (0 when uncontended) and
+    one per timed-out acquire; for ``event``, ``condition`` and ``barrier``
+    one per ``wait()`` call. Waits still blocked are not in these figures.
+    """
+
+    name: str
+    kind: str
+    #: Process-unique id; None for the folded entry of collected primitives.
+    id: int | None
+    #: How many primitives this entry covers (1 for a live primitive).
+    instances: int
+    #: Successful acquires (RLock re-entries and Condition re-acquires excluded).
+    acquisitions: int
+    reentries: int
+    #: Acquires or waits that blocked, timed out ones included.
+    contentions: int
+    timeouts: int
+    #: Failed non-blocking tries.
+    would_block: int
+    #: ``wait()`` calls (Event, Condition, Barrier).
+    waits: int
+    wait_total: float
+    wait_max: float
+    hold_total: float
+    hold_max: float
+    wait_histogram: tuple[int, ...]
+    hold_histogram: tuple[int, ...]
+    #: Spans the per-second budget kept out (the slowest are kept).
+    spans_suppressed: int
+
+    @property
+    def contention_rate(self) -> float:
+        """Share of acquisitions that had to block (0.0 when none)."""
+        return self.contentions / self.acquisitions if self.acquisitions else 0.0
+
+
+def _seconds(ns: int) -> float:
+    return ns / 1e9
+
+
+#: PrimitiveStats field -> (raw counter, how it combines, how it is shown).
+#: Combining is ``sum``, ``max`` or ``hist`` (bucket-wise sum).
+RAW_FIELDS: dict[str, tuple[str, str, Callable[[Any], Any] | None]] = {
+    "instances": ("instances", "sum", None),
+    "acquisitions": ("acquisitions", "sum", None),
+    "reentries": ("reentries", "sum", None),
+    "contentions": ("contentions", "sum", None),
+    "timeouts": ("timeouts", "sum", None),
+    "would_block": ("would_block", "sum", None),
+    "waits": ("waits", "sum", None),
+    "wait_total": ("wait_sum", "sum", _seconds),
+    "wait_max": ("wait_max", "max", _seconds),
+    "hold_total": ("hold_sum", "sum", _seconds),
+    "hold_max": ("hold_max", "max", _seconds),
+    "wait_histogram": ("wait_hist", "hist", fold_histogram),
+    "hold_histogram": ("hold_hist", "hist", fold_histogram),
+    "spans_suppressed": ("suppressed", "sum", None),
+}
+_IDENTITY_FIELDS = ("name", "kind", "id")
+if [f.name for f in fields(PrimitiveStats)] != [*_IDENTITY_FIELDS, *RAW_FIELDS]:
+    raise AssertionError("counters.RAW_FIELDS must list PrimitiveStats' counter fields")
+
+_SUMS = tuple(raw for raw, how, _ in RAW_FIELDS.values() if how == "sum")
+_MAXIMA = tuple(raw for raw, how, _ in RAW_FIELDS.values() if how == "max")
+_HISTOGRAMS = tuple(raw for raw, how, _ in RAW_FIELDS.values() if how == "hist")
+
+
+class Counters:
+    """Raw integer counters (ns, raw histograms) of one primitive or a sum."""
+
+    __slots__ = tuple(raw for raw, _, _ in RAW_FIELDS.values())
+
+    instances: int
+    acquisitions: int
+    reentries: int
+    contentions: int
+    timeouts: int
+    would_block: int
+    waits: int
+    wait_sum: int
+    wait_max: int
+    hold_sum: int
+    hold_max: int
+    wait_hist: list[int]
+    hold_hist: list[int]
+    suppressed: int
+
+    def __init__(self) -> None:
+        for name in _SUMS + _MAXIMA:
+            setattr(self, name, 0)
+        for name in _HISTOGRAMS:
+            setattr(self, name, [0] * RAW_BUCKETS)
+
+    def add(self, other: Counters) -> None:
+        """Add ``other`` into these counters."""
+        for name in _SUMS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in _MAXIMA:
+            setattr(self, name, max(getattr(self, name), getattr(other, name)))
+        for name in _HISTOGRAMS:
+            mine = getattr(self, name)
+            for i, v in enumerate(getattr(other, name)):
+                mine[i] += v
+
+    def used(self) -> bool:
+        """True when anything was counted."""
+        return any(getattr(self, name) for name in _SUMS if name != "instances")
+
+    def to_stats(self, name: str, kind: str, ident: int | None) -> PrimitiveStats:
+        values = {
+            field: getattr(self, raw) if show is None else show(getattr(self, raw))
+            for field, (raw, _, show) in RAW_FIELDS.items()
+        }
+        return PrimitiveStats(name=name, kind=kind, id=ident, **values)
+
+
+class SlowStats(Counters):
+    """A primitive's counters that only its slow paths touch (made on first
+    use; read and written under ``registry.stats_lock``)."""
+
+    __slots__ = ("acq_seen", "budgets")
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: The highest acquisition count reported for a Lock or RLock (see
+        #: ``registry.read_counters``): a live figure never goes back.
+        self.acq_seen = 0
+        #: The span budgets (wait, hold), made when first needed.
+        self.budgets: Any = None

@@ -1,0 +1,399 @@
+"""Which primitives exist: identities, the live set, stats of collected ones.
+
+Creating a primitive is on the program's path (every ``Future`` makes a
+``Condition``, every ``Queue`` three), so it does little: :func:`creation_site`
+finds the creating frame's code object and instruction offset (and says
+whether the creating module is excluded), :func:`identify` hands out an id and
+an instance number and notes a weak reference. The name (``pool_lock
+(app/db.py:41)``) is worked out from the code object when something first
+asks for it.
+
+A primitive that is collected leaves its counters in a graveyard if it was
+used; they are folded into per-(name, kind) totals off the program's thread
+(the pipeline and the watchdog call :func:`fold_collected`), so that
+``stats()`` and the metrics stay cumulative.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import sys
+import threading
+import weakref
+from _thread import RLock as _RawRLock
+from collections.abc import Iterator
+from types import CodeType, FrameType
+from typing import Any
+
+from tracedsync import _settings, _sites, _threads
+from tracedsync.counters import Counters, PrimitiveStats, SlowStats
+
+LOCK_KINDS = frozenset({"lock", "rlock", "semaphore", "bounded_semaphore"})
+IDLE_KINDS = frozenset({"event", "condition", "barrier"})
+KINDS = ("lock", "rlock", "condition", "semaphore", "bounded_semaphore", "event", "barrier")
+#: Kinds whose acquisitions are the holds their hold histogram counts.
+_HOLD_COUNTED_KINDS = frozenset({"lock", "rlock"})
+
+#: Where a primitive was created: (code object, instruction offset).
+Site = tuple[CodeType, int]
+
+
+class Identity:
+    """Who a primitive is: id, kind, instance number, and its name (worked
+    out from the creation site the first time it is read)."""
+
+    __slots__ = ("_name", "id", "instance", "kind", "site")
+
+    def __init__(self, ident: int, kind: str, instance: int, site: Site | None, name: str | None):
+        self.id = ident
+        self.kind = kind
+        self.instance = instance
+        self.site = site
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """The given name, else the variable it is assigned to and its
+        creation site: ``pool_lock (app/db.py:41)``."""
+        name = self._name
+        if name is None:
+            site = self.site
+            name = self._name = "<unknown>" if site is None else _sites.name_at(*site)
+        return name
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} #{self.instance} {self.name!r} id={self.id}>"
+
+
+# --------------------------------------------------------------------------
+# Which creations are traced
+# --------------------------------------------------------------------------
+
+DEFAULT_EXCLUDE = (
+    "threading",
+    "opentelemetry",
+    "grpc",
+    "google.protobuf",
+    "urllib3",
+    "requests",
+    "structlog",
+    "logging",
+    "prometheus_client",
+    "tracedsync",
+)
+_exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+_include: tuple[str, ...] = ()
+_excluded_modules: dict[str, bool] = {}
+
+#: id(code) -> (code, what a creation in it means): _USER is traced there,
+#: _OURS is a tracedsync frame (look further out), _EXCLUDED is untraced.
+_USER, _OURS, _EXCLUDED = 0, 1, 2
+_code_kinds: dict[int, tuple[CodeType, int]] = {}
+_CACHE_LIMIT = 100_000
+#: threading.Timer's Event (``finished``) is one users wait on: traced.
+_TRACED_IN_THREADING = {threading.Timer.__init__.__code__}
+
+
+def set_exclusions(exclude: tuple[str, ...], include: tuple[str, ...] = ()) -> None:
+    global _exclude, _include
+    _exclude = tuple(dict.fromkeys(DEFAULT_EXCLUDE + tuple(exclude)))
+    _include = tuple(include)
+    _excluded_modules.clear()
+    _code_kinds.clear()
+
+
+def _matches(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def module_excluded(module: str) -> bool:
+    """True when primitives created by ``module`` stay the stdlib's."""
+    try:
+        return _excluded_modules[module]
+    except KeyError:
+        pass
+    result = _matches(module, _exclude) and not _matches(module, _include)
+    _excluded_modules[module] = result
+    return result
+
+
+def _classify(frame: FrameType) -> int:
+    code = frame.f_code
+    if _sites.is_tracedsync_file(code.co_filename):
+        kind = _OURS
+    elif code in _TRACED_IN_THREADING:
+        kind = _USER
+    else:
+        module = frame.f_globals.get("__name__") or ""
+        kind = _EXCLUDED if module_excluded(str(module)) else _USER
+    if len(_code_kinds) > _CACHE_LIMIT:
+        _code_kinds.clear()
+    _code_kinds[id(code)] = (code, kind)
+    return kind
+
+
+#: creation_site's answer when tracing is on but no creating frame is known.
+UNKNOWN_SITE: tuple[()] = ()
+
+
+def creation_site(depth: int) -> Site | tuple[()] | None:
+    """Where a primitive being created ``depth`` frames above the caller comes
+    from: ``(code, offset)`` of the first frame outside tracedsync, or
+    ``UNKNOWN_SITE`` when there is none; None when the primitive must be the
+    stdlib's (tracedsync disabled, an internal thread, an excluded module
+    created it)."""
+    if not _settings.current.enabled or _threads.is_internal():
+        return None
+    try:
+        frame: FrameType | None = sys._getframe(depth + 1)
+    except ValueError:
+        return UNKNOWN_SITE
+    while frame is not None:
+        code = frame.f_code
+        entry = _code_kinds.get(id(code))
+        kind = entry[1] if entry is not None and entry[0] is code else _classify(frame)
+        if kind == _USER:
+            return (code, frame.f_lasti)
+        if kind == _EXCLUDED:
+            return None
+        frame = frame.f_back
+    return UNKNOWN_SITE
+
+
+# --------------------------------------------------------------------------
+# Identities and the live set
+# --------------------------------------------------------------------------
+
+_ids = itertools.count(1)
+#: (id(code), offset) -> (code, instance counter) per creation site.
+_instances: dict[tuple[int, int], tuple[CodeType, Iterator[int]]] = {}
+_unknown_site_instances = itertools.count(1)
+#: id -> weak reference to every live traced primitive.
+_live: dict[int, weakref.ReferenceType[Any]] = {}
+
+
+def identify(prim: Any, kind: str, name: str | None, site: Site | tuple[()]) -> Identity:
+    """Give a new primitive its identity (``prim._meta``) and make it visible
+    to ``stats()``."""
+    if name is not None and type(name) is not str:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        name = str(name)
+    if site:
+        code, offset = site
+        key = (id(code), offset)
+        entry = _instances.get(key)
+        if entry is None or entry[0] is not code:
+            if len(_instances) > _CACHE_LIMIT:
+                _instances.clear()
+            entry = _instances[key] = (code, itertools.count(1))
+        identity = Identity(next(_ids), kind, next(entry[1]), site, name)
+    else:
+        identity = Identity(next(_ids), kind, next(_unknown_site_instances), None, name)
+    prim._meta = identity  # before it is visible: readers of _live use it
+    _live[identity.id] = weakref.ref(prim)
+    return identity
+
+
+def live_primitives() -> list[Any]:
+    """Every traced primitive still alive."""
+    out = []
+    for ref in list(_live.values()):
+        prim = ref()
+        if prim is not None:
+            out.append(prim)
+    return out
+
+
+def live_by_id(ident: int) -> Any:
+    ref = _live.get(ident)
+    return None if ref is None else ref()
+
+
+# --------------------------------------------------------------------------
+# Counters
+# --------------------------------------------------------------------------
+
+#: Guards every primitive's SlowStats and the folded totals.
+stats_lock = _RawRLock()
+
+
+def slow_stats(prim: Any) -> SlowStats:
+    """``prim``'s slow-path counters, made on first use."""
+    st: SlowStats | None = prim._st
+    if st is None:
+        with stats_lock:
+            st = prim._st
+            if st is None:
+                st = prim._st = SlowStats()
+    return st
+
+
+def read_counters(prim: Any, live: bool = True) -> Counters:
+    """A copy of a primitive's counters (hot ones on it, slow ones in ``_st``).
+
+    ``live`` is False from :func:`collected`: nobody can touch the primitive
+    any more, so its figures are final and need no lock.
+    """
+    c = Counters()
+    st: SlowStats | None = prim._st
+    kind = prim._meta.kind
+    c.instances = 1
+    hold_hist = getattr(prim, "_hhist", None)
+    if hold_hist is not None:
+        c.hold_hist = list(hold_hist)
+    if kind in _HOLD_COUNTED_KINDS:
+        c.acquisitions = _lock_acquisitions(prim, st, c.hold_hist, live)
+    else:
+        c.acquisitions = getattr(prim, "_acq", 0)
+    c.reentries = getattr(prim, "_reent", 0)
+    c.hold_sum = getattr(prim, "_hsum", 0)
+    c.hold_max = getattr(prim, "_hmax", 0)
+    c.suppressed = getattr(prim, "_hsup", 0)
+    if st is not None:
+        c.contentions = st.contentions
+        c.timeouts = st.timeouts
+        c.would_block = st.would_block
+        c.waits = st.waits
+        c.wait_sum = st.wait_sum
+        c.wait_max = st.wait_max
+        c.suppressed += st.suppressed
+        c.wait_hist = list(st.wait_hist)
+    if kind in LOCK_KINDS:
+        # Uncontended acquisitions never reach the slow path: they waited 0 ns.
+        c.wait_hist[0] += max(0, c.acquisitions - (c.contentions - c.timeouts))
+    fast = getattr(prim, "_wfast", 0)
+    if fast:
+        # Event.wait on a flag already set: a wait of 0 ns, counted on the hot path.
+        c.waits += fast
+        c.wait_hist[0] += fast
+    return c
+
+
+def _lock_acquisitions(prim: Any, st: SlowStats | None, hold_hist: list[int], live: bool) -> int:
+    """A Lock's or RLock's acquisitions: its finished holds (the hold
+    histogram counts each once) plus the one under way (``_owner`` set).
+
+    The hot path keeps no acquisition counter of its own (one integer
+    allocation less per acquire in pure Python). A reader racing a release
+    can be one off; ``acq_seen`` keeps a live figure from going back.
+    """
+    n = sum(hold_hist) + (1 if prim._owner else 0)
+    if not live:
+        return n
+    if st is None:
+        st = slow_stats(prim)
+    with stats_lock:
+        if n > st.acq_seen:
+            st.acq_seen = n
+        else:
+            n = st.acq_seen
+    return n
+
+
+def used(prim: Any) -> bool:
+    """True when a primitive counted anything (else its collection is not kept)."""
+    return bool(
+        prim._st is not None
+        or getattr(prim, "_hsum", 0)
+        or getattr(prim, "_acq", 0)
+        or getattr(prim, "_wfast", 0)
+    )
+
+
+#: (identity, counters) of collected primitives that were used, appended
+#: from ``__del__`` on whatever thread dropped them.
+_graveyard: collections.deque[tuple[Identity, Counters]] = collections.deque()
+#: (name, kind) -> folded counters of collected primitives.
+_folded: dict[tuple[str, str], Counters] = {}
+#: Folding happens on tracedsync's threads; with none running (nothing
+#: exported), a graveyard this long is folded by the thread that adds to it.
+_GRAVEYARD_LIMIT = 4096
+
+
+def collected(prim: Any) -> None:
+    """Called from a primitive's ``__del__``: forget it, keep its counters if
+    it was used. Never raises."""
+    try:
+        meta = prim._meta
+        _live.pop(meta.id, None)
+        if used(prim):
+            _graveyard.append((meta, read_counters(prim, live=False)))
+            if len(_graveyard) > _GRAVEYARD_LIMIT and not _settings.current.recording:
+                fold_collected()
+    except Exception:
+        pass
+
+
+def anything_used() -> bool:
+    """True when some primitive, live or collected, counted anything."""
+    if _graveyard or _folded:
+        return True
+    return any(used(p) for p in live_primitives())
+
+
+def fold_collected() -> None:
+    """Fold the graveyard into the per-(name, kind) totals."""
+    with stats_lock:
+        while _graveyard:
+            meta, counters = _graveyard.popleft()
+            key = (meta.name, meta.kind)
+            folded = _folded.get(key)
+            if folded is None:
+                folded = _folded[key] = Counters()
+                folded.instances = 0
+            folded.add(counters)
+
+
+def stats() -> list[PrimitiveStats]:
+    """Stats of every traced primitive: live ones one by one, collected ones
+    folded by (name, kind). Sorted by kind, name and id."""
+    fold_collected()
+    out = []
+    for prim in live_primitives():
+        meta = prim._meta
+        out.append(read_counters(prim).to_stats(meta.name, meta.kind, meta.id))
+    with stats_lock:
+        out.extend(c.to_stats(name, kind, None) for (name, kind), c in _folded.items())
+    out.sort(key=lambda s: (s.kind, s.name, s.id if s.id is not None else 1 << 62))
+    return out
+
+
+def aggregated_counters() -> dict[tuple[str, str], Counters]:
+    """(kind, name) -> counters summed over live and collected primitives.
+
+    What metrics report: cumulative and continuous when a primitive is
+    collected (its counters move from the live set to the folded set).
+    """
+    fold_collected()
+    agg: dict[tuple[str, str], Counters] = {}
+    for prim in live_primitives():
+        meta = prim._meta
+        key = (meta.kind, meta.name)
+        c = agg.get(key)
+        if c is None:
+            c = agg[key] = Counters()
+            c.instances = 0
+        c.add(read_counters(prim))
+    with stats_lock:
+        for (name, kind), folded in _folded.items():
+            c = agg.get((kind, name))
+            if c is None:
+                c = agg[(kind, name)] = Counters()
+                c.instances = 0
+            c.add(folded)
+    return agg
+
+
+def reset_stats() -> None:
+    """Forget collected primitives' stats (for tests); live ones keep theirs."""
+    fold_collected()
+    with stats_lock:
+        _folded.clear()
+
+
+def at_fork_child() -> None:
+    """In a fork child: fresh locks (a parent thread may have held them)."""
+    global stats_lock
+    stats_lock = _RawRLock()

@@ -1,0 +1,66 @@
+"""Who is blocked on what, right now.
+
+Every thread blocked in a traced primitive has an entry here while it
+waits: lock-like acquires once they outlive the wait threshold, idle waits
+(``Event``, ``Condition`` -- a ``Queue``'s included --, ``Barrier``) as soon
+as they block. The watchdog builds the wait-for graph from it, a waiter
+reads from it what its holder is itself waiting for, ``snapshot()`` shows
+it, and at exit or SIGTERM what is still here becomes the ``unfinished``
+waits. An entry is a plain object set and removed by its own thread
+(``dict`` operations are atomic), so readers take a copy.
+"""
+
+from __future__ import annotations
+
+from _thread import get_ident
+from typing import Any
+
+from tracedsync import _settings, records
+
+
+class Blocked:
+    """One thread's wait under way."""
+
+    __slots__ = ("context", "idle", "prim", "reported", "since")
+
+    def __init__(self, prim: Any, since: int, context: Any, idle: bool) -> None:
+        self.prim = prim
+        #: Monotonic ns when the wait began.
+        self.since = since
+        #: The waiting thread's OpenTelemetry context.
+        self.context = context
+        #: An Event/Condition/Barrier wait (waiting for work or a signal).
+        self.idle = idle
+        #: Set once a finding named this wait: its span is always kept.
+        self.reported = False
+
+
+_blocked: dict[int, Blocked] = {}
+
+
+def begin(prim: Any, since: int, idle: bool) -> Blocked:
+    """The calling thread starts to block on ``prim``."""
+    entry = _blocked[get_ident()] = Blocked(
+        prim, since, records.current_context() if _settings.current.recording else None, idle
+    )
+    return entry
+
+
+def end() -> Blocked | None:
+    """The calling thread's wait is over; its entry (None if it had none)."""
+    return _blocked.pop(get_ident(), None)
+
+
+def of(ident: int) -> Blocked | None:
+    """Thread ``ident``'s wait under way, or None."""
+    return _blocked.get(ident)
+
+
+def snapshot() -> dict[int, Blocked]:
+    """Every wait under way: thread ident -> entry (a copy)."""
+    return dict(_blocked)
+
+
+def at_fork_child() -> None:
+    """The parent's waiters do not exist in a fork child."""
+    _blocked.clear()
