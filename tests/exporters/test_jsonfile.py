@@ -19,7 +19,7 @@ import tracedsync
 from tests.conftest import run_threads
 from tests.helpers import Contention
 from tests.otlp_proto import parse_metrics_line, parse_trace_line
-from tracedsync import recorder
+from tests.telemetry_counts import counted
 
 
 def _files(directory: Path, kind: str) -> list[str]:
@@ -189,13 +189,13 @@ def test_disk_full_is_reported_once_and_app_runs(
         exporters=["jsonfile"], output_dir=str(tmp_path), hold_threshold_ms=0
     )
     os.symlink("/dev/full", tmp_path / f"spans-{cfg.run_id}-{os.getpid()}.jsonl")
-    base_failed = recorder.accounting.failed
     lock = tracedsync.Lock()
-    for _ in range(3):
-        with lock:
-            pass
-        assert tracedsync.flush(10)
-    assert recorder.accounting.failed - base_failed == 3
+    with counted() as out:
+        for _ in range(3):
+            with lock:
+                pass
+            assert tracedsync.flush(10)
+    assert out[0].of("jsonfile")["failed"] == 3
     err = capsys.readouterr().err
     assert err.count("exporter jsonfile failed: OSError") == 1
     events = [json.loads(line) for line in _lines(_files(tmp_path, "logs"))]
