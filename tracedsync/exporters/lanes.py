@@ -48,6 +48,9 @@ from tracedsync.exporters.base import Exporter, LogEvent, SpanData
 LANE_RECORDS = 16_384
 #: Queue entries a lane holds at most (batches of events only count 0 records).
 LANE_ITEMS = 256
+#: exporter_failed events a lane keeps for its exporter's next batch when it
+#: could not deliver them.
+CARRIED_EVENTS = 16
 #: Records one call delivers at most when a lane merges queued batches (the
 #: pipeline's own batch size, and the OpenTelemetry SDK's export batch size).
 EXPORT_RECORDS = 512
@@ -180,6 +183,8 @@ class Lane:
         self._in_flight = 0
         #: 1 while a metric export runs.
         self._metrics_in_flight = 0
+        #: exporter_failed events this exporter could not deliver: retried first.
+        self._carried: list[LogEvent] = []
         #: monotonic start of the call running now, 0 when idle.
         self.call_started = 0.0
         self._closed = False
@@ -382,8 +387,17 @@ class Lane:
         ok = True
         if batch.spans:
             ok = self._call(self.exporter.export_spans, batch.spans)
-        if batch.logs:
-            ok = self._call(self.exporter.export_logs, batch.logs) and ok
+        logs = batch.logs
+        if self._carried:
+            logs, self._carried = [*self._carried, *logs], []
+        if logs and not self._call(self.exporter.export_logs, logs):
+            ok = False
+            # The events saying an exporter failed are kept for this exporter's
+            # next batch: when it is the one failing (a full disk), that is
+            # when it can write them.
+            self._carried = [e for e in logs if e.get("event") == "exporter_failed"][
+                :CARRIED_EVENTS
+            ]
         with self._cond:
             if self._abandoned:
                 return  # counted failed when it was abandoned
