@@ -1048,12 +1048,14 @@ _observed_providers: dict[int, list[bool]] = {}
 def observe_with_meter_provider(meter_provider: Any, version: str) -> Callable[[], None]:
     """Report the counters through ``meter_provider`` as observable counters.
 
-    For ``configure(meter_provider=...)`` (and ``opentelemetry-instrument``):
-    the provider's own reader polls ``tracedsync.acquisitions``,
-    ``.contentions``, ``.timeouts``, ``.wait.time`` and ``.hold.time``, by
-    ``sync.kind`` and ``sync.name``. Histograms cannot be observed through
-    the metrics API; they go to tracedsync's own metric exporters. Returns a
-    function that stops the reporting (instruments cannot be unregistered).
+    For ``configure(meter_provider=...)``: the provider's own reader polls
+    ``tracedsync.acquisitions``, ``.contentions``, ``.timeouts``,
+    ``.wait.time`` and ``.hold.time``, by ``sync.kind`` and ``sync.name``.
+    The metrics API has no observable histogram, so the wait and hold
+    histograms cannot go this way: they go to tracedsync's own metric
+    exporters (which is how ``opentelemetry-instrument`` is served, see
+    ``tracedsync.instrumentation``). Returns a function that stops the
+    reporting (instruments cannot be unregistered).
     """
     from opentelemetry.metrics import CallbackOptions, Observation
 

@@ -177,9 +177,8 @@ def create_otlp_exporters(config: Any, resource: Any, scope: Any) -> list[Export
     ``exporter_failed`` is reported once per exporter and kind of error.
     """
     traces = protocol("traces")
-    metrics = protocol("metrics")
     spans = _span_exporter(traces)
-    metric = _metric_exporter(metrics)
+    metrics = create_otlp_metric_exporter(protocol("metrics"))
     _quiet_exporter_loggers()
     return [
         SpanExporterAdapter(
@@ -190,10 +189,21 @@ def create_otlp_exporters(config: Any, resource: Any, scope: Any) -> list[Export
             capture=_captured.capture,
             cause=_http_cause(spans) if traces != "grpc" else None,
         ),
-        MetricExporterAdapter(
-            metric,
-            name=f"otlp-metrics-{metrics}",
-            capture=_captured.capture,
-            cause=_http_cause(metric) if metrics != "grpc" else None,
-        ),
+        metrics,
     ]
+
+
+def create_otlp_metric_exporter(proto: str) -> Exporter:
+    """The OTLP metric exporter for ``proto`` (``grpc`` or ``http/protobuf``),
+    named ``otlp-metrics-<proto>``, configured by the ``OTEL_EXPORTER_OTLP_*``
+    variables."""
+    if proto not in PROTOCOLS:
+        raise OtlpUnavailable(f"OTLP protocol {proto!r} is not supported")
+    metric = _metric_exporter(proto)
+    _quiet_exporter_loggers()
+    return MetricExporterAdapter(
+        metric,
+        name=f"otlp-metrics-{proto}",
+        capture=_captured.capture,
+        cause=_http_cause(metric) if proto != "grpc" else None,
+    )
