@@ -244,3 +244,72 @@ def test_hung_server_accepts_and_never_answers() -> None:
         while server.accepted() < 1 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert server.accepted() == 1
+
+
+FORK_APP = textwrap.dedent(
+    """
+    import json, os, sys, urllib.request
+    import tracedsync
+    from tracedsync import config
+    from tracedsync.exporters import lanes
+
+    def holds(n):
+        lock = tracedsync.Lock(name="forked")
+        for _ in range(n):
+            with lock:
+                pass
+        assert tracedsync.flush(30)
+
+    def port():
+        (lane,) = [l for l in config.pipeline().lanes if l.name == "prometheus"]
+        return lane.exporter.port
+
+    def scrape(p):
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        return opener.open(f"http://127.0.0.1:{p}/metrics", timeout=10).read().decode()
+
+    tracedsync.configure(exporters=["jsonfile", "prometheus"], output_dir=sys.argv[1],
+                         hold_threshold_ms=0, max_spans_per_second=0)
+    holds(5)
+    parent_port = port()
+    pid = os.fork()
+    if pid == 0:
+        holds(3)
+        child_port = port()
+        ok = child_port != parent_port and "tracedsync_acquisitions_total" in scrape(child_port)
+        print("CHILD " + json.dumps({"jsonfile": lanes.record_totals()["jsonfile"],
+                                     "port": child_port, "ok": ok}), flush=True)
+        tracedsync.shutdown()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert "tracedsync_acquisitions_total" in scrape(parent_port)
+    holds(1)
+    print("PARENT " + json.dumps({"jsonfile": lanes.record_totals()["jsonfile"],
+                                  "port": parent_port}), flush=True)
+    """
+)
+
+
+def test_a_fork_child_counts_from_zero_and_serves_its_own_port(tmp_path: Path) -> None:
+    """After fork, the child's lanes count only the child's records, its prometheus
+    exporter serves on a port of its own (the parent's keeps answering), and the
+    parent's counts go on."""
+    script = tmp_path / "app.py"
+    script.write_text(FORK_APP)
+    env = _env(None, "", 0)
+    env["TRACEDSYNC_PROMETHEUS_PORT"] = "0"
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", str(script), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    child = json.loads(next(x for x in lines if x.startswith("CHILD "))[6:])
+    parent = json.loads(next(x for x in lines if x.startswith("PARENT "))[7:])
+    assert child["ok"], child
+    assert child["jsonfile"] == {"offered": 3, "exported": 3, "lane_dropped": 0, "failed": 0}
+    assert parent["jsonfile"] == {"offered": 6, "exported": 6, "lane_dropped": 0, "failed": 0}
+    assert child["port"] != parent["port"]

@@ -25,7 +25,8 @@ apart, in exports: ``metric_exported``, ``metric_dropped`` (a newer export
 replaced one still queued), ``metric_failed``.
 
 The counts are per process and per exporter name (:func:`totals`), so they
-keep adding up across ``configure()`` calls; a fork child starts at zero.
+keep adding up across ``configure()`` calls; a fork child starts at zero, as
+the shared buffer's counts do.
 """
 
 from __future__ import annotations
@@ -82,10 +83,22 @@ _COUNTERS = (*RECORD_COUNTERS, "metric_exported", "metric_dropped", "metric_fail
 #: exporter name -> its counts in this process.
 _totals: dict[str, LaneCounts] = {}
 _totals_lock = _stdlib.allocate_lock()
+_totals_pid = os.getpid()
+
+
+def _this_process() -> None:
+    """A fork child's counts start at zero (checked on use: at-fork hooks run
+    in registration order, and the child's new pipeline may count first)."""
+    global _totals_lock, _totals_pid
+    if _totals_pid != os.getpid():
+        _totals_lock = _stdlib.allocate_lock()  # the parent's may have been held
+        _totals.clear()
+        _totals_pid = os.getpid()
 
 
 def totals(name: str) -> LaneCounts:
     """The process-wide counts of exporter ``name`` (made on first use)."""
+    _this_process()
     with _totals_lock:
         counts = _totals.get(name)
         if counts is None:
@@ -96,6 +109,7 @@ def totals(name: str) -> LaneCounts:
 def totals_snapshot() -> dict[str, dict[str, int]]:
     """Every exporter's counts now, metric exports included:
     ``{name: {"offered": ..., "metric_failed": ...}}``."""
+    _this_process()
     with _totals_lock:
         return {name: c.as_dict() for name, c in _totals.items()}
 
@@ -103,23 +117,13 @@ def totals_snapshot() -> dict[str, dict[str, int]]:
 def record_totals() -> dict[str, dict[str, int]]:
     """The record counts of every exporter that takes records:
     ``{name: {"offered", "exported", "lane_dropped", "failed"}}``."""
+    _this_process()
     with _totals_lock:
         return {
             name: {k: getattr(c, k) for k in RECORD_COUNTERS}
             for name, c in _totals.items()
             if c.takes_records
         }
-
-
-def _forget_totals() -> None:
-    global _totals_lock
-    _totals_lock = _stdlib.allocate_lock()
-    _totals.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    # A fork child's counts start at zero, as the record buffer's do.
-    os.register_at_fork(after_in_child=_forget_totals)
 
 
 class Batch(NamedTuple):

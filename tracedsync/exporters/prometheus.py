@@ -412,9 +412,12 @@ _live: weakref.WeakSet[PrometheusExporter] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
+    # Only the parent's: the child's own pipeline may have made its exporter
+    # already (at-fork hooks run in registration order).
     for exporter in list(_live):
-        exporter.close_inherited()
-    _live.clear()
+        if exporter.pid != os.getpid():
+            exporter.close_inherited()
+            _live.discard(exporter)
 
 
 if hasattr(os, "register_at_fork"):
