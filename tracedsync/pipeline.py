@@ -67,6 +67,8 @@ _IDLE_KINDS = frozenset({"event", "condition", "barrier"})
 _LINK_PATIENCE_NS = 5_000_000_000
 #: What ``stop`` keeps of its timeout to abort a hanging export and join.
 _ABORT_RESERVE_S = 0.5
+#: What the pipeline thread leaves ``stop`` to close the lanes after draining.
+_DRAIN_MARGIN_S = 0.05
 
 
 def scope(version: str) -> InstrumentationScope:
@@ -277,11 +279,13 @@ class Pipeline:
             Lane(sink, name, self._report_failure, lane_records or lanes_module.LANE_RECORDS)
             for sink, name in zip(self.sinks, lanes_module.unique_names(self.sinks), strict=True)
         ]
+        if self.metrics_enabled:
+            for lane in self.lanes:
+                lane.final_metrics = self.metrics_now
         self._record_lanes = [lane for lane in self.lanes if lane.takes_records]
-        self._log_lanes = [lane for lane in self.lanes if lane.exporter.wants_logs]
         self._metric_lanes = [lane for lane in self.lanes if lane.takes_metrics]
         self._lane_dropped_reported = {lane.name: lane.counts.lane_dropped for lane in self.lanes}
-        self._final_flush: FlushRequest | None = None
+        self._drain_until = 0.0
         self._taken_at_start = recorder.accounting.taken
         self._failures_lock = _stdlib.allocate_lock()
         #: (exporter, error kind, detail, epoch ns) noted by any thread, made
@@ -397,8 +401,10 @@ class Pipeline:
         """Flush, shut the exporters down and end every thread, within
         ``timeout_s`` in all.
 
-        The pipeline thread offers the last records and metrics to every lane;
-        the lanes drain in parallel, then shut their exporters down. A lane
+        The pipeline thread offers the last records to every lane and waits
+        while the lanes drain in parallel, turning the failures they note into
+        ``exporter_failed`` events for the others; then each lane exports the
+        metrics once more (its own counts final) and shuts its exporter down. A lane
         still busy when the time is about to run out is aborted (its
         exporter's ``abort()``: the official OTLP exporters stop retrying);
         one that still does not end is abandoned, and what it held is counted
@@ -412,6 +418,9 @@ class Pipeline:
             return True
         deadline = time.monotonic() + timeout_s
         reserve = min(_ABORT_RESERVE_S, timeout_s / 4)
+        # The pipeline thread waits for the lanes to drain (delivering the
+        # failure events they note meanwhile) until a little before that.
+        self._drain_until = deadline - reserve - _DRAIN_MARGIN_S
         self._stopping = True
         self._wake.set()
         ended = True
@@ -423,17 +432,6 @@ class Pipeline:
                 taken = recorder.accounting.taken - self._taken_at_start
                 for lane in self.lanes:
                     lane.close_missing(taken)
-        final = self._final_flush
-        if ended and final is not None:
-            final.done.wait(max(0.0, deadline - reserve - time.monotonic()))
-            if self._failure_notes:
-                # The pipeline thread has ended: its logger is ours now.
-                logs: list[LogEvent] = []
-                self._take_failure_notes(logs)
-                late = Batch(0, (), logs)
-                for lane in self._log_lanes:
-                    if lane.idle():
-                        lane.offer(late)
         for lane in self.lanes:
             lane.close(deadline - reserve)
         self._join_lanes(deadline - reserve)
@@ -493,8 +491,11 @@ class Pipeline:
                 for work in self.extra_work:
                     self._guarded(work)
                 now = time.monotonic()
-                if self.metrics_enabled and (
-                    final or now - self._last_metrics >= self.metric_interval_s
+                # At stop each lane exports the metrics itself, once drained.
+                if (
+                    self.metrics_enabled
+                    and not stopping
+                    and (final or now - self._last_metrics >= self.metric_interval_s)
                 ):
                     self._last_metrics = now
                     self._guarded(self.export_metrics)
@@ -502,17 +503,28 @@ class Pipeline:
                     request = FlushRequest(len(self.lanes))
                     for lane in self.lanes:
                         lane.request_flush(request)
-                    if stopping:
-                        self._final_flush = request
                     for ask in asks:
                         ask.request = request
                         ask.offered.set()
+                    if stopping:
+                        self._guarded(self._drain, request)
                 if stopping:
                     break
         finally:
             while self._flush_requests:
                 self._flush_requests.popleft().offered.set()
             recorder.unmark_internal()
+
+    def _drain(self, request: FlushRequest) -> None:
+        """At stop: wait until every lane has delivered what it was offered (or
+        ``stop`` needs the time back), offering the failures noted meanwhile
+        as ``exporter_failed`` events."""
+        while True:
+            done = request.done.wait(max(0.0, min(0.05, self._drain_until - time.monotonic())))
+            if self._failure_notes:
+                self._batch([], time.time_ns() - time.monotonic_ns(), [])
+            if done or time.monotonic() >= self._drain_until:
+                return
 
     def _guarded(self, fn: Callable[..., Any], *args: Any) -> None:
         try:

@@ -190,6 +190,14 @@ def test_a_bad_collector_costs_the_jsonfile_exporter_nothing(
     assert metrics and alone.lines("metrics")
     for line in metrics:
         parse_metrics_line(line)
+    # The last metrics line, written after jsonfile's lane drained, has its
+    # final counts.
+    assert _telemetry(metrics[-1], "jsonfile") == {
+        "offered": HOLDS,
+        "exported": HOLDS,
+        "lane_dropped": 0,
+        "failed": 0,
+    }
 
     # The exit hook ran within the shutdown timeout; the interpreter then ended.
     assert run.counts["at"] - run.end < SHUTDOWN_TIMEOUT_MS / 1000 + 1.0, run.stderr
@@ -225,6 +233,22 @@ def test_a_bad_collector_costs_the_jsonfile_exporter_nothing(
         assert line.startswith("tracedsync: "), line
     jsonfile_failures = [e for e in run.events("exporter_failed") if e["exporter"] == "jsonfile"]
     assert jsonfile_failures == []
+
+
+def _telemetry(line: str, exporter: str) -> dict[str, int]:
+    """The tracedsync.telemetry.* counts of ``exporter`` in one metrics line."""
+    out = {}
+    for rm in json.loads(line)["resourceMetrics"]:
+        for sm in rm["scopeMetrics"]:
+            for metric in sm["metrics"]:
+                name = metric["name"]
+                if not name.startswith("tracedsync.telemetry.") or "sum" not in metric:
+                    continue
+                for point in metric["sum"]["dataPoints"]:
+                    attrs = {a["key"]: a["value"].get("stringValue") for a in point["attributes"]}
+                    if attrs.get("exporter") == exporter:
+                        out[name.rsplit(".", 1)[1]] = int(point["asInt"])
+    return out
 
 
 def test_hung_server_accepts_and_never_answers() -> None:

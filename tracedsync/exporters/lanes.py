@@ -189,6 +189,8 @@ class Lane:
         self._metrics_in_flight = 0
         #: exporter_failed events this exporter could not deliver: retried first.
         self._carried: list[LogEvent] = []
+        #: Builds the metric data now: exported once more when the lane closes.
+        self.final_metrics: Callable[[], Any] | None = None
         #: monotonic start of the call running now, 0 when idle.
         self.call_started = 0.0
         self._closed = False
@@ -255,8 +257,9 @@ class Lane:
             self._cond.notify()
 
     def close(self, deadline: float) -> None:
-        """Deliver what is queued, then shut the exporter down (or flush one
-        the caller owns) and end; ``deadline`` is a ``time.monotonic()``."""
+        """Deliver what is queued, export the metrics once more (a lane that
+        takes them), then shut the exporter down (or flush one the caller
+        owns) and end; ``deadline`` is a ``time.monotonic()``."""
         with self._cond:
             if self._closed:
                 return
@@ -312,10 +315,6 @@ class Lane:
     def aborting(self) -> bool:
         """True once shutdown gave up waiting for this lane."""
         return self._aborting
-
-    def idle(self) -> bool:
-        with self._cond:
-            return not self._queue and not self.call_started
 
     # -- the lane's thread -----------------------------------------------------
 
@@ -423,6 +422,15 @@ class Lane:
                 self.counts.metric_failed += 1
 
     def _finish(self, deadline: float) -> None:
+        if self.takes_metrics and self.final_metrics is not None:
+            # Everything queued is delivered: the metrics built now carry this
+            # exporter's final counts.
+            try:
+                data = self.final_metrics()
+            except Exception as exc:
+                self._report_failure(self, exc, 0.0)
+            else:
+                self._export_metrics(data)
         remaining = max(0.05, deadline - time.monotonic())
         if self.exporter.owned:
             self._call(self.exporter.shutdown, remaining)
