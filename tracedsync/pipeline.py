@@ -463,16 +463,8 @@ class Pipeline:
                 lane.thread.join(max(0.0, until - time.monotonic()))
 
     def telemetry(self) -> dict[str, Any]:
-        """Record counts now: ``produced``, ``dropped``, ``suppressed`` (the shared
-        buffer, this process) and ``exporters`` (per exporter, see
-        :mod:`tracedsync.exporters.lanes`)."""
-        acc = recorder.accounting
-        return {
-            "produced": acc.produced,
-            "dropped": acc.dropped,
-            "suppressed": acc.suppressed,
-            "exporters": lanes_module.record_totals(),
-        }
+        """:func:`telemetry_counts` (the counts are per process)."""
+        return telemetry_counts()
 
     # -- the loop ------------------------------------------------------------
 
@@ -879,6 +871,21 @@ class Pipeline:
         data = self.metrics_now()
         for lane in self._metric_lanes:
             lane.offer_metrics(data)
+
+
+def telemetry_counts() -> dict[str, Any]:
+    """This process's record counts now, as the exit summary gives them:
+    ``produced``, ``dropped``, ``suppressed`` (the shared buffer) and
+    ``exporters``: ``{name: {"offered", "exported", "lane_dropped", "failed"}}``
+    for every exporter that took records (see :mod:`tracedsync.exporters.lanes`).
+    Final once the pipeline has stopped."""
+    acc = recorder.accounting
+    return {
+        "produced": acc.produced,
+        "dropped": acc.dropped,
+        "suppressed": acc.suppressed,
+        "exporters": lanes_module.record_totals(),
+    }
 
 
 class _FlushAsk:
