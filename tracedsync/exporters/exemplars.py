@@ -49,12 +49,16 @@ class Exemplars:
         self._by_key: dict[tuple[str, str], dict[int, Exemplar]] = {}
 
     def offer(self, span: SpanData) -> None:
-        """Note a wait span (pipeline thread; spans of other kinds are ignored)."""
+        """Note a finished wait span (the pipeline thread calls this for every
+        wait span it builds; waits still blocked, outcome ``unfinished``, are
+        left out, as they are of the histogram)."""
         attrs = span.attributes
         kind = attrs.get("sync.kind")
         name = attrs.get("sync.name")
         if not isinstance(kind, str) or not isinstance(name, str) or not span.trace_id:
             return
+        if attrs.get("sync.outcome") == "unfinished":
+            return  # still blocked: not in the histogram, so no exemplar of it
         duration = span.end_ns - span.start_ns
         if duration < 0:
             return
