@@ -15,6 +15,7 @@ that make ``tracedsync.configure(exporters=["otlp"])`` use one of them.
 from __future__ import annotations
 
 import gzip
+import socket
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -372,6 +373,66 @@ class HttpReceiver(Receiver):
 
 
 RECEIVERS: dict[str, type[Receiver]] = {"grpc": GrpcReceiver, "http/protobuf": HttpReceiver}
+
+
+# -- a collector that never answers ---------------------------------------------
+
+
+class HungServer:
+    """A TCP server on 127.0.0.1 that accepts every connection and never reads
+    or writes a byte: a collector that hangs (or a firewall that swallows
+    packets after the handshake). :meth:`stop` closes the listener and every
+    accepted connection and joins the accepting thread (bounded)."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.bind((HOST, 0))
+        self._listener.listen(128)
+        self._listener.settimeout(0.05)
+        self.port: int = self._listener.getsockname()[1]
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._running = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="hung-server", daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def accepted(self) -> int:
+        with self._lock:
+            return len(self._connections)
+
+    def _accept(self) -> None:
+        while self._running.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._connections.append(conn)
+
+    def start(self) -> HungServer:
+        self._running.set()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._running.clear()
+        self._thread.join(JOIN_TIMEOUT)
+        assert not self._thread.is_alive(), "hung server's thread did not end"
+        self._listener.close()
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+
+    def __enter__(self) -> HungServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 #: Signal-specific variables that would override the generic ones we set.

@@ -538,8 +538,14 @@ class _NullExporter(Exporter):
 
 
 def _accounting() -> tuple[int, int, int, int]:
+    """(produced, exported, dropped, failed): the shared buffer's counts and the
+    jsonfile exporter's lane's (its drops counted with the buffer's)."""
+    from tracedsync.exporters.lanes import record_totals
+
     acc = records.accounting
-    return (acc.produced, acc.exported, acc.dropped, acc.failed)
+    lane = record_totals().get("jsonfile", {})
+    dropped = acc.dropped + lane.get("lane_dropped", 0)
+    return (acc.produced, lane.get("exported", 0), dropped, lane.get("failed", 0))
 
 
 def _delta(before: tuple[int, int, int, int]) -> dict[str, int]:

@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "run": ("tracedsync.runner", "run a program with threading traced"),
     "report": ("tracedsync.analysis", "analyse tracedsync output files"),
     "bench": ("tracedsync.bench", "measure what tracing costs on this machine"),
+    "dashboard": ("tracedsync.exporters.dashboard", "print the Grafana dashboard (prometheus)"),
 }
 
 

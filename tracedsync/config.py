@@ -23,7 +23,7 @@ from typing import Any
 
 from tracedsync import _impl
 
-EXPORTER_NAMES = ("console", "jsonfile", "otlp")
+EXPORTER_NAMES = ("console", "jsonfile", "otlp", "prometheus")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -202,6 +202,7 @@ _OPTIONS: dict[str, tuple[str | None, Callable[[Any], Any]]] = {
 _EXTRA_VARIABLES: dict[str, Callable[[Any], Any]] = {
     "TRACEDSYNC_DISABLED": _flag,
     "TRACEDSYNC_PURE_PYTHON": _flag,
+    "TRACEDSYNC_PROMETHEUS_PORT": lambda v: _count(v, maximum=65535),
     # Read by the test suite only (CI: which implementation must be loaded).
     "TRACEDSYNC_EXPECT_IMPLEMENTATION": _implementation,
 }

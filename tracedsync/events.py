@@ -9,6 +9,7 @@ into the exporters' lanes.
 
 from __future__ import annotations
 
+import importlib.metadata  # noqa: F401 - see below
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -18,6 +19,11 @@ from tracedsync.describe import iso_timestamp
 from tracedsync.exporters.base import LogEvent, SpanEvent
 
 __all__ = ["SPAN_FIELD", "Collector", "iso_timestamp", "make_logger"]
+
+# structlog's module __getattr__ imports importlib.metadata on any unknown
+# attribute (hasattr(structlog, "x") included): imported here, it cannot
+# change sys.modules later under a program that iterates it (CPython's
+# regrtest does, checking __warningregistry__ on every module).
 
 
 class Collector:

@@ -184,12 +184,18 @@ def final_flush() -> None:
         pass
 
 
+#: How long the flush before joining the program's threads may take: the
+#: records are offered to every exporter's lane, whose threads go on
+#: delivering while Python joins (the final flush, at exit, waits for them).
+_JOIN_FLUSH_S = 0.25
+
+
 def _before_threads_join() -> None:
     """``threading._shutdown``: the main thread is done; the other non-daemon
     threads are about to be joined (for ever, if they are deadlocked)."""
     try:
         if _pipeline is not None:
-            flush()
+            flush(min(_JOIN_FLUSH_S, (_active.shutdown_timeout_ms if _active else 0) / 1000))
     except Exception:
         pass
 

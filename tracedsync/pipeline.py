@@ -3,15 +3,16 @@
 One internal daemon thread per process drains the recorder's buffer, turns
 records into spans (explicit start and end times, parent = the context that
 was current in the app thread) and structlog events, builds metrics directly
-from the primitives' counters, and calls every exporter itself. Every lock
-that exporting touches is therefore taken on this thread, which is marked
-internal: nothing it does is recorded.
+from the primitives' counters, and hands all of it to every exporter's
+delivery lane (``tracedsync.exporters.lanes``: a bounded queue and an
+internal thread per exporter). It never calls an exporter nor waits for one:
+a hung or failing exporter loses only its own records. Every thread here is
+marked internal: nothing it does is recorded.
 """
 
 from __future__ import annotations
 
 import contextvars
-import importlib.metadata  # noqa: F401 - see below
 import os
 import sys
 import threading
@@ -40,16 +41,21 @@ from tracedsync import _settings, _stdlib, _threads, budget, records, registry
 from tracedsync.counters import HISTOGRAM_BOUNDS, fold_histogram
 from tracedsync.describe import iso_timestamp
 from tracedsync.events import Collector, make_logger
-from tracedsync.exporters.base import Exporter, LogEvent, SpanData
+from tracedsync.exporters import lanes as lanes_module
+from tracedsync.exporters.base import (
+    Exporter,
+    LogEvent,
+    SpanData,
+    describe_failure,
+)
+from tracedsync.exporters.exemplars import Exemplars
+from tracedsync.exporters.lanes import Batch, FlushRequest, Lane
 from tracedsync.spans import SCOPE_NAME, SpanBuilder, blocked_gauges
-
-# structlog's module __getattr__ imports importlib.metadata on any unknown
-# attribute (hasattr(structlog, "x") included): imported here, it cannot
-# change sys.modules later under a program that iterates it (CPython's
-# regrtest does, checking __warningregistry__ on every module).
 
 #: What ``stop`` keeps of its timeout to abort a hanging export and join.
 _ABORT_RESERVE_S = 0.5
+#: What the pipeline thread leaves ``stop`` to close the lanes after draining.
+_DRAIN_MARGIN_S = 0.05
 
 
 def scope(version: str) -> InstrumentationScope:
@@ -89,7 +95,7 @@ BATCH_RECORDS = 512
 
 
 class Pipeline:
-    """Drains the recorder's buffer on an internal thread and exports."""
+    """Drains the recorder's buffer on an internal thread and feeds the lanes."""
 
     def __init__(
         self,
@@ -101,6 +107,7 @@ class Pipeline:
         metric_interval_s: float = 10.0,
         poll_interval_s: float = 0.2,
         metrics_enabled: bool = True,
+        lane_records: int | None = None,
     ) -> None:
         self.sinks = list(sinks)
         self.resource = resource
@@ -111,6 +118,27 @@ class Pipeline:
         self._span_sinks = [s for s in self.sinks if s.wants_spans]
         self._log_sinks = [s for s in self.sinks if s.wants_logs]
         self._metric_sinks = [s for s in self.sinks if s.wants_metrics]
+        # Delivery: one lane per exporter (tracedsync.exporters.lanes).
+        self.lanes = [
+            Lane(sink, name, self._report_failure, lane_records or lanes_module.LANE_RECORDS)
+            for sink, name in zip(self.sinks, lanes_module.unique_names(self.sinks), strict=True)
+        ]
+        if self.metrics_enabled:
+            for lane in self.lanes:
+                lane.final_metrics = self.metrics_now
+        self._record_lanes = [lane for lane in self.lanes if lane.takes_records]
+        self._metric_lanes = [lane for lane in self.lanes if lane.takes_metrics]
+        self._lane_dropped_reported = {lane.name: lane.counts.lane_dropped for lane in self.lanes}
+        self._drain_until = 0.0
+        self._taken_at_start = records.accounting.taken
+        self._failures_lock = _stdlib.allocate_lock()
+        #: (exporter, error kind, detail, epoch ns) noted by any thread, made
+        #: into exporter_failed events by the pipeline thread.
+        self._failure_notes: deque[tuple[str, str, str, int]] = deque()
+        #: The latest wait span per primitive and wait bucket (metrics' exemplars).
+        self._exemplars = Exemplars()
+        for sink in self.sinks:
+            sink.set_metrics_source(self.metrics_now)
         self._wake = _stdlib.Event()
         self._flush_requests: deque[Any] = deque()
         self._stopping = False
@@ -122,6 +150,7 @@ class Pipeline:
         self._log = make_logger(self._collector)
         self._spans = SpanBuilder(self._log, version, tracer_provider)
         self._spans.logs_wanted = bool(self._log_sinks)
+        self._spans.on_wait = self._exemplars.offer
         self._failures_seen: set[tuple[str, str]] = set()
         self._failure_counts: dict[str, int] = {}
         # Accounting is per process: report only the drops from now on.
@@ -146,7 +175,7 @@ class Pipeline:
         span = SpanData("warm-up", 1, 1, 0, 1, 2, {"k": 1, "f": 1.0}, [(1, 1, {})])
         otlp_json.encode_spans([span], self.resource, self.scope)
         to_readable_span(span, self.resource, self.scope)
-        otlp_json.encode_metrics(build_metrics_data(self.resource, self.scope, self._start_ns))
+        otlp_json.encode_metrics(self.metrics_now())
         self._log.info("warm-up", timestamp=iso_timestamp(time.time_ns()))
         otlp_json.encode_log(self._collector.events.pop())
         self._spans.parent(otel_context.get_current())
@@ -154,6 +183,14 @@ class Pipeline:
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> None:
+        """Start the pipeline thread and every exporter's lane (and a pull
+        exporter's own server thread): all of them now, never lazily."""
+        for lane in self.lanes:
+            try:
+                lane.exporter.start()
+            except Exception as exc:
+                self._report_failure(lane, exc, 0.0)
+            lane.start()
         self._thread = threading.Thread(target=self._run, name="tracedsync-pipeline", daemon=True)
         self._thread.start()
         records.connect(self.wakeup, self.context_reader)
@@ -167,50 +204,100 @@ class Pipeline:
         return self._thread
 
     def flush(self, timeout_s: float) -> bool:
-        """Export everything recorded so far; False if that took too long."""
+        """Offer everything recorded so far to every lane and wait until each
+        exporter has delivered it; False if that took longer than ``timeout_s``.
+
+        Failures noticed while delivering become ``exporter_failed`` events,
+        delivered by a second round within the same time.
+        """
         thread = self._thread
         if thread is None or not thread.is_alive():
             return False
-        if threading.get_ident() == thread.ident:
-            return False
-        done = _stdlib.Event()
-        self._flush_requests.append(done)
-        self._wake.set()
-        return bool(done.wait(timeout_s))
+        me = threading.get_ident()
+        if me == thread.ident or any(_ident(lane.thread) == me for lane in self.lanes):
+            return False  # it would wait for itself
+        deadline = time.monotonic() + timeout_s
+        for _ in range(2):
+            ask = _FlushAsk()
+            self._flush_requests.append(ask)
+            self._wake.set()
+            if not ask.offered.wait(max(0.0, deadline - time.monotonic())):
+                return False
+            request = ask.request
+            if request is None or not request.done.wait(max(0.0, deadline - time.monotonic())):
+                return False
+            if not self._failure_notes:
+                break
+        return True
 
     def stop(self, timeout_s: float) -> bool:
-        """Flush, shut the exporters down and end the thread (bounded).
+        """Flush, shut the exporters down and end every thread, within
+        ``timeout_s`` in all.
 
-        An export still running when the timeout is about to run out (an
-        OTLP exporter retrying against a collector that is down) is aborted,
-        so its records are counted failed and the thread ends in time. A
-        thread that outlives even that is abandoned: it never takes another
-        record from the buffer, which the next pipeline owns, and what it
-        still exports is not counted (``config`` counts it lost).
+        The pipeline thread offers the last records to every lane and waits
+        while the lanes drain in parallel, turning the failures they note into
+        ``exporter_failed`` events for the others; then each lane exports the
+        metrics once more (its own counts final) and shuts its exporter down. A lane
+        still busy when the time is about to run out is aborted (its
+        exporter's ``abort()``: the official OTLP exporters stop retrying);
+        one that still does not end is abandoned, and what it held is counted
+        failed. Returns False only if the pipeline thread itself did not end
+        (records it took and never offered are then counted failed in every
+        lane, and it takes no more records: the next pipeline's).
         """
         _settings.update(recording=False)
         thread = self._thread
         if thread is None:
             return True
+        deadline = time.monotonic() + timeout_s
+        reserve = min(_ABORT_RESERVE_S, timeout_s / 4)
+        # The pipeline thread waits for the lanes to drain (delivering the
+        # failure events they note meanwhile) until a little before that.
+        self._drain_until = deadline - reserve - _DRAIN_MARGIN_S
         self._stopping = True
         self._wake.set()
+        ended = True
         if threading.get_ident() != thread.ident:
-            reserve = min(_ABORT_RESERVE_S, timeout_s / 4)
-            thread.join(timeout_s - reserve)
+            thread.join(max(0.0, deadline - reserve - time.monotonic()))
             if thread.is_alive():
-                for sink in self.sinks:
-                    try:
-                        sink.abort()
-                    except Exception:
-                        pass
-                thread.join(reserve)
-        if thread.is_alive():
-            # An exporter is stuck: leave the (daemon) thread behind; what it
-            # still exports is no longer counted (the caller counts it lost),
-            # and it takes no more records (the next pipeline's).
-            self._abandoned = True
-            return False
-        return True
+                ended = False
+                self._abandoned = True
+                taken = records.accounting.taken - self._taken_at_start
+                for lane in self.lanes:
+                    lane.close_missing(taken)
+        for lane in self.lanes:
+            lane.close(deadline - reserve)
+        self._join_lanes(deadline - reserve)
+        busy = [lane for lane in self.lanes if _alive(lane.thread)]
+        for lane in busy:
+            lane.abort()
+        self._join_lanes(deadline)
+        for lane in busy:
+            if not _alive(lane.thread):
+                continue
+            started = lane.call_started
+            lost = lane.abandon()
+            where = getattr(lane.exporter, "destination", None)
+            call = f"its call to {where}" if where else "its call"
+            running = (
+                f": {call} has run {time.monotonic() - started:.1f} s without returning"
+                if started
+                else ""
+            )
+            _stderr(
+                f"tracedsync: exporter {lane.name} did not finish within the shutdown "
+                f"timeout of {timeout_s:g} s{running}; {lost}"
+            )
+        return ended
+
+    def _join_lanes(self, until: float) -> None:
+        for lane in self.lanes:
+            if lane.thread is not None:
+                lane.thread.join(max(0.0, until - time.monotonic()))
+
+    def telemetry(self) -> dict[str, Any]:
+        """:func:`telemetry_counts` (the counts are per process)."""
+        return telemetry_counts()
 
     # -- the loop ------------------------------------------------------------
 
@@ -220,42 +307,49 @@ class Pipeline:
             while True:
                 self._wake.wait(self.poll_interval_s)
                 self._wake.clear()
-                requests = []
+                asks: list[_FlushAsk] = []
                 while self._flush_requests:
-                    requests.append(self._flush_requests.popleft())
+                    asks.append(self._flush_requests.popleft())
                 stopping = self._stopping
-                final = stopping or bool(requests)
+                final = stopping or bool(asks)
                 self._guarded(self._cycle, final)
                 for work in self.extra_work:
                     self._guarded(work)
                 now = time.monotonic()
-                if self.metrics_enabled and (
-                    final or now - self._last_metrics >= self.metric_interval_s
+                # At stop each lane exports the metrics itself, once drained.
+                if (
+                    self.metrics_enabled
+                    and not stopping
+                    and (final or now - self._last_metrics >= self.metric_interval_s)
                 ):
                     self._last_metrics = now
                     self._guarded(self.export_metrics)
                 if final:
-                    for sink in self.sinks:
-                        self._call(sink, "flush", sink.flush, 1.0)
-                for done in requests:
-                    done.set()
+                    request = FlushRequest(len(self.lanes))
+                    for lane in self.lanes:
+                        lane.request_flush(request)
+                    for ask in asks:
+                        ask.request = request
+                        ask.offered.set()
+                    if stopping:
+                        self._guarded(self._drain, request)
                 if stopping:
                     break
         finally:
-            # Failures noticed in the last cycle still deserve their event.
-            if self._collector.events:
-                late, self._collector.events = self._collector.events, []
-                self._guarded(self._deliver, [], late)
-            # Exporters made from names are ours to shut down; objects the user
-            # passed in stay theirs (they may hand them to configure() again).
-            for sink in self.sinks:
-                if sink.owned:
-                    self._call(sink, "shutdown", sink.shutdown, 2.0)
-                else:
-                    self._call(sink, "flush", sink.flush, 2.0)
             while self._flush_requests:
-                self._flush_requests.popleft().set()
+                self._flush_requests.popleft().offered.set()
             _threads.unmark_internal()
+
+    def _drain(self, request: FlushRequest) -> None:
+        """At stop: wait until every lane has delivered what it was offered (or
+        ``stop`` needs the time back), offering the failures noted meanwhile
+        as ``exporter_failed`` events."""
+        while True:
+            done = request.done.wait(max(0.0, min(0.05, self._drain_until - time.monotonic())))
+            if self._failure_notes:
+                self._batch([], time.time_ns() - time.monotonic_ns(), [])
+            if done or time.monotonic() >= self._drain_until:
+                return
 
     def _guarded(self, fn: Callable[..., Any], *args: Any) -> None:
         try:
@@ -271,15 +365,15 @@ class Pipeline:
         offset = time.time_ns() - time.monotonic_ns()
         for start in range(0, len(taken), BATCH_RECORDS):
             self._batch(taken[start : start + BATCH_RECORDS], offset, [])
-        # Waits whose hold never came, drop reports, failure events: last.
+        # Waits whose hold never came, waits still blocked, drop reports,
+        # failure events: last.
         spans = self._spans.due_pending(final)
         if final:
             self._guarded(self._spans.unfinished, offset, spans if self._stopping else None)
         self._batch([], offset, spans)
-        # Failure events found while delivering go out with the next cycle.
 
     def _batch(self, batch: list[records.Record], offset: int, spans: list[SpanData]) -> None:
-        """Turn ``batch`` into spans and events and deliver them with ``spans``."""
+        """Turn ``batch`` into spans and events and offer them with ``spans``."""
         build = self._spans.build
         for rec in batch:
             try:
@@ -288,58 +382,63 @@ class Pipeline:
                 self._note_failure("pipeline", exc)
         logs: list[LogEvent] = self._collector.events
         self._collector.events = []
+        self._take_failure_notes(logs)
         self._report_drops(logs)
-        ok = self._deliver(spans, logs)
-        if batch and not self._abandoned:
-            if ok:
-                records.accounting.exported += len(batch)
-            else:
-                records.accounting.failed += len(batch)
+        if not self._abandoned:
+            self._deliver(Batch(len(batch), spans, logs))
 
-    def _deliver(self, spans: list[SpanData], logs: list[LogEvent]) -> bool:
-        ok = True
-        if spans:
-            for sink in self._span_sinks:
-                ok = self._call(sink, "spans", sink.export_spans, spans) and ok
-        if logs:
-            for sink in self._log_sinks:
-                ok = self._call(sink, "logs", sink.export_logs, logs) and ok
-        return ok
-
-    def _call(self, sink: Exporter, what: str, fn: Callable[..., None], arg: Any) -> bool:
-        try:
-            fn(arg)
-            return True
-        except Exception as exc:
-            self._note_failure(sink.name, exc)
-            return False
-
-    def _note_failure(self, who: str, exc: BaseException) -> None:
-        kind = type(exc).__name__
-        self._failure_counts[who] = self._failure_counts.get(who, 0) + 1
-        key = (who, kind)
-        if key in self._failures_seen:
+    def _deliver(self, batch: Batch) -> None:
+        """Hand ``batch`` to every lane that takes records (never blocks)."""
+        if not batch.records and not batch.spans and not batch.logs:
             return
-        self._failures_seen.add(key)
-        detail = _clean(str(exc))[:300]
-        try:
-            sys.stderr.write(
-                f"tracedsync: exporter {who} failed: {kind}: {detail} "
-                "(further failures of this kind are counted, not shown)\n"
-            )
-        except Exception:
-            pass
-        self._log.error(
-            "exporter_failed",
-            exporter=who,
-            error=kind,
-            detail=detail,
-            timestamp=iso_timestamp(time.time_ns()),
+        for lane in self._record_lanes:
+            lane.offer(batch)
+
+    def _report_failure(self, lane: Lane, exc: BaseException, seconds: float) -> None:
+        """A lane's call failed (called on that lane's thread)."""
+        detail = describe_failure(exc, seconds, aborted=lane.aborting)
+        self._note_failure(lane.name, exc, detail)
+
+    def _note_failure(self, who: str, exc: BaseException, detail: str | None = None) -> None:
+        """Count a failure; the first of each exporter and kind of error gets a
+        line on stderr now and an ``exporter_failed`` event with the next batch.
+        Any thread may call this."""
+        kind = type(exc).__name__
+        with self._failures_lock:
+            self._failure_counts[who] = self._failure_counts.get(who, 0) + 1
+            key = (who, kind)
+            if key in self._failures_seen:
+                return
+            self._failures_seen.add(key)
+        if detail is None:
+            detail = describe_failure(exc, 0.0)
+        _stderr(
+            f"tracedsync: exporter {who} failed: {kind}: {detail} "
+            "(further failures of this kind are counted, not shown)"
         )
+        self._failure_notes.append((who, kind, detail, time.time_ns()))
+        self._wake.set()
+
+    def _take_failure_notes(self, logs: list[LogEvent]) -> None:
+        """Turn the failures noted since the last batch into events (this thread
+        owns the logger)."""
+        while self._failure_notes:
+            who, kind, detail, when = self._failure_notes.popleft()
+            self._log.error(
+                "exporter_failed",
+                exporter=who,
+                error=kind,
+                detail=detail,
+                timestamp=iso_timestamp(when),
+                message=f"exporter {who} failed: {kind}: {detail}",
+            )
+        logs.extend(self._collector.events)
+        self._collector.events = []
 
     @property
     def failure_counts(self) -> dict[str, int]:
-        return dict(self._failure_counts)
+        with self._failures_lock:
+            return dict(self._failure_counts)
 
     def _report_drops(self, logs: list[LogEvent]) -> None:
         acc = records.accounting
@@ -359,21 +458,83 @@ class Pipeline:
                     f"{capacity} full; {acc.dropped} in all)"
                 ),
             )
-            logs.extend(self._collector.events)
-            self._collector.events = []
+        for lane in self._record_lanes:
+            total = lane.counts.lane_dropped
+            seen = self._lane_dropped_reported.get(lane.name, total)
+            if total > seen:
+                self._log.warning(
+                    "telemetry_dropped",
+                    exporter=lane.name,
+                    dropped=total - seen,
+                    dropped_total=total,
+                    lane_size=lane.capacity,
+                    timestamp=iso_timestamp(time.time_ns()),
+                    message=(
+                        f"exporter {lane.name} fell behind: {total - seen} records dropped "
+                        f"from its lane of {lane.capacity} ({total} in all)"
+                    ),
+                )
+            self._lane_dropped_reported[lane.name] = total
+        logs.extend(self._collector.events)
+        self._collector.events = []
 
     # -- metrics ---------------------------------------------------------------
 
+    def metrics_now(self) -> Any:
+        """The metric data now (any thread: a pull exporter's scrape)."""
+        return build_metrics_data(self.resource, self.scope, self._start_ns, self._exemplars)
+
     def export_metrics(self) -> None:
-        if not self._metric_sinks:
+        """Offer the metric data now to every lane that takes metrics."""
+        if not self._metric_lanes:
             return
-        data = build_metrics_data(self.resource, self.scope, self._start_ns)
-        for sink in self._metric_sinks:
-            self._call(sink, "metrics", sink.export_metrics, data)
+        data = self.metrics_now()
+        for lane in self._metric_lanes:
+            lane.offer_metrics(data)
 
 
-def _clean(text: str) -> str:
-    return text.replace("\n", " ").replace("\r", " ")
+def telemetry_counts() -> dict[str, Any]:
+    """This process's record counts now, as the exit summary gives them:
+    ``produced``, ``dropped``, ``suppressed`` (the shared buffer) and
+    ``exporters``: ``{name: {"offered", "exported", "lane_dropped", "failed"}}``
+    for every exporter that took records (see :mod:`tracedsync.exporters.lanes`).
+    Final once the pipeline has stopped."""
+    acc = records.accounting
+    return {
+        "produced": acc.produced,
+        "dropped": acc.dropped,
+        "suppressed": suppressed_total(),
+        "exporters": lanes_module.record_totals(),
+    }
+
+
+def suppressed_total() -> int:
+    """Spans the budget kept out, every primitive's (live or collected) summed."""
+    return sum(c.suppressed for c in registry.aggregated_counters().values())
+
+
+class _FlushAsk:
+    """A ``flush()`` call waiting for the pipeline thread to offer what is
+    buffered: then ``request`` is the lanes' flush to wait for."""
+
+    def __init__(self) -> None:
+        self.offered = _stdlib.Event()
+        self.request: FlushRequest | None = None
+
+
+def _ident(thread: threading.Thread | None) -> int | None:
+    return thread.ident if thread is not None else None
+
+
+def _alive(thread: threading.Thread | None) -> bool:
+    return thread is not None and thread.is_alive()
+
+
+def _stderr(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+    except Exception:
+        pass
 
 
 # -- metrics ------------------------------------------------------------------
@@ -389,13 +550,22 @@ def _hist_min(buckets: Sequence[int]) -> float:
     return 0.0
 
 
-def build_metrics_data(resource: Resource, scope_: InstrumentationScope, start_ns: int) -> Any:
+def build_metrics_data(
+    resource: Resource,
+    scope_: InstrumentationScope,
+    start_ns: int,
+    exemplars: Exemplars | None = None,
+) -> Any:
     """Cumulative metrics of every primitive, straight from the counters.
 
     Sums ``tracedsync.acquisitions``, ``.contentions``, ``.timeouts``,
-    ``.wait.time``, ``.hold.time`` and histograms ``tracedsync.wait.duration``,
-    ``.hold.duration`` (seconds), each point with ``sync.kind`` and
-    ``sync.name``; plus the pipeline's own record accounting.
+    ``.wait.time``, ``.hold.time`` and histograms ``tracedsync.wait.duration``
+    (with ``exemplars``' waits on its buckets), ``.hold.duration`` (seconds),
+    each point with ``sync.kind`` and ``sync.name``; plus the record
+    accounting: ``tracedsync.telemetry.produced``, ``.dropped``,
+    ``.suppressed`` (the shared buffer) and, with an ``exporter`` attribute
+    for each exporter that takes records, ``.offered``, ``.exported``,
+    ``.lane_dropped``, ``.failed``.
     """
 
     now = time.time_ns()
@@ -415,7 +585,12 @@ def build_metrics_data(resource: Resource, scope_: InstrumentationScope, start_n
         )
 
     def hist(
-        metric: str, attrs: dict[str, Any], raw: list[int], total_ns: int, max_ns: int
+        metric: str,
+        attrs: dict[str, Any],
+        raw: list[int],
+        total_ns: int,
+        max_ns: int,
+        examples: list[Any],
     ) -> None:
         buckets = fold_histogram(raw)
         count = sum(buckets)
@@ -430,6 +605,7 @@ def build_metrics_data(resource: Resource, scope_: InstrumentationScope, start_n
                 explicit_bounds=list(HISTOGRAM_BOUNDS),
                 min=_hist_min(buckets),
                 max=max_ns / 1e9,
+                exemplars=examples,
             )
         )
 
@@ -441,37 +617,35 @@ def build_metrics_data(resource: Resource, scope_: InstrumentationScope, start_n
         add("tracedsync.contentions", attrs, c.contentions)
         add("tracedsync.timeouts", attrs, c.timeouts)
         add("tracedsync.wait.time", attrs, c.wait_sum / 1e9)
-        hist("tracedsync.wait.duration", attrs, c.wait_hist, c.wait_sum, c.wait_max)
+        examples = exemplars.sdk_exemplars(kind, name) if exemplars is not None else []
+        hist("tracedsync.wait.duration", attrs, c.wait_hist, c.wait_sum, c.wait_max, examples)
         if lock_like:
             add("tracedsync.hold.time", attrs, c.hold_sum / 1e9)
-            hist("tracedsync.hold.duration", attrs, c.hold_hist, c.hold_sum, c.hold_max)
-    acc = records.accounting
+            hist("tracedsync.hold.duration", attrs, c.hold_hist, c.hold_sum, c.hold_max, [])
     for (kind, name), (count, age) in sorted(blocked_gauges().items()):
-        gauges.setdefault("tracedsync.waits.blocked", []).append(
-            NumberDataPoint(
-                attributes={"sync.kind": kind, "sync.name": name},
-                start_time_unix_nano=start_ns,
-                time_unix_nano=now,
-                value=count,
+        attrs = {"sync.kind": kind, "sync.name": name}
+        for metric, value in (
+            ("tracedsync.waits.blocked", count),
+            ("tracedsync.waits.blocked.age", age),
+        ):
+            gauges.setdefault(metric, []).append(
+                NumberDataPoint(
+                    attributes=attrs,
+                    start_time_unix_nano=start_ns,
+                    time_unix_nano=now,
+                    value=value,
+                )
             )
-        )
-        gauges.setdefault("tracedsync.waits.blocked.age", []).append(
-            NumberDataPoint(
-                attributes={"sync.kind": kind, "sync.name": name},
-                start_time_unix_nano=start_ns,
-                time_unix_nano=now,
-                value=age,
-            )
-        )
-    suppressed = sum(c.suppressed for c in registry.aggregated_counters().values())
+    acc = records.accounting
     for metric, value in (
         ("tracedsync.telemetry.produced", acc.produced),
-        ("tracedsync.telemetry.exported", acc.exported),
         ("tracedsync.telemetry.dropped", acc.dropped),
-        ("tracedsync.telemetry.failed", acc.failed),
-        ("tracedsync.telemetry.suppressed", suppressed),
+        ("tracedsync.telemetry.suppressed", suppressed_total()),
     ):
         add(metric, {}, value)
+    for exporter, counts in sorted(lanes_module.record_totals().items()):
+        for field_name in ("offered", "exported", "lane_dropped", "failed"):
+            add(f"tracedsync.telemetry.{field_name}", {"exporter": exporter}, counts[field_name])
 
     units = {
         "tracedsync.wait.time": "s",
@@ -487,12 +661,14 @@ def build_metrics_data(resource: Resource, scope_: InstrumentationScope, start_n
         "tracedsync.wait.duration": "Blocked time per acquisition or wait",
         "tracedsync.hold.duration": "Held time per acquisition",
         "tracedsync.telemetry.produced": "Records produced by the recorder",
-        "tracedsync.telemetry.exported": "Records exported",
-        "tracedsync.telemetry.dropped": "Records dropped because the buffer was full",
-        "tracedsync.telemetry.failed": "Records whose export failed",
+        "tracedsync.telemetry.dropped": "Records dropped because the shared buffer was full",
         "tracedsync.telemetry.suppressed": "Spans kept out by the per-second span budget",
         "tracedsync.waits.blocked": "Waits still blocked now (never in the sums)",
         "tracedsync.waits.blocked.age": "How long the oldest wait still blocked has waited",
+        "tracedsync.telemetry.offered": "Records offered to an exporter's lane",
+        "tracedsync.telemetry.exported": "Records an exporter delivered",
+        "tracedsync.telemetry.lane_dropped": "Records dropped because an exporter's lane was full",
+        "tracedsync.telemetry.failed": "Records whose export failed or was given up at shutdown",
     }
     metrics = []
     for metric, data_points in points.items():
@@ -546,12 +722,14 @@ _observed_providers: dict[int, list[bool]] = {}
 def observe_with_meter_provider(meter_provider: Any, version: str) -> Callable[[], None]:
     """Report the counters through ``meter_provider`` as observable counters.
 
-    For ``configure(meter_provider=...)`` (and ``opentelemetry-instrument``):
-    the provider's own reader polls ``tracedsync.acquisitions``,
-    ``.contentions``, ``.timeouts``, ``.wait.time`` and ``.hold.time``, by
-    ``sync.kind`` and ``sync.name``. Histograms cannot be observed through
-    the metrics API; they go to tracedsync's own metric exporters. Returns a
-    function that stops the reporting (instruments cannot be unregistered).
+    For ``configure(meter_provider=...)``: the provider's own reader polls
+    ``tracedsync.acquisitions``, ``.contentions``, ``.timeouts``,
+    ``.wait.time`` and ``.hold.time``, by ``sync.kind`` and ``sync.name``.
+    The metrics API has no observable histogram, so the wait and hold
+    histograms cannot go this way: they go to tracedsync's own metric
+    exporters (which is how ``opentelemetry-instrument`` is served, see
+    ``tracedsync.instrumentation``). Returns a function that stops the
+    reporting (instruments cannot be unregistered).
     """
     from opentelemetry.metrics import CallbackOptions, Observation
 

@@ -8,6 +8,7 @@ standard ``OTEL_EXPORTER_OTLP_*`` variables.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import threading
 import time
@@ -26,9 +27,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import tracedsync
 from tests.helpers import HOLDER_SITES, Contention
-from tests.otlp_proto import parse_trace_line
+from tests.otlp_proto import parse_metrics_line, parse_trace_line
 from tests.receivers import Receiver, iter_spans, point_otlp_at
-from tracedsync import lifecycle, records
+from tests.telemetry_counts import counted
+from tracedsync import lifecycle
 from tracedsync.testing import LogCollector, run_threads
 
 # --------------------------------------------------------------------------
@@ -516,15 +518,19 @@ def _timed(fn: Callable[[], None]) -> float:
 
 
 @contextmanager
-def _accounted() -> Iterator[dict[str, int]]:
-    """Yields a dict filled, on exit, with the record counts produced inside."""
-    acc = records.accounting
-    before = (acc.produced, acc.exported, acc.dropped, acc.failed)
+def _accounted(receiver: Receiver) -> Iterator[dict[str, int]]:
+    """Yields a dict filled, on exit, with the record counts of the block: the
+    shared buffer's ``produced`` and ``dropped``, and the OTLP span exporter's
+    ``offered``, ``exported``, ``lane_dropped``, ``failed`` (checked exact: every
+    exporter that takes records was offered every record taken, and accounts
+    for each)."""
     out: dict[str, int] = {}
-    yield out
-    after = (acc.produced, acc.exported, acc.dropped, acc.failed)
-    for key, b, a in zip(("produced", "exported", "dropped", "failed"), before, after, strict=True):
-        out[key] = a - b
+    with counted() as blocks:
+        yield out
+    (c,) = blocks
+    c.assert_exact()
+    out.update(produced=c.produced, dropped=c.dropped)
+    out.update(c.of(f"otlp-traces-{receiver.protocol}"))
 
 
 def _shutdown_and_check_thread() -> None:
@@ -586,7 +592,7 @@ def test_collector_down_or_slow_app_runs_at_full_speed_and_failures_are_counted(
     point_otlp_at(monkeypatch, receiver, timeout_s=1)
     monkeypatch.setenv("TRACEDSYNC_SHUTDOWN_TIMEOUT_MS", "10000")
     logs = LogCollector()
-    with _accounted() as counts:
+    with _accounted(receiver) as counts:
         tracedsync.configure(exporters=["otlp", logs])
         down = min(_timed(_busy_workload) for _ in range(2))
         assert tracedsync.flush(), "flush did not finish within the shutdown timeout"
@@ -596,7 +602,6 @@ def test_collector_down_or_slow_app_runs_at_full_speed_and_failures_are_counted(
     # take many times longer.
     assert down < 4 * baseline, (down, baseline)
     assert counts["produced"] >= 40  # two busy runs of ten contended rounds
-    assert counts["produced"] == counts["exported"] + counts["dropped"] + counts["failed"]
     assert counts["exported"] == 0
     assert counts["failed"] > 0
     assert receiver.received.traces == [] and receiver.received.metrics == []
@@ -620,7 +625,7 @@ def test_collector_refusing_is_counted_and_reported_once(
     point_otlp_at(monkeypatch, receiver, timeout_s=1)
     monkeypatch.setenv("TRACEDSYNC_SHUTDOWN_TIMEOUT_MS", "10000")
     logs = LogCollector()
-    with _accounted() as counts:
+    with _accounted(receiver) as counts:
         tracedsync.configure(exporters=["otlp", logs])
         for _ in range(3):
             Contention(tracedsync.Lock()).run()
@@ -632,7 +637,6 @@ def test_collector_refusing_is_counted_and_reported_once(
     assert receiver.received.traces == [] and receiver.received.metrics == []
     assert counts["produced"] == 6
     assert counts["failed"] == 6
-    assert counts["produced"] == counts["exported"] + counts["dropped"] + counts["failed"]
     _check_failed_once(logs, receiver, capsys.readouterr().err, caplog)
 
 
@@ -652,16 +656,16 @@ def test_collector_down_mid_run_then_back(
     def arrived(name: str) -> bool:
         return any(_attrs(s)["sync.name"] == name for _, _, s in receiver.received.spans())
 
-    with _accounted() as counts:
+    with _accounted(receiver) as counts:
         tracedsync.configure(exporters=["otlp", logs])
         batch("before")
         assert arrived("before")
         metrics_before = len(receiver.received.metrics)
 
         receiver.stop()
-        failed_before = records.accounting.failed
-        batch("while-down")
-        assert records.accounting.failed - failed_before == 2
+        with counted() as down:
+            batch("while-down")
+        assert down[0].of(f"otlp-traces-{receiver.protocol}")["failed"] == 2
 
         receiver.restart()
         for attempt in range(5):
@@ -674,7 +678,6 @@ def test_collector_down_mid_run_then_back(
 
     assert not arrived("while-down")
     assert len(receiver.received.metrics) > metrics_before
-    assert counts["produced"] == counts["exported"] + counts["dropped"] + counts["failed"]
     assert counts["failed"] >= 2
     assert counts["exported"] >= 4
     assert logs.named("exporter_failed")
@@ -690,7 +693,7 @@ def test_shutdown_cuts_exporter_retries_short(
     receiver.stop()
     point_otlp_at(monkeypatch, receiver, timeout_s=30)
     monkeypatch.setenv("TRACEDSYNC_SHUTDOWN_TIMEOUT_MS", "1000")
-    with _accounted() as counts:
+    with _accounted(receiver) as counts:
         tracedsync.configure(exporters=["otlp"])
         for _ in range(3):
             Contention(tracedsync.Lock()).run()
@@ -700,7 +703,6 @@ def test_shutdown_cuts_exporter_retries_short(
         _shutdown_and_check_thread()
     assert counts["produced"] == 8
     assert counts["failed"] == 8
-    assert counts["produced"] == counts["exported"] + counts["dropped"] + counts["failed"]
 
 
 @pytest.mark.slow
@@ -714,7 +716,7 @@ def test_shutdown_returns_in_time_with_a_call_stuck_in_a_stalled_collector(
     receiver.stall()
     point_otlp_at(monkeypatch, receiver, timeout_s=30)
     monkeypatch.setenv("TRACEDSYNC_SHUTDOWN_TIMEOUT_MS", "1000")
-    with _accounted() as counts:
+    with _accounted(receiver) as counts:
         tracedsync.configure(exporters=["otlp"])
         Contention(tracedsync.Lock()).run()
         assert not tracedsync.flush(0.2)
@@ -731,7 +733,7 @@ def test_shutdown_returns_in_time_with_a_call_stuck_in_a_stalled_collector(
         thread.join(15)
         assert not thread.is_alive()
     assert counts["produced"] == 2
-    assert counts["produced"] == counts["exported"] + counts["dropped"] + counts["failed"]
+    assert counts["failed"] == 2
     assert receiver.received.traces == []
 
 
@@ -757,3 +759,55 @@ def test_apps_own_otlp_exporter_still_logs(
     provider.shutdown()
     assert receiver.received.refused["traces"] >= 1
     assert [r for r in caplog.records if r.name.startswith("opentelemetry.exporter.otlp")]
+
+
+def test_wait_histogram_carries_the_waiting_span_as_exemplar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: Receiver
+) -> None:
+    """The wait histogram point of a contended lock carries, in the bucket the
+    wait fell in, an exemplar with that wait span's trace and span id and its
+    duration, over OTLP and in the jsonfile metrics line alike (hex ids there)."""
+    point_otlp_at(monkeypatch, receiver)
+    tracedsync.configure(exporters=["otlp", "jsonfile"], output_dir=str(tmp_path))
+    pool_lock = tracedsync.Lock(name="exemplar_lock")
+    Contention(pool_lock).run()
+    assert tracedsync.flush(10)
+    (wait,) = [
+        s
+        for _, _, s in receiver.received.spans()
+        if s.name == "lock.wait" and _attrs(s)["sync.name"] == "exemplar_lock"
+    ]
+    duration = (wait.end_time_unix_nano - wait.start_time_unix_nano) / 1e9
+    (point,) = [
+        p
+        for p in _metric_points(receiver.received.metrics[-1])["tracedsync.wait.duration"]
+        if _attrs(p)["sync.name"] == "exemplar_lock"
+    ]
+    (exemplar,) = point.exemplars
+    assert exemplar.trace_id == wait.trace_id and exemplar.span_id == wait.span_id
+    assert exemplar.as_double == pytest.approx(duration, abs=1e-6)
+    bucket = next(i for i, bound in enumerate(point.explicit_bounds) if duration <= bound)
+    assert point.bucket_counts[bucket] >= 1
+    assert bucket == 0 or duration > point.explicit_bounds[bucket - 1]
+
+    lines = []
+    for path in sorted(glob.glob(str(tmp_path / "metrics-*.jsonl"))):
+        with open(path, encoding="utf-8") as f:
+            lines.extend(f.read().splitlines())
+    parsed = parse_metrics_line(lines[-1])  # the schema accepts it (exemplars included)
+    assert parsed.resource_metrics
+    request = json.loads(lines[-1])
+    metrics = request["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+    (hist,) = [m for m in metrics if m["name"] == "tracedsync.wait.duration"]
+    (jpoint,) = [
+        p
+        for p in hist["histogram"]["dataPoints"]
+        if {"key": "sync.name", "value": {"stringValue": "exemplar_lock"}} in p["attributes"]
+    ]
+    (jexemplar,) = jpoint["exemplars"]
+    assert jexemplar["traceId"] == wait.trace_id.hex()
+    assert jexemplar["spanId"] == wait.span_id.hex()
+    assert jexemplar["asDouble"] == pytest.approx(duration, abs=1e-6)
+    assert {"key": "thread.name", "value": {"stringValue": "waiter"}} in jexemplar[
+        "filteredAttributes"
+    ]

@@ -5,6 +5,9 @@
   lines (logs), one set per process, in the output directory.
 - ``otlp``: the official OTLP exporters (gRPC or HTTP/protobuf), configured
   by the standard ``OTEL_EXPORTER_OTLP_*`` variables.
+- ``prometheus``: ``/metrics`` on 127.0.0.1 for Prometheus to scrape.
+
+Each exporter has its own delivery lane (``tracedsync.exporters.lanes``).
 
 Exporter objects may be passed to ``configure(exporters=[...])`` too: a
 subclass of :class:`Exporter`, or an OpenTelemetry ``SpanExporter`` or
@@ -30,11 +33,12 @@ def create_exporters(
     """The exporter objects for ``config.exporters`` (names or objects).
 
     A named exporter that cannot start (output directory not writable, OTLP
-    packages missing) is reported to ``on_unavailable`` and left out; without
+    or Prometheus packages missing, no port) is reported to ``on_unavailable`` and left out; without
     that callback the error is raised.
     """
     from tracedsync.exporters.jsonfile import OutputDirError
     from tracedsync.exporters.otlp import OtlpUnavailable
+    from tracedsync.exporters.prometheus import PrometheusUnavailable
 
     out: list[Exporter] = []
     for item in config.exporters:
@@ -44,7 +48,7 @@ def create_exporters(
                 for exporter in made:
                     exporter.owned = True
             out.extend(made)
-        except (OutputDirError, OtlpUnavailable) as exc:
+        except (OutputDirError, OtlpUnavailable, PrometheusUnavailable) as exc:
             if on_unavailable is None:
                 raise
             on_unavailable(str(item), exc)
@@ -69,6 +73,10 @@ def _create_one(item: Any, config: Any, resource: Any, scope: Any) -> list[Expor
         from tracedsync.exporters.otlp import create_otlp_exporters
 
         return create_otlp_exporters(config, resource, scope)
+    if item == "prometheus":
+        from tracedsync.exporters.prometheus import PrometheusExporter
+
+        return [PrometheusExporter.from_config(config)]
     if isinstance(item, Exporter):
         return [item]
     if isinstance(item, SpanExporter):

@@ -9,7 +9,7 @@ exporters, any ``SpanExporter`` a user passes in) convert with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -93,10 +93,13 @@ class ExportError(Exception):
 class Exporter:
     """Base class of tracedsync exporters: override what you consume.
 
-    Every method but :meth:`abort` is called on the pipeline thread only,
-    never concurrently.
-    Raise (any exception) to report a failed export; the pipeline counts it
-    and logs ``exporter_failed`` once per exporter and kind of failure.
+    Each exporter has its own delivery lane (a bounded queue and an internal
+    thread, :mod:`tracedsync.exporters.lanes`): every method but
+    :meth:`abort` is called on that lane's thread, one call at a time, never
+    on the program's threads. A slow or hung exporter holds up only its own
+    lane. Raise (any exception) to report a failed export; the records of
+    that batch count as failed for this exporter, and ``exporter_failed`` is
+    logged once per exporter and kind of failure.
     """
 
     #: Short name used in ``exporter_failed`` events and error messages.
@@ -107,6 +110,17 @@ class Exporter:
     #: True for exporters tracedsync made from a name (it shuts them down);
     #: objects passed to configure() stay the caller's and are only flushed.
     owned = False
+    #: Where it sends (an endpoint, a directory), named in messages; None if unknown.
+    destination: str | None = None
+
+    def start(self) -> None:
+        """Called once when the pipeline starts (on the thread that configured
+        tracedsync), before any other call: start any thread of your own here."""
+
+    def set_metrics_source(self, source: Callable[[], Any]) -> None:
+        """Called before :meth:`start` with a function returning the metric
+        data now (a ``MetricsData``), callable from any thread: for exporters
+        that are asked for metrics (a scrape) rather than handed them."""
 
     def export_spans(self, spans: Sequence[SpanData]) -> None:
         """Deliver a batch of finished spans."""
@@ -125,10 +139,40 @@ class Exporter:
 
     def abort(self) -> None:
         """Make a running export give up now. The one method called from
-        another thread, while an export may be running on the pipeline thread.
+        another thread, while an export may be running on the lane's thread.
 
-        The pipeline calls it when its shutdown timeout is about to run out
-        (a collector that is down or refusing makes the OTLP exporters retry
-        for up to their own timeout); ``shutdown`` (for exporters tracedsync
-        made) still follows on the pipeline thread. The default does nothing.
+        Called when the shutdown timeout is about to run out and this
+        exporter's lane is still busy (a collector that is down or never
+        answers makes the OTLP exporters retry or wait for up to their own
+        timeout). No call follows it; what the lane still held counts as
+        failed. The default does nothing.
         """
+
+
+#: Longest ``exporter_failed`` detail; longer ones are cut at a word boundary.
+DETAIL_LIMIT = 600
+
+
+def clip(text: str, limit: int = DETAIL_LIMIT) -> str:
+    """``text`` on one line (whitespace runs made one space), cut at a word
+    boundary with `` …`` when longer than ``limit``."""
+    one_line = " ".join(text.split())
+    if len(one_line) <= limit:
+        return one_line
+    cut = one_line[:limit]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:|") + " …"
+
+
+def describe_failure(exc: BaseException, seconds: float, aborted: bool = False) -> str:
+    """The one-line detail of a failed export: the exception's own words,
+    how long the call ran (when that is a second or more: a timeout shows),
+    and, when shutdown cut it short, that it was still running then."""
+    text = clip(str(exc) or type(exc).__name__)
+    if aborted:
+        return f"still running after {seconds:.1f} s when shutdown cut it short: {text}"
+    if seconds >= 1.0:
+        text += f" (after {seconds:.1f} s)"
+    return text

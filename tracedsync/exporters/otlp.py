@@ -22,7 +22,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from tracedsync.exporters.base import Exporter
@@ -131,6 +131,44 @@ def _metric_exporter(proto: str) -> Any:
     return OTLPMetricExporter()
 
 
+def _http_cause(exporter: Any) -> Callable[[], str | None]:
+    """For an OTLP/HTTP exporter: a getter of the cause of the last failed
+    export made on the calling thread (HTTP status and reason, or the
+    transport's exception). The exporter logs only "due to timeout, max
+    retries or shutdown" when its one attempt got a 503 or no answer; the
+    outcome its HTTP client returned says which. Reads a private attribute
+    of the pinned ``opentelemetry-exporter-otlp-proto-http``: where it is
+    missing the getter returns None and the log lines stand alone."""
+    local = threading.local()
+    client = getattr(exporter, "_client", None)
+    export = getattr(client, "export", None)
+    if client is None or not callable(export):
+        return lambda: None
+
+    def watched(data: bytes) -> Any:
+        outcome = export(data)
+        local.outcome = outcome
+        return outcome
+
+    try:
+        client.export = watched
+    except Exception:
+        return lambda: None
+
+    def cause() -> str | None:
+        outcome = getattr(local, "outcome", None)
+        local.outcome = None
+        if outcome is None or getattr(outcome, "success", True):
+            return None
+        status, reason = getattr(outcome, "status_code", None), getattr(outcome, "reason", None)
+        if status:
+            return f"HTTP {status} {reason or ''}".strip()
+        error = getattr(outcome, "error", None)
+        return f"{type(error).__name__}: {error}" if error is not None else None
+
+    return cause
+
+
 def create_otlp_exporters(config: Any, resource: Any, scope: Any) -> list[Exporter]:
     """A span and a metric exporter for the configured protocols.
 
@@ -139,13 +177,33 @@ def create_otlp_exporters(config: Any, resource: Any, scope: Any) -> list[Export
     ``exporter_failed`` is reported once per exporter and kind of error.
     """
     traces = protocol("traces")
-    metrics = protocol("metrics")
     spans = _span_exporter(traces)
-    metric = _metric_exporter(metrics)
+    metrics = create_otlp_metric_exporter(protocol("metrics"))
     _quiet_exporter_loggers()
     return [
         SpanExporterAdapter(
-            spans, resource, scope, name=f"otlp-traces-{traces}", capture=_captured.capture
+            spans,
+            resource,
+            scope,
+            name=f"otlp-traces-{traces}",
+            capture=_captured.capture,
+            cause=_http_cause(spans) if traces != "grpc" else None,
         ),
-        MetricExporterAdapter(metric, name=f"otlp-metrics-{metrics}", capture=_captured.capture),
+        metrics,
     ]
+
+
+def create_otlp_metric_exporter(proto: str) -> Exporter:
+    """The OTLP metric exporter for ``proto`` (``grpc`` or ``http/protobuf``),
+    named ``otlp-metrics-<proto>``, configured by the ``OTEL_EXPORTER_OTLP_*``
+    variables."""
+    if proto not in PROTOCOLS:
+        raise OtlpUnavailable(f"OTLP protocol {proto!r} is not supported")
+    metric = _metric_exporter(proto)
+    _quiet_exporter_loggers()
+    return MetricExporterAdapter(
+        metric,
+        name=f"otlp-metrics-{proto}",
+        capture=_captured.capture,
+        cause=_http_cause(metric) if proto != "grpc" else None,
+    )

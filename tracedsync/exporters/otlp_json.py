@@ -285,6 +285,26 @@ def _histogram_point(point: Any) -> dict[str, Any]:
         out["min"] = float(point.min)
     if point.max is not None:
         out["max"] = float(point.max)
+    examples = getattr(point, "exemplars", None)
+    if examples:
+        out["exemplars"] = [_exemplar(e) for e in examples]
+    return out
+
+
+def _exemplar(exemplar: Any) -> dict[str, Any]:
+    """An ``Exemplar`` (the SDK's) in JSON form: ids as hex, as in spans."""
+    out: dict[str, Any] = {
+        "filteredAttributes": attributes(exemplar.filtered_attributes),
+        "timeUnixNano": str(exemplar.time_unix_nano),
+    }
+    value = exemplar.value
+    if isinstance(value, int) and not isinstance(value, bool):
+        out["asInt"] = str(value)
+    else:
+        out["asDouble"] = float(value)
+    if exemplar.span_id and exemplar.trace_id:
+        out["spanId"] = f"{exemplar.span_id:016x}"
+        out["traceId"] = f"{exemplar.trace_id:032x}"
     return out
 
 

@@ -8,6 +8,7 @@ exporters are used the same way by ``tracedsync.exporters.otlp``.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
-from tracedsync.exporters.base import Exporter, ExportError, SpanData
+from tracedsync.exporters.base import Exporter, ExportError, SpanData, clip
 
 #: Returns a context manager collecting the log lines an SDK exporter writes
 #: during one call (see ``tracedsync.exporters.otlp``); they become the
@@ -31,9 +32,43 @@ def _no_capture() -> contextlib.AbstractContextManager[list[str]]:
     return contextlib.nullcontext([])
 
 
-def _failure(name: str, result: str, lines: list[str]) -> ExportError:
-    detail = " | ".join(dict.fromkeys(lines))  # distinct, in order: the cause comes first
-    return ExportError(f"{name} returned {result}" + (f": {detail}" if detail else ""))
+def _no_cause() -> str | None:
+    return None
+
+
+_RETRYING = re.compile(r",? retrying in [0-9.]+ ?s\.?")
+
+#: Returns the cause of the last failed call made on this thread, when the
+#: exporter's own log lines do not say it (see ``tracedsync.exporters.otlp``).
+CauseGetter = Callable[[], "str | None"]
+
+
+def _failure(name: str, result: str, lines: list[str], cause: str | None) -> ExportError:
+    """The error for a failed export: the cause first (an HTTP status, the
+    transport's exception), then what the SDK exporter logged during the call,
+    its final verdict ("Failed to export ...") before the distinct errors of
+    the attempts that preceded it ("Transient error ...", without the retry
+    delays). One line, cut at a word boundary."""
+    verdicts = [line for line in lines if line.startswith("Failed to")]
+    attempts = [_RETRYING.sub("", line) for line in lines if line not in verdicts]
+    if cause:
+        attempts = []  # the cause is what the last attempt got
+    said = " ".join(verdicts)
+    # An attempt whose error details the verdict already gives adds nothing.
+    attempts = [a for a in attempts if not _said(a.partition("Error details: ")[2], said)]
+    parts = ([cause] if cause else []) + verdicts + attempts
+    detail = " | ".join(dict.fromkeys(parts))
+    return ExportError(clip(f"{name} returned {result}" + (f": {detail}" if detail else "")))
+
+
+def _said(details: str, verdicts: str) -> bool:
+    return bool(details) and details in verdicts
+
+
+def _endpoint(exporter: Any) -> str | None:
+    """Where an official OTLP exporter sends (a private attribute: None if absent)."""
+    value = getattr(exporter, "_endpoint", None)
+    return value if isinstance(value, str) else None
 
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -81,12 +116,15 @@ class SpanExporterAdapter(Exporter):
         scope: InstrumentationScope,
         name: str | None = None,
         capture: LogCapture | None = None,
+        cause: CauseGetter | None = None,
     ) -> None:
         self.exporter = exporter
         self.resource = resource
         self.scope = scope
         self.name = name or type(exporter).__name__
+        self.destination = _endpoint(exporter)
         self._capture = capture or _no_capture
+        self._cause = cause or _no_cause
         self._aborted = False
 
     def export_spans(self, spans: Sequence[SpanData]) -> None:
@@ -94,7 +132,7 @@ class SpanExporterAdapter(Exporter):
         with self._capture() as lines:
             result = self.exporter.export(readable)
         if result is not SpanExportResult.SUCCESS:
-            raise _failure(self.name, result.name, lines)
+            raise _failure(self.name, result.name, lines, self._cause())
 
     def flush(self, timeout_s: float) -> None:
         with self._capture():
@@ -123,18 +161,24 @@ class MetricExporterAdapter(Exporter):
     wants_metrics = True
 
     def __init__(
-        self, exporter: Any, name: str | None = None, capture: LogCapture | None = None
+        self,
+        exporter: Any,
+        name: str | None = None,
+        capture: LogCapture | None = None,
+        cause: CauseGetter | None = None,
     ) -> None:
         self.exporter = exporter
         self.name = name or type(exporter).__name__
+        self.destination = _endpoint(exporter)
         self._capture = capture or _no_capture
+        self._cause = cause or _no_cause
         self._aborted = False
 
     def export_metrics(self, metrics: Any) -> None:
         with self._capture() as lines:
             result = self.exporter.export(metrics, timeout_millis=10_000)
         if result is not MetricExportResult.SUCCESS:
-            raise _failure(self.name, result.name, lines)
+            raise _failure(self.name, result.name, lines, self._cause())
 
     def flush(self, timeout_s: float) -> None:
         with self._capture():
