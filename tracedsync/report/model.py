@@ -1,4 +1,5 @@
-"""What ``tracedsync report`` computes from the files (internal).
+"""What ``tracedsync report`` computes from the files: the *model* layer of
+read → model → render.
 
 Everything is streamed: metrics lines are reduced to the snapshots that
 matter (the last one of each process, or the two around a time window),
@@ -17,27 +18,30 @@ import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
-from tracedsync.report_input import (
+from tracedsync.report.errors import ReportError
+from tracedsync.report.read import (
+    SCOPE,
+    SPAN_NAMES,
     InputFile,
-    ReportError,
-    any_value,
+    SpanRecord,
     attributes,
+    decode_span,
+    int_or_none,
     nanos,
     number,
+    parse_timestamp,
     read_lines,
     resource_identity,
     split_lines,
 )
+from tracedsync.report.timeline import Timeline
 
-SCOPE = "tracedsync"
 #: Spans files bigger than this in all are read by worker processes (--jobs).
 PARALLEL_MIN_BYTES = 64 << 20
 #: The smallest pieces spans files are cut into for the workers.
 CHUNK_BYTES = 24 << 20
-KINDS = ("lock", "rlock", "condition", "semaphore", "bounded_semaphore", "event", "barrier")
 LOCK_KINDS = frozenset({"lock", "rlock", "semaphore", "bounded_semaphore"})
 #: Log events that mirror spans (the spans are the source of truth).
 SPAN_MIRRORS = frozenset({"long_wait", "long_hold"})
@@ -45,8 +49,6 @@ SPAN_MIRRORS = frozenset({"long_wait", "long_hold"})
 MAX_FINDINGS = 1000
 #: Holder threads remembered per (site, holder site).
 MAX_HOLDER_THREADS = 8
-
-_SPAN_NAMES = {f"{k}.{w}": (k, w == "wait") for k in KINDS for w in ("wait", "hold")}
 
 
 # -- histograms and sketches ------------------------------------------------------
@@ -432,77 +434,12 @@ class Filters:
         return not self.names or any(fnmatch.fnmatchcase(name, g) for g in self.names)
 
 
-#: Receives each span kept by the filters (the timeline writers).
-SpanSink = Callable[["SpanEvent"], None]
-
-
-class SpanEvent:
-    """A tracedsync wait or hold span, as the timeline writers see it.
-
-    ``attrs`` has the thread, call-site, outcome and holder attributes (None
-    when the span has not got one)."""
-
-    __slots__ = (
-        "attrs",
-        "end_ns",
-        "is_wait",
-        "kind",
-        "links",
-        "name",
-        "pid",
-        "run",
-        "span_id",
-        "start_ns",
-    )
-
-    def __init__(
-        self,
-        pid: int | None,
-        run: str | None,
-        attrs: dict[str, Any],
-        is_wait: bool,
-        kind: str,
-        name: str,
-        start_ns: int,
-        end_ns: int,
-        span_id: str,
-        links: list[str],
-    ) -> None:
-        self.pid = pid
-        self.run = run
-        self.attrs = attrs
-        self.is_wait = is_wait
-        self.kind = kind
-        self.name = name
-        self.start_ns = start_ns
-        self.end_ns = end_ns
-        self.span_id = span_id
-        self.links = links
-
-
 def site_of(attrs: dict[str, Any]) -> str:
     path = attrs.get("code.file.path")
     line = attrs.get("code.line.number")
     if path is None:
         return "?"
     return f"{path}:{line}" if line is not None else str(path)
-
-
-def parse_timestamp(text: Any) -> int | None:
-    """ISO 8601 (``...Z`` or an offset; naive means UTC) to ns since the epoch."""
-    if not isinstance(text, str) or not text:
-        return None
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 class Analysis:
@@ -544,17 +481,12 @@ class Analysis:
         self.findings: list[Finding] = []
         self.finding_counts: dict[str, int] = {}
         self.log_lines = 0
-        self.sinks: list[SpanSink] = []
         self._prescan_start: int | None = None
         self._keep_cache: dict[tuple[str, str], bool] = {}
         #: Worker processes for big inputs (1: read everything here).
         self.jobs = 1
-        #: The HTML timeline's collector (see report_html.BarCollector), if any.
-        self.bars: Any = None
-        #: The Perfetto writer (report_perfetto.PerfettoWriter), if any, and
-        #: where worker processes write their parts of it.
-        self.perfetto: Any = None
-        self.part_dir: str | None = None
+        #: The spans the timelines draw (html, perfetto), when one is wanted.
+        self.timeline: Timeline | None = None
 
     # -- helpers ---------------------------------------------------------------
 
@@ -631,11 +563,6 @@ class Analysis:
         self._finish_metrics()
 
     def _parallel_ok(self, spans: Sequence[InputFile]) -> bool:
-        known = (1 if self.bars is not None else 0) + (1 if self.perfetto is not None else 0)
-        if len(self.sinks) != known:
-            return False  # an unknown writer may need the spans in order
-        if self.perfetto is not None and self.part_dir is None:
-            return False
         total = 0
         for f in spans:
             try:
@@ -649,17 +576,11 @@ class Analysis:
         import multiprocessing
 
         # About four chunks per worker: enough to balance, few enough that the
-        # per-chunk results (longest spans, unpaired holds) stay small.
+        # per-chunk results (the slowest spans) stay small.
         total = sum(os.path.getsize(f.path) for f in spans)
         chunk = max(CHUNK_BYTES, total // (self.jobs * 4))
         tasks = [(f.path, rng) for f in spans for rng in split_lines(f.path, chunk)]
-        limit = self.bars.limit if self.bars is not None else 0
-        perfetto = self.perfetto
-        parts: list[str | None] = [
-            os.path.join(self.part_dir, f"part-{i}.json") if perfetto and self.part_dir else None
-            for i in range(len(tasks))
-        ]
-        base_ns = perfetto.base_ns if perfetto is not None else 0
+        limit = self.timeline.limit if self.timeline is not None else 0
         # spawn: the parent may have threads (fork would copy their locks).
         context = multiprocessing.get_context("spawn")
         try:
@@ -668,35 +589,17 @@ class Analysis:
             )
             try:
                 futures = [
-                    pool.submit(
-                        _read_chunk,
-                        path,
-                        rng,
-                        self.filters,
-                        self.max_line_bytes,
-                        limit,
-                        (parts[i], base_ns, (i + 1) << 32),
-                    )
-                    for i, (path, rng) in enumerate(tasks)
+                    pool.submit(read_chunk, path, rng, self.filters, self.max_line_bytes, limit)
+                    for path, rng in tasks
                 ]
                 # In order (deterministic merges), dropping each result once merged.
                 futures.reverse()
-                index = 0
                 while futures:
-                    part, bars, trace = futures.pop().result()
+                    part, timeline = futures.pop().result()
                     self._merge(part)
-                    if self.bars is not None:
-                        self.bars.merge(bars)
-                    part_path = parts[index]
-                    if perfetto is not None and trace is not None and part_path is not None:
-                        tracks, holds, waits, flows = trace
-                        perfetto.append_part(part_path)
-                        os.unlink(part_path)
-                        perfetto.add_tracks(tracks)
-                        perfetto.adopt(holds, waits)
-                        perfetto.flows += flows
-                    index += 1
-                    del part, bars, trace
+                    if self.timeline is not None and timeline is not None:
+                        self.timeline.merge(timeline)
+                    del part, timeline
             except BaseException:
                 # An error or Ctrl-C: do not wait for the chunks still queued.
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -788,7 +691,7 @@ class Analysis:
     def _span(self, span: Any, run: str | None, pid: int | None, where: str) -> None:
         self.spans_read += 1
         try:
-            known = _SPAN_NAMES.get(span["name"])
+            known = SPAN_NAMES.get(span["name"])
         except (TypeError, KeyError):
             if not isinstance(span, dict):
                 raise ReportError(f"{where}: a span is not an object") from None
@@ -797,165 +700,53 @@ class Analysis:
             label = str(span.get("name"))[:100]
             self.other_spans[label] = self.other_spans.get(label, 0) + 1
             return
-        # The fast path reads the encoding tracedsync writes; anything else
-        # (another encoder's choices, or broken input) takes the careful path.
-        try:
-            raw = {a["key"]: a["value"] for a in span["attributes"]}
-            kind = raw["sync.kind"]["stringValue"]
-            name = raw["sync.name"]["stringValue"]
-            start = int(span["startTimeUnixNano"])
-            end = int(span["endTimeUnixNano"])
-            g = raw.get
-            v = g("thread.name")
-            tname = v["stringValue"] if v else None
-            v = g("thread.id")
-            tid = v["intValue"] if v else None
-            v = g("code.file.path")
-            path = v["stringValue"] if v else None
-            v = g("code.line.number")
-            line = v["intValue"] if v else None
-            v = g("code.function.name")
-            function = v["stringValue"] if v else None
-            v = g("sync.outcome")
-            outcome = v["stringValue"] if v else None
-            v = g("sync.holder.site")
-            hsite = v["stringValue"] if v else None
-            v = g("sync.holder.thread.name")
-            hname = v["stringValue"] if v else None
-            if kind.__class__ is not str or name.__class__ is not str:
-                raise TypeError
-        except (TypeError, KeyError, ValueError, AttributeError):
-            attrs = attributes(span.get("attributes"))
-            kind, name = attrs.get("sync.kind"), attrs.get("sync.name")
-            if not isinstance(kind, str) or not isinstance(name, str):
-                missing = [
-                    k
-                    for k, val in (("sync.kind", kind), ("sync.name", name))
-                    if not isinstance(val, str)
-                ]
-                raise ReportError(
-                    f"{where}: tracedsync span {span.get('name')!r} ({span.get('spanId')}) "
-                    f"lacks {' and '.join(missing)}"
-                ) from None
-            t0 = nanos(span.get("startTimeUnixNano"))
-            t1 = nanos(span.get("endTimeUnixNano"))
-            if t0 is None or t1 is None:
-                raise ReportError(
-                    f"{where}: span {span.get('name')!r} has no valid start or end time"
-                ) from None
-            start, end = t0, t1
-            tname = attrs.get("thread.name")
-            tid = attrs.get("thread.id")
-            path = attrs.get("code.file.path")
-            line = attrs.get("code.line.number")
-            function = attrs.get("code.function.name")
-            outcome = attrs.get("sync.outcome")
-            hsite = attrs.get("sync.holder.site")
-            hname = attrs.get("sync.holder.thread.name")
-        if end < start:
-            end = start
-        is_wait = known[1]
+        rec = decode_span(span, known, run, pid, where)
+        if self._kept(rec):
+            self.add_span(rec)
+
+    def _kept(self, rec: SpanRecord) -> bool:
+        """Whether the filters keep ``rec`` (counted as filtered out if not)."""
         filters = self.filters
-        if (filters.since_ns is not None and end < filters.since_ns) or (
-            filters.until_ns is not None and start > filters.until_ns
+        if (filters.since_ns is not None and rec.end_ns < filters.since_ns) or (
+            filters.until_ns is not None and rec.start_ns > filters.until_ns
         ):
             self.spans_filtered += 1
-            return
-        key = (kind, name)
+            return False
+        key = (rec.kind, rec.name)
         keep = self._keep_cache.get(key)
         if keep is None:
-            keep = self._keep_cache[key] = filters.primitive(kind, name)
+            keep = self._keep_cache[key] = filters.primitive(*key)
         if not keep:
             self.spans_filtered += 1
-            return
+        return keep
+
+    def add_span(self, rec: SpanRecord) -> None:
+        """Fold one span into the aggregates (and the timeline)."""
         self.spans_used += 1
+        start, end = rec.start_ns, rec.end_ns
         if self.first_ns is None or start < self.first_ns:
             self.first_ns = start
         if self.last_ns is None or end > self.last_ns:
             self.last_ns = end
-        dur = end - start
+        key = (rec.kind, rec.name)
         prim = self.prims.get(key)
         if prim is None:
-            prim = self.prims[key] = PrimAgg(kind, name)
-        tkey = (pid, str(tid) if tid is not None else None, str(tname) if tname else "?")
+            prim = self.prims[key] = PrimAgg(rec.kind, rec.name)
+        attrs = rec.attrs
+        tid = attrs.get("thread.id")
+        tname = attrs.get("thread.name")
+        tkey = (rec.pid, str(tid) if tid is not None else None, str(tname) if tname else "?")
         thread = self.threads.get(tkey)
         if thread is None:
-            thread = self.threads[tkey] = ThreadAgg(pid, _int_or_none(tid), tkey[2])
-        if is_wait:
-            prim.wait_spans += 1
-            prim.wait_total += dur
-            if dur > prim.wait_max:
-                prim.wait_max = dur
-            prim.wait_sketch.add(dur)
-            timed_out = outcome == "timeout"
-            if timed_out:
-                prim.wait_timeouts += 1
-            site = f"{path}:{line}" if path is not None else "?"
-            s = prim.sites.get(site)
-            if s is None:
-                s = prim.sites[site] = SiteAgg(str(function or ""))
-            s.count += 1
-            s.total += dur
-            if dur > s.max:
-                s.max = dur
-            if timed_out:
-                s.timeouts += 1
-            s.sketch.add(dur)
-            if hsite is not None or hname is not None:
-                hkey = str(hsite) if hsite is not None else "?"
-                h = s.holders.get(hkey)
-                if h is None:
-                    h = s.holders[hkey] = HolderAgg()
-                h.count += 1
-                h.total += dur
-                if hname is not None:
-                    hn = str(hname)
-                    if hn in h.threads or len(h.threads) < MAX_HOLDER_THREADS:
-                        h.threads[hn] = h.threads.get(hn, 0) + 1
-            thread.waits += 1
-            thread.wait_total += dur
-            if dur > thread.wait_max:
-                thread.wait_max = dur
-            thread.by_prim[key] = thread.by_prim.get(key, 0) + dur
+            thread = self.threads[tkey] = ThreadAgg(rec.pid, int_or_none(tid), tkey[2])
+        site = site_of(attrs)
+        hsite = attrs.get("sync.holder.site")
+        if rec.is_wait:
+            _add_wait(prim, thread, key, site, rec)
         else:
-            prim.hold_spans += 1
-            prim.hold_total += dur
-            if dur > prim.hold_max:
-                prim.hold_max = dur
-            prim.hold_sketch.add(dur)
-            thread.holds += 1
-            thread.hold_total += dur
-        if self.sinks:
-            links = span.get("links")
-            linked = [
-                str(li.get("spanId"))
-                for li in (links if isinstance(links, list) else ())
-                if isinstance(li, dict) and li.get("spanId")
-            ]
-            attrs = {
-                "thread.name": tname,
-                "thread.id": tid,
-                "code.file.path": path,
-                "code.line.number": line,
-                "code.function.name": function,
-                "sync.outcome": outcome,
-                "sync.holder.thread.name": hname,
-                "sync.holder.site": hsite,
-            }
-            event = SpanEvent(
-                pid,
-                run,
-                attrs,
-                is_wait,
-                kind,
-                name,
-                start,
-                end,
-                str(span.get("spanId")),
-                linked,
-            )
-            for sink in self.sinks:
-                sink(event)
+            _add_hold(prim, thread, end - start)
+        if self.timeline is not None:
+            self.timeline.add(rec, site, str(hsite) if hsite is not None else None)
 
     # -- metrics ---------------------------------------------------------------------------
 
@@ -1071,70 +862,77 @@ class Analysis:
         )
 
 
-def _read_chunk(
+def read_chunk(
     path: str,
     rng: tuple[int, int, int],
     filters: Filters,
     max_line_bytes: int | None,
-    bar_limit: int,
-    trace: tuple[str | None, int, int],
-) -> tuple[Analysis, Any, Any]:
-    """In a worker process: the aggregates of one range of a spans file, the
-    longest spans of it (html), and its part of the trace (perfetto)."""
+    timeline_limit: int,
+) -> tuple[Analysis, Any]:
+    """In a worker process: the aggregates of one range of a spans file, and
+    the slowest spans of it when a timeline is drawn."""
     gc.disable()
     part = Analysis(filters, max_line_bytes=max_line_bytes)
-    if bar_limit:
-        from tracedsync.report_html import BarCollector
-
-        part.bars = BarCollector(bar_limit)
-        part.sinks.append(part.bars.add)
-    part_path, base_ns, flow_base = trace
-    writer = None
-    stream = None
-    if part_path is not None:
-        from tracedsync.report_perfetto import PerfettoWriter
-
-        stream = open(part_path, "w", encoding="utf-8")  # noqa: SIM115
-        writer = PerfettoWriter(stream, base_ns, part=True, flow_base=flow_base)
-        part.sinks.append(writer.add)
-    try:
-        part._read_otlp(InputFile(path, signal="spans"), rng)
-    finally:
-        if stream is not None:
-            stream.close()
-    bars = part.bars.items() if part.bars is not None else None
-    leftovers = None
-    if writer is not None:
-        holds, waits = writer.unpaired()
-        leftovers = (writer.tracks, holds, waits, writer.flows)
-    part.sinks = []
-    part.bars = None
+    if timeline_limit:
+        part.timeline = Timeline(timeline_limit)
+    part._read_otlp(InputFile(path, signal="spans"), rng)
+    timeline = part.timeline.export() if part.timeline is not None else None
+    part.timeline = None
     part._keep_cache = {}
-    return part, bars, leftovers
+    return part, timeline
 
 
-def _fast_attributes(items: Any) -> dict[str, Any]:
-    """:func:`attributes` for well-formed lists, about twice as fast."""
-    out: dict[str, Any] = {}
-    try:
-        for item in items:
-            value = item["value"]
-            if "stringValue" in value:
-                out[item["key"]] = value["stringValue"]
-            elif "intValue" in value:
-                out[item["key"]] = int(value["intValue"])
-            else:
-                out[item["key"]] = any_value(value)
-    except (TypeError, KeyError, ValueError, AttributeError):
-        return attributes(items)
-    return out
+def _add_wait(
+    prim: PrimAgg, thread: ThreadAgg, key: tuple[str, str], site: str, rec: SpanRecord
+) -> None:
+    dur = rec.end_ns - rec.start_ns
+    attrs = rec.attrs
+    prim.wait_spans += 1
+    prim.wait_total += dur
+    if dur > prim.wait_max:
+        prim.wait_max = dur
+    prim.wait_sketch.add(dur)
+    timed_out = attrs.get("sync.outcome") == "timeout"
+    if timed_out:
+        prim.wait_timeouts += 1
+    s = prim.sites.get(site)
+    if s is None:
+        s = prim.sites[site] = SiteAgg(str(attrs.get("code.function.name") or ""))
+    s.count += 1
+    s.total += dur
+    if dur > s.max:
+        s.max = dur
+    if timed_out:
+        s.timeouts += 1
+    s.sketch.add(dur)
+    hsite = attrs.get("sync.holder.site")
+    hname = attrs.get("sync.holder.thread.name")
+    if hsite is not None or hname is not None:
+        hkey = str(hsite) if hsite is not None else "?"
+        h = s.holders.get(hkey)
+        if h is None:
+            h = s.holders[hkey] = HolderAgg()
+        h.count += 1
+        h.total += dur
+        if hname is not None:
+            hn = str(hname)
+            if hn in h.threads or len(h.threads) < MAX_HOLDER_THREADS:
+                h.threads[hn] = h.threads.get(hn, 0) + 1
+    thread.waits += 1
+    thread.wait_total += dur
+    if dur > thread.wait_max:
+        thread.wait_max = dur
+    thread.by_prim[key] = thread.by_prim.get(key, 0) + dur
 
 
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+def _add_hold(prim: PrimAgg, thread: ThreadAgg, dur: int) -> None:
+    prim.hold_spans += 1
+    prim.hold_total += dur
+    if dur > prim.hold_max:
+        prim.hold_max = dur
+    prim.hold_sketch.add(dur)
+    thread.holds += 1
+    thread.hold_total += dur
 
 
 def _names_match(globs: Sequence[str], name: str) -> bool:
@@ -1297,8 +1095,6 @@ __all__ = [
     "PrimAgg",
     "SiteAgg",
     "Sketch",
-    "SpanEvent",
     "ThreadAgg",
-    "any_value",
-    "parse_timestamp",
+    "read_chunk",
 ]

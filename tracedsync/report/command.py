@@ -1,4 +1,5 @@
-"""``tracedsync report``: turn tracedsync output files into answers.
+"""``tracedsync report``'s command line: options, ``--fail-on``, and the flow
+read → model → render for one invocation.
 
 Which lock hurts, who waits, who holds, when. The files are streamed once:
 metrics give every primitive's acquisitions, contentions and wait/hold
@@ -11,8 +12,8 @@ Formats: ``table`` (terminal), ``json`` (stable keys, for scripts),
 ``perfetto`` (Chrome Trace Event JSON for ui.perfetto.dev and
 chrome://tracing). ``--fail-on`` turns thresholds into exit code 1.
 
-This module and the ``report_*`` modules read files with ``json`` only; they
-import neither OpenTelemetry nor structlog.
+The report reads files with ``json`` only; it imports neither OpenTelemetry
+nor structlog, and no traced program imports it.
 """
 
 from __future__ import annotations
@@ -23,15 +24,18 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
 from tracedsync._format import clean, duration
-from tracedsync.report_input import DEFAULT_MAX_LINE_BYTES, ReportError, select_files
-from tracedsync.report_model import KINDS, Analysis, Filters, parse_timestamp
-from tracedsync.report_render import build_document, render_json, render_table
+from tracedsync.report.document import build_document
+from tracedsync.report.errors import ReportError
+from tracedsync.report.model import Analysis, Filters
+from tracedsync.report.read import DEFAULT_MAX_LINE_BYTES, KINDS, parse_timestamp, select_files
+from tracedsync.report.render_json import render_json
+from tracedsync.report.render_table import render_summary, render_table
+from tracedsync.report.timeline import Timeline
 
 __all__ = [
     "FailOn",
@@ -41,13 +45,12 @@ __all__ = [
     "parse_fail_on",
     "parse_time",
     "print_run_report",
-    "render_summary",
     "run_summary",
 ]
 
 FORMATS = ("table", "json", "html", "perfetto")
 DEFAULT_TOP = 10
-DEFAULT_MAX_BARS = 20_000
+DEFAULT_MAX_BARS = 50_000
 DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
 
 _HELP_EPILOG = """\
@@ -66,8 +69,9 @@ formats (--format):
             the --max-bars longest waits and holds (wheel zooms, drag pans,
             hover tells what, how long, where and who held it) and the tables
   perfetto  Chrome Trace Event JSON (-o trace.json) for ui.perfetto.dev and
-            chrome://tracing: a track per thread, waits and holds as slices,
-            arrows from a holder's release to the wait it ended
+            chrome://tracing: a track per thread, the --max-bars longest waits
+            and holds as slices, arrows from a holder's release to the wait it
+            ended, findings as instant events
 
 times (--since, --until):
   an ISO 8601 timestamp: 2026-01-02T12:00:00Z, 2026-01-02T13:00:00+01:00
@@ -143,7 +147,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=DEFAULT_MAX_BARS,
         metavar="N",
-        help=f"html: the N longest waits and holds drawn (default: {DEFAULT_MAX_BARS})",
+        help=f"html, perfetto: the N longest waits and holds drawn (default: {DEFAULT_MAX_BARS})",
     )
     parser.add_argument(
         "--jobs",
@@ -390,37 +394,27 @@ def _command(args: argparse.Namespace) -> int:
     if since is not None and until is not None and until < since:
         raise ReportError(f"--until {args.until} is before --since {args.since}")
 
+    if args.format in ("html", "perfetto"):
+        analysis.timeline = Timeline(args.max_bars)
+    analysis.read(selection.files)
+    full = build_document(analysis)
+    breaches = [(t, t.breaches(full)) for t in thresholds]
+    doc = build_document(analysis, top=args.top)
+    doc["fail_on"] = [
+        {"condition": t.text, "breached": bool(found), "breaches": found} for t, found in breaches
+    ]
     out_path = args.output if args.output and args.output != "-" else None
     with _Output(out_path) as out:
-        perfetto = None
-        bars = None
         if args.format == "perfetto":
-            from tracedsync.report_perfetto import PerfettoWriter
+            from tracedsync.report.render_perfetto import render_perfetto
 
-            perfetto = PerfettoWriter(out.stream, start or 0)
-            analysis.sinks.append(perfetto.add)
-            analysis.perfetto = perfetto
-            analysis.part_dir = out.scratch()
+            assert analysis.timeline is not None
+            render_perfetto(out.stream, doc, analysis.timeline, start)
         elif args.format == "html":
-            from tracedsync.report_html import BarCollector
+            from tracedsync.report.render_html import render_html
 
-            bars = BarCollector(args.max_bars)
-            analysis.bars = bars
-            analysis.sinks.append(bars.add)
-        analysis.read(selection.files)
-        full = build_document(analysis)
-        breaches = [(t, t.breaches(full)) for t in thresholds]
-        doc = build_document(analysis, top=args.top)
-        doc["fail_on"] = [
-            {"condition": t.text, "breached": bool(found), "breaches": found}
-            for t, found in breaches
-        ]
-        if perfetto is not None:
-            perfetto.close(doc)
-        elif bars is not None:
-            from tracedsync.report_html import render_html
-
-            out.stream.write(render_html(doc, bars, start))
+            assert analysis.timeline is not None
+            out.stream.write(render_html(doc, analysis.timeline, start))
         elif args.format == "json":
             out.stream.write(render_json(doc))
         else:
@@ -445,7 +439,6 @@ class _Output:
         self.path = path
         self.stream: IO[str] = sys.stdout
         self._tmp: str | None = None
-        self._scratch: str | None = None
 
     def __enter__(self) -> _Output:
         if self.path is not None:
@@ -463,19 +456,7 @@ class _Output:
                     pass
         return self
 
-    def scratch(self) -> str:
-        """A private directory for parts of the output, removed at the end."""
-        if self._scratch is None:
-            where = os.path.dirname(os.path.abspath(self.path)) if self.path else None
-            try:
-                self._scratch = tempfile.mkdtemp(prefix=".tracedsync-report-", dir=where)
-            except OSError:
-                self._scratch = tempfile.mkdtemp(prefix="tracedsync-report-")
-        return self._scratch
-
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
         if self._tmp is None:
             self.stream.flush()
             return
@@ -522,42 +503,6 @@ def _run_summary(
     if full:
         return render_table(doc, width), True
     return render_summary(doc, output_dir, width), True
-
-
-def render_summary(doc: dict[str, Any], output_dir: str, width: int) -> str:
-    """A few lines: the run, its top primitives by wait, findings, what next."""
-    runs = doc["runs"]
-    pids = sum(len(r["pids"]) for r in runs)
-    run = clean(runs[0]["run_id"]) if len(runs) == 1 else f"{len(runs)} runs"
-    lines = [f"tracedsync: run {run}, {pids} process(es), files in {clean(output_dir)}"]
-    for p in doc["primitives"]:
-        calls = p["acquisitions"] if p["acquisitions"] is not None else p["waits"]
-        what = "acquisitions" if p["acquisitions"] is not None else "waits"
-        rate = p["contention_rate"]
-        contended = (
-            f", {p['contentions']:,} contended ({rate * 100:.1f}%)"
-            if p["contentions"] is not None and rate is not None
-            else ""
-        )
-        p99 = p["wait"]["p99"]
-        lines.append(
-            f"  {p['kind']} {clean(p['name'])}: {calls or 0:,} {what}{contended}, "
-            f"waited {duration(p['wait']['total'] or 0.0)}"
-            + (f", p99 {duration(p99)}" if p99 is not None else "")
-        )
-    if doc["findings_by_event"]:
-        counts = ", ".join(f"{clean(k)} {v}" for k, v in doc["findings_by_event"].items())
-        lines.append(f"  findings: {counts}")
-    tel = doc["telemetry"]
-    if tel["dropped"] or tel["failed"]:
-        lines.append(
-            f"  telemetry: {tel['dropped']:,} records dropped, {tel['failed']:,} failed to export"
-        )
-    lines.extend(f"  warning: {clean(w)}" for w in doc["warnings"])
-    lines.append(f"  tracedsync report {clean(output_dir)}   for the full analysis")
-    return "".join(
-        (line if len(line) <= width else line[: max(0, width - 1)] + "…") + "\n" for line in lines
-    )
 
 
 def print_run_report(

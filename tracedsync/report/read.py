@@ -1,23 +1,29 @@
-"""Finding and reading the files ``tracedsync report`` analyses (internal).
+"""Finding and reading the files ``tracedsync report`` analyses: the *read*
+layer of read → model → render.
 
 Output directories hold ``spans-<run>-<pid>.jsonl``, ``metrics-<run>-<pid>.jsonl``
 and ``logs-<run>-<pid>.jsonl``, rotated ones as ``<stem>.<n>.jsonl`` (n = 1
 oldest). Files are read line by line, never whole: a line is one OTLP JSON
 export request (spans, metrics) or one structlog event (logs). Only the
 standard library's ``json`` parses them; nothing here imports OpenTelemetry.
+
+Everything a line says is decoded here, once: :func:`attributes` is the one
+decoder of OTLP ``KeyValue`` lists, :func:`decode_span` turns a span into a
+:class:`SpanRecord` the model aggregates.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
-from tracedsync._format import clean
-from tracedsync.cli import CliError
+from tracedsync.report.errors import ReportError
 
 #: ``spans-<run>-<pid>.jsonl`` and rotated ``spans-<run>-<pid>.<n>.jsonl``.
 FILE_NAME = re.compile(
@@ -26,14 +32,6 @@ FILE_NAME = re.compile(
 )
 #: One line longer than this is an error, so a giant line cannot exhaust memory.
 DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
-
-
-class ReportError(CliError):
-    """Unusable input: one line naming the file (and line), exit code 2."""
-
-    def __init__(self, message: str) -> None:
-        # File names and values quoted from the input stay on one line.
-        super().__init__(clean(message))
 
 
 @dataclass
@@ -254,19 +252,28 @@ def split_lines(path: str, chunk_bytes: int) -> list[tuple[int, int, int]]:
 
 
 def any_value(value: Any) -> Any:
-    """The Python value of an OTLP ``AnyValue`` in its JSON form."""
+    """The Python value of an OTLP ``AnyValue`` in its JSON form (None if malformed)."""
     if not isinstance(value, dict):
         return None
     if "stringValue" in value:
-        return value["stringValue"]
+        v = value["stringValue"]
+        return v if isinstance(v, str) else None
     if "intValue" in value:
+        v = value["intValue"]
+        if isinstance(v, bool):
+            return None
         try:
-            return int(value["intValue"])
-        except (TypeError, ValueError):
+            return int(v)
+        except (TypeError, ValueError, OverflowError):
             return None
     if "doubleValue" in value:
         v = value["doubleValue"]
-        return float(v) if isinstance(v, (int, float, str)) else None
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            return None
+        try:
+            return float(v)
+        except ValueError:
+            return None
     if "boolValue" in value:
         return bool(value["boolValue"])
     if "arrayValue" in value:
@@ -283,11 +290,30 @@ def any_value(value: Any) -> Any:
 
 
 def attributes(items: Any) -> dict[str, Any]:
-    """A ``KeyValue`` list as a dict; anything malformed is skipped."""
+    """A ``KeyValue`` list as a dict: the one attribute decoder of the report.
+
+    The loop reads the encoding tracedsync writes (a string or an int in a
+    decimal string) directly; anything else goes through :func:`any_value`,
+    and anything malformed is skipped.
+    """
     out: dict[str, Any] = {}
     if not isinstance(items, list):
         return out
     for item in items:
+        try:
+            value = item["value"]
+            if "stringValue" in value:
+                v = value["stringValue"]
+                if v.__class__ is str:
+                    out[item["key"]] = v
+                    continue
+            elif "intValue" in value:
+                v = value["intValue"]
+                if v.__class__ is str or v.__class__ is int:
+                    out[item["key"]] = int(v)
+                    continue
+        except (TypeError, KeyError, ValueError, AttributeError):
+            pass
         if isinstance(item, dict):
             key = item.get("key")
             if isinstance(key, str):
@@ -304,7 +330,7 @@ def nanos(value: Any) -> int | None:
             return None
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, float) and value == value:
+    if isinstance(value, float) and math.isfinite(value):
         return int(value)
     return None
 
@@ -326,6 +352,16 @@ def number(value: Any) -> float | None:
     return None
 
 
+def int_or_none(value: Any) -> int | None:
+    """``value`` as an int, or None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def resource_identity(resource: Any) -> tuple[str | None, int | None, dict[str, Any]]:
     """``(run id, pid, attributes)`` of an OTLP ``Resource``."""
     attrs = attributes(resource.get("attributes")) if isinstance(resource, dict) else {}
@@ -334,5 +370,118 @@ def resource_identity(resource: Any) -> tuple[str | None, int | None, dict[str, 
     return (
         run if isinstance(run, str) else None,
         pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        attrs,
+    )
+
+
+def parse_timestamp(text: Any) -> int | None:
+    """ISO 8601 (``...Z`` or an offset; naive means UTC) to ns since the epoch."""
+    if not isinstance(text, str) or not text:
+        return None
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+# -- spans ------------------------------------------------------------------------
+
+SCOPE = "tracedsync"
+KINDS = ("lock", "rlock", "condition", "semaphore", "bounded_semaphore", "event", "barrier")
+#: ``<kind>.wait`` / ``<kind>.hold`` -> (kind, is a wait)
+SPAN_NAMES = {f"{k}.{w}": (k, w == "wait") for k in KINDS for w in ("wait", "hold")}
+
+
+class SpanRecord:
+    """One tracedsync wait or hold span, decoded.
+
+    ``attrs`` holds every attribute of the span (decoded by :func:`attributes`).
+    """
+
+    __slots__ = (
+        "attrs",
+        "end_ns",
+        "is_wait",
+        "kind",
+        "links",
+        "name",
+        "pid",
+        "run",
+        "span_id",
+        "start_ns",
+    )
+
+    def __init__(
+        self,
+        run: str | None,
+        pid: int | None,
+        kind: str,
+        name: str,
+        is_wait: bool,
+        start_ns: int,
+        end_ns: int,
+        span_id: str,
+        links: list[str],
+        attrs: dict[str, Any],
+    ) -> None:
+        self.run = run
+        self.pid = pid
+        self.kind = kind
+        self.name = name
+        self.is_wait = is_wait
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.span_id = span_id
+        self.links = links
+        self.attrs = attrs
+
+
+def decode_span(
+    span: Any, known: tuple[str, bool], run: str | None, pid: int | None, where: str
+) -> SpanRecord:
+    """A tracedsync span (``known``: its kind and whether it is a wait, from
+    its name) as a record; :class:`ReportError` naming ``where`` when it lacks
+    what every tracedsync span has."""
+    attrs = attributes(span.get("attributes"))
+    kind, name = attrs.get("sync.kind"), attrs.get("sync.name")
+    if not isinstance(kind, str) or not isinstance(name, str):
+        missing = [
+            k for k, v in (("sync.kind", kind), ("sync.name", name)) if not isinstance(v, str)
+        ]
+        raise ReportError(
+            f"{where}: tracedsync span {span.get('name')!r} ({span.get('spanId')}) "
+            f"lacks {' and '.join(missing)}"
+        )
+    start = nanos(span.get("startTimeUnixNano"))
+    end = nanos(span.get("endTimeUnixNano"))
+    if start is None or end is None:
+        raise ReportError(f"{where}: span {span.get('name')!r} has no valid start or end time")
+    links = span.get("links")
+    linked = (
+        [
+            str(li["spanId"])
+            for li in links
+            if isinstance(li, dict) and li.get("spanId") and isinstance(li["spanId"], str)
+        ]
+        if links
+        else []
+    )
+    return SpanRecord(
+        run,
+        pid,
+        kind,
+        name,
+        known[1],
+        start,
+        max(start, end),
+        str(span.get("spanId")),
+        linked if isinstance(links, list) else [],
         attrs,
     )

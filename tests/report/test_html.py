@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.test_analysis import EVIL, Run, record, report
+from tests.report.test_report import EVIL, Run, record, report
 from tracedsync.cli import main
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

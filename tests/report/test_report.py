@@ -22,13 +22,14 @@ import pytest
 
 import tracedsync
 from tests.helpers import HOLDER_SITES, Contention
-from tracedsync import HISTOGRAM_BOUNDS, recorder, report_model
-from tracedsync.analysis import parse_fail_on, parse_time, print_run_report, run_summary
+from tracedsync import HISTOGRAM_BOUNDS, recorder
 from tracedsync.cli import main
-from tracedsync.report_input import ReportError, split_lines
-from tracedsync.report_model import Hist, Sketch
+from tracedsync.report import model as report_model
+from tracedsync.report import parse_fail_on, parse_time, print_run_report, run_summary
+from tracedsync.report.model import Hist, Sketch
+from tracedsync.report.read import ReportError, split_lines
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 EVIL = 'evil <script>alert("x")</script> \x1b[31mred\x1b[0m\nnext'
 
 
@@ -386,7 +387,7 @@ def test_kind_and_name_filters(run: Run, capsys: pytest.CaptureFixture[str]) -> 
     events = report_json(capsys, str(run.out), "--kind", "event")
     assert [p["name"] for p in events["primitives"]] == [run.event]
     assert all(t["most_waited_on"]["name"] == run.event for t in events["threads"])
-    locks = report_json(capsys, str(run.out), "--name", "pool_* (tests/test_analysis.py:*)")
+    locks = report_json(capsys, str(run.out), "--name", "pool_* (tests/report/test_report.py:*)")
     assert [p["name"] for p in locks["primitives"]] == [run.lock]
     both = report_json(capsys, str(run.out), "--kind", "lock,event")
     assert {run.lock, run.event} <= {p["name"] for p in both["primitives"]}
@@ -828,10 +829,11 @@ def test_print_run_report_hook(run: Run) -> None:
     assert bad.getvalue().startswith("tracedsync report: no such file")
 
 
-def test_analysis_imports_neither_opentelemetry_nor_structlog() -> None:
-    """The report reads files with json only: no OpenTelemetry, structlog, pickle or eval."""
-    modules = [ROOT / "tracedsync" / "analysis.py", *(ROOT / "tracedsync").glob("report_*.py")]
-    assert len(modules) >= 5
+def test_report_imports_neither_opentelemetry_nor_structlog() -> None:
+    """The report reads files with json only: no OpenTelemetry, structlog, pickle or
+    eval, and of tracedsync only its own package, the CLI's error and _format."""
+    modules = sorted((ROOT / "tracedsync" / "report").glob("*.py"))
+    assert len(modules) >= 9
     for path in modules:
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
@@ -848,10 +850,9 @@ def test_analysis_imports_neither_opentelemetry_nor_structlog() -> None:
                 top = name.split(".")[0]
                 assert top not in ("opentelemetry", "structlog", "pickle", "marshal"), (path, name)
                 if top == "tracedsync":
-                    assert name in (
-                        "tracedsync._format",
-                        "tracedsync.cli",
-                    ) or name.startswith("tracedsync.report_"), (path, name)
+                    assert name in ("tracedsync._format", "tracedsync.cli") or name.startswith(
+                        "tracedsync.report."
+                    ), (path, name)
 
 
 def test_hist_quantile_interpolates_and_merges() -> None:
@@ -937,7 +938,7 @@ def test_split_lines_cuts_at_line_ends(tmp_path: Path) -> None:
 
 def test_table_shortens_call_sites_to_their_common_directory() -> None:
     """Absolute call-site paths lose the directory they all share, only in the table."""
-    from tracedsync.report_render import common_directory, short_site
+    from tracedsync.report.render_table import common_directory, short_site
 
     sites = ["/srv/shop/app/db.py:41", "/srv/shop/lib/cache.py:9"]
     assert common_directory(sites) == "/srv/shop"
@@ -984,3 +985,28 @@ def test_table_to_a_file(run: Run, tmp_path: Path, capsys: pytest.CaptureFixture
     assert rc == 0 and out == ""
     assert run.lock in target.read_text()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("report.txt")] == ["report.txt"]
+
+
+def test_a_traced_program_never_imports_the_report(tmp_path: Path) -> None:
+    """install(), contention, flush and exit under jsonfile: no tracedsync.report module loaded."""
+    code = textwrap.dedent(
+        f"""
+        import sys, threading
+        import tracedsync
+        tracedsync.configure(exporters=["jsonfile"], output_dir={str(tmp_path)!r},
+                             wait_threshold_ms=0, hold_threshold_ms=0)
+        tracedsync.install()
+        lock = threading.Lock()
+        with lock:
+            t = threading.Thread(target=lambda: lock.acquire(timeout=0.01))
+            t.start()
+            t.join(10)
+        tracedsync.flush()
+        print(sorted(m for m in sys.modules if m.startswith("tracedsync.report")))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=str(ROOT)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -1,0 +1,182 @@
+"""Which spans the timelines (HTML, Perfetto) draw: the slowest ones.
+
+Part of the model layer: :class:`Timeline` keeps the ``limit`` longest waits
+and holds seen (a min-heap on duration), in a compact form, plus the hold
+spans that kept waits link to (the flow arrows need both ends). Memory is
+bounded by ``limit``, never by the number of spans read.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict
+from typing import Any, NamedTuple
+
+from tracedsync.report.read import SpanRecord, int_or_none
+
+#: Recent holds remembered while a wait that links to them may still come.
+RECENT_HOLDS = 20_000
+
+
+class Bar(NamedTuple):
+    """One span as the timelines draw it."""
+
+    pid: int | None
+    run: str | None
+    thread_id: int | None
+    thread: str
+    start_ns: int
+    end_ns: int
+    is_wait: bool
+    kind: str
+    name: str
+    site: str
+    function: str
+    holder: str | None
+    holder_id: int | None
+    holder_site: str | None
+    outcome: str | None
+    span_id: str
+    links: tuple[str, ...]
+
+
+class Timeline:
+    """The ``limit`` slowest spans, and the holds the kept waits link to."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen = 0
+        self._seq = 0
+        #: (duration, sequence, bar, [linked holds])
+        self._heap: list[tuple[int, int, Bar, list[Bar]]] = []
+        self._recent: OrderedDict[str, Bar] = OrderedDict()
+        #: hold span id -> the linked-holds list of the kept wait that wants it
+        self._wanted: dict[str, list[Bar]] = {}
+        self._strings: dict[str, str] = {}
+
+    def _intern(self, text: Any) -> Any:
+        if text is None or text.__class__ is not str:
+            return text
+        known = self._strings.get(text)
+        if known is None:
+            if len(self._strings) >= 100_000:
+                self._strings.clear()
+            known = self._strings[text] = text
+        return known
+
+    def bar(self, rec: SpanRecord, site: str, holder_site: str | None) -> Bar:
+        a = rec.attrs
+        i = self._intern
+        holder = a.get("sync.holder.thread.name")
+        outcome = a.get("sync.outcome")
+        return Bar(
+            rec.pid,
+            i(rec.run),
+            int_or_none(a.get("thread.id")),
+            i(str(a.get("thread.name") or "?")),
+            rec.start_ns,
+            rec.end_ns,
+            rec.is_wait,
+            i(rec.kind),
+            i(rec.name),
+            i(site),
+            i(str(a.get("code.function.name") or "")),
+            i(str(holder)) if holder is not None else None,
+            int_or_none(a.get("sync.holder.thread.id")),
+            i(holder_site),
+            i(str(outcome)) if outcome is not None else None,
+            rec.span_id,
+            tuple(rec.links),
+        )
+
+    def add(self, rec: SpanRecord, site: str, holder_site: str | None) -> None:
+        self.seen += 1
+        dur = rec.end_ns - rec.start_ns
+        heap = self._heap
+        full = len(heap) >= self.limit
+        if full and dur <= heap[0][0]:
+            if not rec.is_wait:
+                self._hold_seen(rec, site, holder_site)
+            return
+        bar = self.bar(rec, site, holder_site)
+        self._seq += 1
+        linked: list[Bar] = []
+        if rec.is_wait:
+            for hold_id in bar.links:
+                hold = self._recent.get(hold_id)
+                if hold is not None:
+                    linked.append(hold)
+                elif len(self._wanted) < self.limit:
+                    self._wanted[hold_id] = linked
+        else:
+            self._remember(bar)
+        item = (dur, self._seq, bar, linked)
+        if full:
+            heapq.heapreplace(heap, item)
+        else:
+            heapq.heappush(heap, item)
+
+    def _hold_seen(self, rec: SpanRecord, site: str, holder_site: str | None) -> None:
+        """A hold too short to be kept for itself: kept if a kept wait wants it."""
+        wanted = self._wanted.pop(rec.span_id, None)
+        if wanted is not None:
+            bar = self.bar(rec, site, holder_site)
+            wanted.append(bar)
+            self._remember(bar)
+        else:
+            self._remember(self.bar(rec, site, holder_site))
+
+    def _remember(self, bar: Bar) -> None:
+        wanted = self._wanted.pop(bar.span_id, None)
+        if wanted is not None:
+            wanted.append(bar)
+        recent = self._recent
+        recent[bar.span_id] = bar
+        if len(recent) > RECENT_HOLDS:
+            recent.popitem(last=False)
+
+    # -- worker processes ---------------------------------------------------------
+
+    def export(self) -> tuple[int, list[tuple[int, int, Bar, list[Bar]]], list[Bar], list[str]]:
+        """What a worker hands back: spans seen, kept entries, its last holds
+        and the hold ids its kept waits still want."""
+        tail = list(self._recent.values())[-5_000:]
+        return self.seen, list(self._heap), tail, list(self._wanted)
+
+    def merge(
+        self, part: tuple[int, list[tuple[int, int, Bar, list[Bar]]], list[Bar], list[str]]
+    ) -> None:
+        """Add a worker's part (parts are merged in file order)."""
+        seen, entries, tail, wanted = part
+        heap = self._heap
+        for dur, _, bar, linked in entries:
+            if bar.is_wait:
+                for hold_id in bar.links:
+                    if hold_id in wanted:
+                        hold = self._recent.get(hold_id)
+                        if hold is not None:
+                            linked.append(hold)
+            self._seq += 1
+            item = (dur, self._seq, bar, linked)
+            if len(heap) < self.limit:
+                heapq.heappush(heap, item)
+            elif dur > heap[0][0]:
+                heapq.heapreplace(heap, item)
+        for bar in tail:
+            self._remember(bar)
+        self.seen += seen
+
+    # -- what the renderers draw ------------------------------------------------------
+
+    def bars(self) -> list[Bar]:
+        """The kept spans and the holds their waits link to, once each, by start."""
+        out: dict[str, Bar] = {}
+        for _, _, bar, linked in self._heap:
+            out[bar.span_id] = bar
+            for hold in linked:
+                out.setdefault(hold.span_id, hold)
+        return sorted(out.values(), key=lambda b: (b.start_ns, b.end_ns, b.span_id))
+
+    @property
+    def kept(self) -> int:
+        return len(self._heap)
