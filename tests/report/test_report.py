@@ -109,8 +109,10 @@ def report_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any
 
 
 def prim(doc: dict[str, Any], name: str) -> dict[str, Any]:
-    found = [p for p in doc["primitives"] if p["name"] == name]
-    assert len(found) == 1, [p["name"] for p in doc["primitives"]]
+    """The entry of ``name`` in either section (PRIMITIVES or IDLE WAITS)."""
+    entries = doc["primitives"] + doc["idle_waits"]
+    found = [p for p in entries if p["name"] == name]
+    assert len(found) == 1, [p["name"] for p in entries]
     return found[0]
 
 
@@ -150,7 +152,7 @@ def test_json_numbers_match_stats(run: Run, capsys: pytest.CaptureFixture[str]) 
         p = prim(doc, name)
         assert p["kind"] == kind
         assert p["source"] == "metrics"
-        assert p["contentions"] == s.contentions
+        assert p["contentions" if kind == "lock" else "blocked"] == s.contentions
         assert p["timeouts"] == s.timeouts
         assert p["wait"]["total"] == pytest.approx(s.wait_total, abs=1e-9)
         assert p["wait"]["max"] == pytest.approx(s.wait_max, abs=1e-9)
@@ -161,10 +163,11 @@ def test_json_numbers_match_stats(run: Run, capsys: pytest.CaptureFixture[str]) 
             assert p["hold"]["total"] == pytest.approx(s.hold_total, abs=1e-9)
             assert p["hold"]["max"] == pytest.approx(s.hold_max, abs=1e-9)
             assert p["hold"]["count"] == sum(s.hold_histogram)
+            assert p in doc["primitives"]
         else:
-            assert p["acquisitions"] is None
+            assert "acquisitions" not in p and "hold" not in p
             assert p["waits"] == s.waits == 1
-            assert p["hold"] is None
+            assert p in doc["idle_waits"]
 
 
 def test_percentiles_lie_in_the_buckets_of_the_true_quantiles(
@@ -204,19 +207,23 @@ def test_sites_holders_and_threads(run: Run, capsys: pytest.CaptureFixture[str])
 def test_table_shows_primitives_threads_and_findings(
     run: Run, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The default table: the lock first (most wait), its sites, threads, findings."""
+    """The default table: the lock under PRIMITIVES with its sites, the event under
+    IDLE WAITS, threads, findings; every site printed relative to its sys.path entry."""
     rc, out, err = report(capsys, str(run.out), "--width", "200")
     assert rc == 0, err
     lines = out.splitlines()
     assert lines[0].startswith("tracedsync report: run ")
+    primitives = lines.index(next(ln for ln in lines if ln.startswith("PRIMITIVES by time")))
+    idle = lines.index(next(ln for ln in lines if ln.startswith("IDLE WAITS")))
+    threads = lines.index(next(ln for ln in lines if ln.startswith("THREADS by time blocked")))
+    assert primitives < idle < threads
     prim_lines = [ln for ln in lines if ln.startswith(("lock ", "event "))]
-    assert run.lock in prim_lines[0]
-    assert run.event in prim_lines[1]
+    assert run.lock in prim_lines[0] and lines.index(prim_lines[0]) < idle
+    assert run.event in prim_lines[1] and idle < lines.index(prim_lines[1]) < threads
     cells = prim_lines[0].split()
     assert "6" in cells and "50.0%" in cells
-    assert f"    waited at helpers.py:{run.waiter_line} in acquire: 3 waits" in out
+    assert f"    waited at tests/helpers.py:{run.waiter_line} in acquire: 3 waits" in out
     assert "← held at tests/helpers.py:" in out
-    assert "THREADS by time waiting" in out
     assert any(ln.startswith("waiter ") for ln in lines)
     assert "FINDINGS" in out
 
@@ -385,13 +392,14 @@ def test_foreign_scope_spans_are_skipped_and_counted(
 def test_kind_and_name_filters(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
     """--kind and --name keep matching primitives only, in every section."""
     events = report_json(capsys, str(run.out), "--kind", "event")
-    assert [p["name"] for p in events["primitives"]] == [run.event]
+    assert events["primitives"] == []
+    assert [p["name"] for p in events["idle_waits"]] == [run.event]
     assert all(t["most_waited_on"]["name"] == run.event for t in events["threads"])
     locks = report_json(capsys, str(run.out), "--name", "pool_* (tests/report/test_report.py:*)")
     assert [p["name"] for p in locks["primitives"]] == [run.lock]
     both = report_json(capsys, str(run.out), "--kind", "lock,event")
-    assert {run.lock, run.event} <= {p["name"] for p in both["primitives"]}
-    assert {p["kind"] for p in both["primitives"]} == {"lock", "event"}
+    assert [p["name"] for p in both["primitives"]] == [run.lock]
+    assert [p["name"] for p in both["idle_waits"]] == [run.event]
     none = report_json(capsys, str(run.out), "--name", "nothing*")
     assert none["primitives"] == [] and none["threads"] == []
     rc, _, err = report(capsys, str(run.out), "--kind", "mutex")
@@ -402,11 +410,11 @@ def test_top_limits_primitives_and_threads(run: Run, capsys: pytest.CaptureFixtu
     """--top 1: the primitive with most wait and the thread that waited most."""
     doc = report_json(capsys, str(run.out), "--top", "1")
     assert [p["name"] for p in doc["primitives"]] == [run.lock]
-    # Primitives other tests left alive are in the metrics too (without waits).
-    assert doc["primitives_total"] >= 2
+    assert [p["name"] for p in doc["idle_waits"]] == [run.event]
     assert [t["name"] for t in doc["threads"]] == ["waiter"]
     rc, out, _ = report(capsys, str(run.out), "--top", "1")
-    assert rc == 0 and f"top 1 of {doc['primitives_total']}" in out
+    assert rc == 0
+    assert f"THREADS by time blocked on contention, top 1 of {doc['threads_total']}" in out
 
 
 def test_time_window(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
@@ -449,11 +457,15 @@ def test_parse_time_formats() -> None:
 
 def test_fail_on_breach_exits_1_and_names_it(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
     """A breached threshold: exit 1, the report still printed, each breach on stderr."""
-    rc, out, err = report(capsys, str(run.out), "--fail-on", "wait-max>1us,contention-rate>=20%")
+    rc, out, err = report(
+        capsys, str(run.out), "--fail-on", "wait-max>1us,contention-rate>=20%,idle-wait-max>1us"
+    )
     assert rc == 1
     assert "PRIMITIVES" in out
     assert f"fail-on wait-max>1us breached: lock {run.lock}: " in err
-    assert f"fail-on wait-max>1us breached: event {run.event}: " in err
+    # wait-* gates count contention only; the event's wait has its own gate.
+    assert f"fail-on wait-max>1us breached: event {run.event}" not in err
+    assert f"fail-on idle-wait-max>1us breached: event {run.event}: " in err
     assert f"fail-on contention-rate>=20% breached: lock {run.lock}: 50.0%" in err
     doc = json.loads(report(capsys, str(run.out), "-f", "json", "--fail-on", "hold-p99>0ns")[1])
     assert doc["fail_on"][0]["condition"] == "hold-p99>0ns"
@@ -585,7 +597,14 @@ def test_drops_and_export_failures_are_findings(
     assert "exporter_failed: exporter otlp failed: ConnectionError: refused" in out
     doc = report_json(capsys, str(run.out))
     assert doc["telemetry"]["produced"] > 0
-    assert set(doc["telemetry"]) == {"produced", "exported", "dropped", "failed", "suppressed"}
+    assert set(doc["telemetry"]) == {
+        "produced",
+        "exported",
+        "dropped",
+        "failed",
+        "suppressed",
+        "exporters",
+    }
 
 
 # -- bad input ----------
@@ -812,8 +831,9 @@ def test_run_summary_for_tracedsync_run(run: Run) -> None:
     assert lines[0].startswith("tracedsync: run ") and "1 process(es)" in lines[0]
     assert lines[1].startswith(f"  lock {run.lock}: 6 acquisitions, 3 contended (50.0%)")
     assert lines[-1] == f"  tracedsync report {run.out}   for the full analysis"
+    assert any(ln.startswith(f"  idle: event {run.event}: 1 waits") for ln in lines)
     full = run_summary(str(run.out), None, full=True, width=200)
-    assert "PRIMITIVES by total wait" in full and "THREADS" in full
+    assert "PRIMITIVES by time waited on contention" in full and "IDLE WAITS" in full
     missing = run_summary(str(run.out), "no-such-run", full=True)
     assert missing.startswith("tracedsync report: no files of run 'no-such-run'")
     assert len(missing.splitlines()) == 1
@@ -881,11 +901,12 @@ def test_sketch_quantiles_are_within_an_eighth() -> None:
 
 
 def test_event_waits_count_as_calls(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
-    """For an Event, calls are wait() calls and the rate is contentions per wait."""
+    """For an Event (an idle wait): wait() calls, those that blocked, those that timed out."""
     p = prim(report_json(capsys, str(run.out)), run.event)
     s = run.stats[("event", run.event)]
     assert p["waits"] == s.waits == 1
-    assert p["contention_rate"] == pytest.approx(s.contentions / s.waits)
+    assert p["blocked"] == s.contentions == 1
+    assert p["timeouts"] == s.timeouts == 1
 
 
 def test_worker_processes_give_the_same_report(
@@ -934,18 +955,6 @@ def test_split_lines_cuts_at_line_ends(tmp_path: Path) -> None:
     for (_, e0, _), (s1, _, n1) in itertools.pairwise(chunks):
         assert e0 == s1 and data[e0 - 1 : e0] == b"\n"
         assert data[:s1].count(b"\n") == n1
-
-
-def test_table_shortens_call_sites_to_their_common_directory() -> None:
-    """Absolute call-site paths lose the directory they all share, only in the table."""
-    from tracedsync.report.render_table import common_directory, short_site
-
-    sites = ["/srv/shop/app/db.py:41", "/srv/shop/lib/cache.py:9"]
-    assert common_directory(sites) == "/srv/shop"
-    assert short_site(sites[0], "/srv/shop") == "app/db.py:41"
-    assert common_directory(["/a.py:1", "/b.py:2"]) == ""
-    assert common_directory(["app/db.py:41", "/srv/x.py:1"]) == ""
-    assert common_directory([]) == ""
 
 
 def test_window_uses_the_difference_of_metrics_snapshots(

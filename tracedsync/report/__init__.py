@@ -26,6 +26,7 @@ from tracedsync.report.command import (
     parse_fail_on,
     parse_time,
     print_run_report,
+    run_report,
     run_summary,
 )
 from tracedsync.report.errors import ReportError
@@ -38,5 +39,6 @@ __all__ = [
     "parse_fail_on",
     "parse_time",
     "print_run_report",
+    "run_report",
     "run_summary",
 ]

@@ -56,13 +56,17 @@ DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
 _HELP_EPILOG = """\
 PATH is an output directory (its latest run; --all-runs or --run ID for others)
 or .jsonl files (spans-*, metrics-*, logs-*, rotated ones, or an OpenTelemetry
-Collector's file exporter output). Default: $TRACEDSYNC_OUTPUT_DIR or
-./tracedsync-out.
+Collector's file exporter output), or summary-*.json files (or their
+directory), alone or beside the jsonl files of the run. Default:
+$TRACEDSYNC_OUTPUT_DIR or ./tracedsync-out.
 
 formats (--format):
-  table     the default: primitives by total wait with their waiting call sites
-            and the holder sites that blocked them, threads by time waiting,
-            findings; fits the terminal (or --width)
+  table     the default: PRIMITIVES (locks and semaphores) by time waited on
+            contention, with their waiting call sites and the holder sites
+            that blocked them; IDLE WAITS (events, conditions -- Queue.get --
+            and barriers) with their own totals; waits still blocked at exit
+            in both; THREADS by time blocked on contention, idle time apart;
+            findings. Fits the terminal (or --width)
   json      the same data with stable keys: durations in seconds, times ISO
             8601 UTC, "format": "tracedsync-report/1"
   html      one self-contained page (-o report.html): a per-thread timeline of
@@ -84,10 +88,13 @@ times (--since, --until):
 
 thresholds (--fail-on, comma-separated or repeated; exit code 1 when any is
 breached, and each breach is printed on stderr):
-  per primitive: wait-p50 wait-p95 wait-p99 wait-max wait-total, the same
-  with hold-, contention-rate (0.2 or 20%), contentions, timeouts,
-  acquisitions; for the whole report: findings, deadlocks, self-deadlocks,
-  stuck-waits, inversions, dropped, export-failures.
+  per lock-like primitive (PRIMITIVES: contention only): wait-p50 wait-p95
+  wait-p99 wait-max wait-total, the same with hold-, contention-rate (0.2 or
+  20%), contentions, timeouts, acquisitions; per event, condition or barrier
+  (IDLE WAITS): idle-wait-p50 idle-wait-p95 idle-wait-p99 idle-wait-max
+  idle-wait-total; for the whole report: findings, deadlocks, self-deadlocks,
+  stuck-waits, inversions, idle-unfinished (idle waits still blocked at
+  exit), dropped, export-failures.
   Operators: > >= < <=. Durations take ns, us, ms, s, m, h.
   Example: --fail-on 'wait-p99>50ms,contention-rate>20%,findings>0'
 
@@ -229,14 +236,21 @@ def parse_time(text: str, run_start_ns: int | None, option: str) -> int:
 
 # -- fail-on -----------------------------------------------------------------------------
 
+#: metric -> (type, field, subfield, section): per primitive of a section.
 _PER_PRIMITIVE = {
-    **{f"{w}-{q}": ("duration", w, q) for w in ("wait", "hold") for q in ("p50", "p95", "p99")},
-    **{f"{w}-max": ("duration", w, "max") for w in ("wait", "hold")},
-    **{f"{w}-total": ("duration", w, "total") for w in ("wait", "hold")},
-    "contention-rate": ("rate", "contention_rate", ""),
-    "contentions": ("count", "contentions", ""),
-    "timeouts": ("count", "timeouts", ""),
-    "acquisitions": ("count", "acquisitions", ""),
+    **{
+        f"{w}-{q}": ("duration", w, q, "primitives")
+        for w in ("wait", "hold")
+        for q in ("p50", "p95", "p99", "max", "total")
+    },
+    **{
+        f"idle-wait-{q}": ("duration", "wait", q, "idle_waits")
+        for q in ("p50", "p95", "p99", "max", "total")
+    },
+    "contention-rate": ("rate", "contention_rate", "", "primitives"),
+    "contentions": ("count", "contentions", "", "primitives"),
+    "timeouts": ("count", "timeouts", "", "primitives"),
+    "acquisitions": ("count", "acquisitions", "", "primitives"),
 }
 _GLOBAL: dict[str, Callable[[dict[str, Any]], int]] = {
     "findings": lambda d: int(d["findings_total"]),
@@ -245,6 +259,7 @@ _GLOBAL: dict[str, Callable[[dict[str, Any]], int]] = {
     "stuck-waits": lambda d: int(d["findings_by_event"].get("stuck_wait", 0)),
     "inversions": lambda d: int(d["findings_by_event"].get("lock_order_inversion", 0)),
     "dropped": lambda d: int(d["telemetry"]["dropped"]),
+    "idle-unfinished": lambda d: int(d["still_blocked_total"]["idle_waits"]),
     "export-failures": lambda d: (
         int(d["findings_by_event"].get("exporter_failed", 0)) + int(d["telemetry"]["failed"])
     ),
@@ -274,9 +289,9 @@ class FailOn:
         if self.metric in _GLOBAL:
             count = _GLOBAL[self.metric](doc)
             return [{"value": count}] if test(count, self.value) else []
-        kind_of, a, b = _PER_PRIMITIVE[self.metric]
+        kind_of, a, b, section = _PER_PRIMITIVE[self.metric]
         out = []
-        for p in doc["primitives"]:
+        for p in doc[section]:
             if kind_of == "duration":
                 section = p[a]
                 actual = section.get(b) if section else None
@@ -289,7 +304,7 @@ class FailOn:
         return out
 
     def describe(self, value: Any) -> str:
-        kind_of = _PER_PRIMITIVE.get(self.metric, ("count", "", ""))[0]
+        kind_of = _PER_PRIMITIVE.get(self.metric, ("count", "", "", ""))[0]
         if kind_of == "duration":
             return duration(float(value))
         if kind_of == "rate":
@@ -473,27 +488,38 @@ class _Output:
                 pass
 
 
-def run_summary(
-    output_dir: str,
+def run_report(
+    paths: str | Sequence[str],
     run_id: str | None = None,
     *,
     full: bool = False,
     width: int | None = None,
+    jobs: int = DEFAULT_JOBS,
 ) -> str:
-    """What ``tracedsync run`` prints on stderr when the program ends: a few
-    lines on the primitives waited for most or, with ``full`` (``--report``),
-    the whole table. Never raises for bad input: a problem is one line."""
-    return _run_summary(output_dir, run_id, full, width)[0]
+    """What ``tracedsync run`` prints on stderr when the program ends.
+
+    ``paths``: the run's summary directory (``summary-<run>-<pid>.json``,
+    whose listed jsonl files are read too), an output directory, files, or
+    several of these. A few lines (both sections' top rows, waits still
+    blocked, findings, where the files are) or, with ``full`` (``--report``),
+    the whole table. Never raises for bad input: a problem is one line.
+    """
+    return _run_report(paths, run_id, full, width, jobs)[0]
 
 
-def _run_summary(
-    output_dir: str, run_id: str | None, full: bool, width: int | None
+#: The name ``tracedsync run`` has called it by.
+run_summary = run_report
+
+
+def _run_report(
+    paths: str | Sequence[str], run_id: str | None, full: bool, width: int | None, jobs: int
 ) -> tuple[str, bool]:
+    listed = [paths] if isinstance(paths, str) else list(paths)
     warnings: list[str] = []
     try:
-        selection = select_files([output_dir], run=run_id)
+        selection = select_files(listed, run=run_id)
         analysis = Analysis(warn=warnings.append)
-        analysis.jobs = DEFAULT_JOBS
+        analysis.jobs = jobs
         analysis.run_start(selection.files)
         analysis.read(selection.files)
         doc = build_document(analysis, top=DEFAULT_TOP if full else 5)
@@ -502,7 +528,8 @@ def _run_summary(
     width = width or shutil.get_terminal_size((120, 24)).columns
     if full:
         return render_table(doc, width), True
-    return render_summary(doc, output_dir, width), True
+    where = ", ".join(sorted({os.path.dirname(f) or "." for f in doc["files"]})) or listed[0]
+    return render_summary(doc, where, width), True
 
 
 def print_run_report(
@@ -514,6 +541,6 @@ def print_run_report(
 ) -> bool:
     """Print the full table of one run of ``output_dir``; False (and one line
     on the stream) when it cannot be read."""
-    text, ok = _run_summary(output_dir, run_id, True, width)
+    text, ok = _run_report(output_dir, run_id, True, width, DEFAULT_JOBS)
     (stream if stream is not None else sys.stderr).write(text)
     return ok

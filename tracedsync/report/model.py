@@ -16,22 +16,31 @@ import fnmatch
 import gc
 import math
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tracedsync.report.errors import ReportError
+from tracedsync.report.metrics import (
+    SUMMARY_FORMAT,
+    Hist,
+    MetricPoint,
+    Snapshot,
+    decode_metrics,
+    summary_snapshot,
+)
 from tracedsync.report.read import (
     SCOPE,
     SPAN_NAMES,
     InputFile,
     SpanRecord,
-    attributes,
     decode_span,
     int_or_none,
     nanos,
     number,
     parse_timestamp,
+    read_json_file,
     read_lines,
     resource_identity,
     split_lines,
@@ -42,7 +51,13 @@ from tracedsync.report.timeline import Timeline
 PARALLEL_MIN_BYTES = 64 << 20
 #: The smallest pieces spans files are cut into for the workers.
 CHUNK_BYTES = 24 << 20
+#: Kinds whose waits are contention (the PRIMITIVES section).
 LOCK_KINDS = frozenset({"lock", "rlock", "semaphore", "bounded_semaphore"})
+#: Kinds whose waits are waits for work or a signal (the IDLE WAITS section).
+IDLE_KINDS = frozenset({"event", "condition", "barrier"})
+#: Span durations kept exactly per primitive (for exact percentiles); past
+#: this, the sketch alone.
+MAX_EXACT = 2048
 #: Log events that mirror spans (the spans are the source of truth).
 SPAN_MIRRORS = frozenset({"long_wait", "long_hold"})
 #: Findings stored in full; past this, they are only counted.
@@ -52,98 +67,6 @@ MAX_HOLDER_THREADS = 8
 
 
 # -- histograms and sketches ------------------------------------------------------
-
-
-class Hist:
-    """An explicit-bucket histogram (seconds), as in OTLP: mergeable, subtractable."""
-
-    __slots__ = ("bounds", "count", "counts", "max", "min", "sum")
-
-    def __init__(
-        self,
-        bounds: Sequence[float],
-        counts: Sequence[int],
-        total: float,
-        lo: float | None,
-        hi: float | None,
-    ) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = list(counts)
-        self.count = sum(self.counts)
-        self.sum = total
-        self.min = lo
-        self.max = hi
-
-    def copy(self) -> Hist:
-        return Hist(self.bounds, self.counts, self.sum, self.min, self.max)
-
-    def _aligned(self, other: Hist) -> list[int]:
-        if other.bounds == self.bounds:
-            return other.counts
-        # Different bounds (another producer): put each bucket where its upper
-        # bound falls in ours.
-        out = [0] * len(self.counts)
-        for i, c in enumerate(other.counts):
-            upper = other.bounds[i] if i < len(other.bounds) else math.inf
-            j = 0
-            while j < len(self.bounds) and upper > self.bounds[j]:
-                j += 1
-            out[j] += c
-        return out
-
-    def add(self, other: Hist) -> None:
-        for i, c in enumerate(self._aligned(other)):
-            self.counts[i] += c
-        self.count = sum(self.counts)
-        self.sum += other.sum
-        if other.min is not None:
-            self.min = other.min if self.min is None else min(self.min, other.min)
-        if other.max is not None:
-            self.max = other.max if self.max is None else max(self.max, other.max)
-
-    def subtract(self, earlier: Hist) -> None:
-        """What happened after the cumulative snapshot ``earlier``."""
-        for i, c in enumerate(self._aligned(earlier)):
-            self.counts[i] = max(0, self.counts[i] - c)
-        self.count = sum(self.counts)
-        self.sum = max(0.0, self.sum - earlier.sum)
-        self.min = None
-        top = self._top_upper()
-        if top is not None and self.max is not None:
-            self.max = min(self.max, top)
-
-    def _top_upper(self) -> float | None:
-        for i in range(len(self.counts) - 1, -1, -1):
-            if self.counts[i]:
-                return self.bounds[i] if i < len(self.bounds) else None
-        return 0.0
-
-    def quantile(self, q: float) -> float | None:
-        """The ``q`` quantile, interpolated inside its bucket (None when empty).
-
-        The first bucket (up to ~1 µs) holds the acquisitions that did not
-        wait: a quantile there is its lower end, 0.
-        """
-        if self.count <= 0:
-            return None
-        rank = q * self.count
-        seen = 0
-        for i, c in enumerate(self.counts):
-            if not c:
-                continue
-            if seen + c >= rank:
-                lower = self.bounds[i - 1] if i > 0 else (self.min or 0.0)
-                if i == 0:
-                    return lower
-                upper = self.bounds[i] if i < len(self.bounds) else (self.max or lower)
-                if self.max is not None:
-                    upper = min(upper, self.max)
-                if self.min is not None:
-                    lower = max(lower, self.min)
-                upper = max(upper, lower)
-                return lower + (upper - lower) * max(0.0, rank - seen) / c
-            seen += c
-        return self.max
 
 
 class Sketch:
@@ -201,90 +124,22 @@ class Sketch:
 # -- aggregates -----------------------------------------------------------------------
 
 
-class MetricPoint:
-    """One primitive's cumulative metrics in one snapshot."""
-
-    __slots__ = (
-        "acquisitions",
-        "contentions",
-        "hold_hist",
-        "hold_time",
-        "timeouts",
-        "wait_hist",
-        "wait_time",
-    )
-
-    def __init__(self) -> None:
-        self.acquisitions: int | None = None
-        self.contentions = 0
-        self.timeouts = 0
-        self.wait_time = 0.0
-        self.hold_time: float | None = None
-        self.wait_hist: Hist | None = None
-        self.hold_hist: Hist | None = None
-
-    def copy(self) -> MetricPoint:
-        out = MetricPoint()
-        out.acquisitions = self.acquisitions
-        out.contentions = self.contentions
-        out.timeouts = self.timeouts
-        out.wait_time = self.wait_time
-        out.hold_time = self.hold_time
-        out.wait_hist = self.wait_hist.copy() if self.wait_hist else None
-        out.hold_hist = self.hold_hist.copy() if self.hold_hist else None
-        return out
-
-    def add(self, other: MetricPoint) -> None:
-        if other.acquisitions is not None:
-            self.acquisitions = (self.acquisitions or 0) + other.acquisitions
-        self.contentions += other.contentions
-        self.timeouts += other.timeouts
-        self.wait_time += other.wait_time
-        if other.hold_time is not None:
-            self.hold_time = (self.hold_time or 0.0) + other.hold_time
-        for attr in ("wait_hist", "hold_hist"):
-            theirs = getattr(other, attr)
-            if theirs is None:
-                continue
-            mine = getattr(self, attr)
-            if mine is None:
-                setattr(self, attr, theirs.copy())
-            else:
-                mine.add(theirs)
-
-    def subtract(self, earlier: MetricPoint) -> None:
-        if self.acquisitions is not None and earlier.acquisitions is not None:
-            self.acquisitions = max(0, self.acquisitions - earlier.acquisitions)
-        self.contentions = max(0, self.contentions - earlier.contentions)
-        self.timeouts = max(0, self.timeouts - earlier.timeouts)
-        self.wait_time = max(0.0, self.wait_time - earlier.wait_time)
-        if self.hold_time is not None and earlier.hold_time is not None:
-            self.hold_time = max(0.0, self.hold_time - earlier.hold_time)
-        if self.wait_hist is not None and earlier.wait_hist is not None:
-            self.wait_hist.subtract(earlier.wait_hist)
-        if self.hold_hist is not None and earlier.hold_hist is not None:
-            self.hold_hist.subtract(earlier.hold_hist)
-
-
-@dataclass
-class Snapshot:
-    """One metrics line of one process: cumulative values at ``time_ns``."""
-
-    time_ns: int
-    start_ns: int | None
-    points: dict[tuple[str, str], MetricPoint] = field(default_factory=dict)
-    telemetry: dict[str, float] = field(default_factory=dict)
-
-
 class HolderAgg:
-    __slots__ = ("count", "threads", "total")
+    """The waits one holder site caused at one waiting site."""
+
+    __slots__ = ("acquired_at", "count", "threads", "total")
 
     def __init__(self) -> None:
         self.count = 0
         self.total = 0
         self.threads: dict[str, int] = {}
+        #: Where the holders took the primitive (sync.holder.acquired_at), by waits.
+        self.acquired_at: dict[str, int] = {}
 
     def merge(self, other: HolderAgg) -> None:
+        for where, n in other.acquired_at.items():
+            if where in self.acquired_at or len(self.acquired_at) < MAX_HOLDER_THREADS:
+                self.acquired_at[where] = self.acquired_at.get(where, 0) + n
         self.count += other.count
         self.total += other.total
         for name, n in other.threads.items():
@@ -295,10 +150,12 @@ class HolderAgg:
 class SiteAgg:
     """Waits from one call site on one primitive, and who blocked them."""
 
-    __slots__ = ("count", "function", "holders", "max", "sketch", "timeouts", "total")
+    __slots__ = ("blocked", "count", "function", "holders", "max", "sketch", "timeouts", "total")
 
     def __init__(self, function: str) -> None:
         self.function = function
+        #: Waits still blocked at the end (counted in ``count`` too).
+        self.blocked = 0
         self.count = 0
         self.total = 0
         self.max = 0
@@ -307,6 +164,7 @@ class SiteAgg:
         self.holders: dict[str, HolderAgg] = {}
 
     def merge(self, other: SiteAgg) -> None:
+        self.blocked += other.blocked
         self.count += other.count
         self.total += other.total
         self.max = max(self.max, other.max)
@@ -324,6 +182,7 @@ class PrimAgg:
     """One primitive (kind and name, summed over processes)."""
 
     __slots__ = (
+        "hold_exact",
         "hold_max",
         "hold_sketch",
         "hold_spans",
@@ -332,6 +191,8 @@ class PrimAgg:
         "metrics",
         "name",
         "sites",
+        "unfinished",
+        "wait_exact",
         "wait_max",
         "wait_sketch",
         "wait_spans",
@@ -353,6 +214,16 @@ class PrimAgg:
         self.hold_max = 0
         self.hold_sketch = Sketch()
         self.sites: dict[str, SiteAgg] = {}
+        #: Span durations (ns), while there are at most MAX_EXACT; else None.
+        self.wait_exact: list[int] | None = []
+        self.hold_exact: list[int] | None = []
+        #: Waits still blocked at the end (filled when the reading is done).
+        self.unfinished: list[Unfinished] = []
+
+    @property
+    def idle(self) -> bool:
+        """Waits for work or a signal (event, condition, barrier), not contention."""
+        return self.kind in IDLE_KINDS
 
     def merge(self, other: PrimAgg) -> None:
         """Add another reader's span aggregates (metrics are read in one place)."""
@@ -365,6 +236,8 @@ class PrimAgg:
         self.hold_total += other.hold_total
         self.hold_max = max(self.hold_max, other.hold_max)
         self.hold_sketch.merge(other.hold_sketch)
+        self.wait_exact = _concat(self.wait_exact, other.wait_exact)
+        self.hold_exact = _concat(self.hold_exact, other.hold_exact)
         for key, site in other.sites.items():
             mine = self.sites.get(key)
             if mine is None:
@@ -374,10 +247,15 @@ class PrimAgg:
 
 
 class ThreadAgg:
+    """One thread's waits (contention and idle apart) and holds, from spans."""
+
     __slots__ = (
         "by_prim",
         "hold_total",
         "holds",
+        "idle_max",
+        "idle_total",
+        "idle_waits",
         "name",
         "pid",
         "tid",
@@ -390,21 +268,68 @@ class ThreadAgg:
         self.pid = pid
         self.tid = tid
         self.name = name
+        #: Waits on lock-like primitives (contention).
         self.waits = 0
         self.wait_total = 0
         self.wait_max = 0
+        #: Waits for work or a signal (event, condition, barrier).
+        self.idle_waits = 0
+        self.idle_total = 0
+        self.idle_max = 0
         self.holds = 0
         self.hold_total = 0
         self.by_prim: dict[tuple[str, str], int] = {}
+
+    def add_wait(self, key: tuple[str, str], idle: bool, dur: int) -> None:
+        if idle:
+            self.idle_waits += 1
+            self.idle_total += dur
+            if dur > self.idle_max:
+                self.idle_max = dur
+        else:
+            self.waits += 1
+            self.wait_total += dur
+            if dur > self.wait_max:
+                self.wait_max = dur
+        self.by_prim[key] = self.by_prim.get(key, 0) + dur
 
     def merge(self, other: ThreadAgg) -> None:
         self.waits += other.waits
         self.wait_total += other.wait_total
         self.wait_max = max(self.wait_max, other.wait_max)
+        self.idle_waits += other.idle_waits
+        self.idle_total += other.idle_total
+        self.idle_max = max(self.idle_max, other.idle_max)
         self.holds += other.holds
         self.hold_total += other.hold_total
         for key, ns in other.by_prim.items():
             self.by_prim[key] = self.by_prim.get(key, 0) + ns
+
+
+@dataclass
+class Unfinished:
+    """A wait still blocked when its process flushed or exited."""
+
+    run: str | None
+    pid: int | None
+    thread: str
+    thread_id: int | None
+    kind: str
+    name: str
+    instance: int | None
+    site: str
+    #: When it ended being observed (the flush), ns since the epoch.
+    end_ns: int
+    #: How long it had waited then, ns.
+    waited_ns: int
+    holder: str | None
+    holder_site: str | None
+    #: "span", "event" or "summary": what said so.
+    source: str
+
+    @property
+    def idle(self) -> bool:
+        return self.kind in IDLE_KINDS
 
 
 @dataclass
@@ -435,11 +360,45 @@ class Filters:
 
 
 def site_of(attrs: dict[str, Any]) -> str:
+    """The call site as printed in every view: ``sync.site`` ("path:LINE", the
+    path relative to its ``sys.path`` entry); for files written before spans
+    carried it, ``code.file.path`` made relative the same way (to the longest
+    of this process's ``sys.path`` entries and the current directory that
+    holds it) with ``code.line.number``."""
+    site = attrs.get("sync.site")
+    if isinstance(site, str):
+        return site
     path = attrs.get("code.file.path")
     line = attrs.get("code.line.number")
     if path is None:
         return "?"
-    return f"{path}:{line}" if line is not None else str(path)
+    rel = relative_path(str(path))
+    return f"{rel}:{line}" if line is not None else rel
+
+
+_ROOTS: tuple[str, ...] | None = None
+_RELATIVE: dict[str, str] = {}
+
+
+def relative_path(path: str) -> str:
+    """``path`` relative to the longest ``sys.path`` entry (or the current
+    directory) that holds it, as tracedsync names sites; else unchanged."""
+    known = _RELATIVE.get(path)
+    if known is not None:
+        return known
+    global _ROOTS
+    if _ROOTS is None:
+        roots = {os.getcwd(), *(os.path.abspath(p) for p in sys.path if p)}
+        _ROOTS = tuple(sorted((r.rstrip("/") for r in roots if r not in ("", "/")), key=len)[::-1])
+    out = path
+    if os.path.isabs(path):
+        for root in _ROOTS:
+            if path.startswith(root + "/"):
+                out = path[len(root) + 1 :]
+                break
+    if len(_RELATIVE) < 100_000:
+        _RELATIVE[path] = out
+    return out
 
 
 class Analysis:
@@ -477,10 +436,17 @@ class Analysis:
         self._end: dict[tuple[str | None, int | None], Snapshot] = {}
         self.metric_lines = 0
         self.telemetry: dict[str, float] = {}
+        self.exporters: dict[str, dict[str, float]] = {}
+        #: Summary files' counters, per process: used where no metrics line is.
+        self._summaries: dict[tuple[str | None, int | None], Snapshot] = {}
+        self.summary_files = 0
         # logs
         self.findings: list[Finding] = []
         self.finding_counts: dict[str, int] = {}
+        self._finding_keys: set[tuple[Any, ...]] = set()
         self.log_lines = 0
+        #: Waits still blocked at a flush, the latest per thread of a process.
+        self.unfinished: dict[tuple[str | None, int | None, str], Unfinished] = {}
         self._prescan_start: int | None = None
         self._keep_cache: dict[tuple[str, str], bool] = {}
         #: Worker processes for big inputs (1: read everything here).
@@ -496,9 +462,13 @@ class Analysis:
             self.warn_cb(message)
 
     def _lines(
-        self, path: str, limit: int | None = None, span: tuple[int, int, int] | None = None
+        self,
+        path: str,
+        limit: int | None = None,
+        span: tuple[int, int, int] | None = None,
+        skip: Callable[[bytes], bool] | None = None,
     ) -> Iterable[tuple[int, Any]]:
-        kwargs: dict[str, Any] = {"warn": self.warn, "limit": limit}
+        kwargs: dict[str, Any] = {"warn": self.warn, "limit": limit, "skip": skip}
         if span is not None:
             kwargs.update(start=span[0], end=span[1], first_line=span[2])
         if self.max_line_bytes is not None:
@@ -534,7 +504,7 @@ class Analysis:
         With ``jobs`` > 1 and enough span data, spans files are cut into
         chunks read by worker processes, whose aggregates are merged here.
         """
-        order = {"metrics": 0, None: 1, "spans": 1, "logs": 2}
+        order = {"summary": 0, "metrics": 0, None: 1, "spans": 1, "logs": 2}
         self.files = [f.path for f in files]
         ordered = sorted(files, key=lambda f: order.get(f.signal, 1))
         spans = [f for f in ordered if f.signal == "spans"]
@@ -545,7 +515,9 @@ class Analysis:
         gc.disable()
         try:
             for f in ordered:
-                if f.signal == "logs":
+                if f.signal == "summary":
+                    self._read_summary(f)
+                elif f.signal == "logs":
                     self._read_logs(f)
                 elif f.signal == "spans" and parallel:
                     continue
@@ -561,6 +533,7 @@ class Analysis:
             if was_enabled:
                 gc.enable()
         self._finish_metrics()
+        self._finish_unfinished()
 
     def _parallel_ok(self, spans: Sequence[InputFile]) -> bool:
         total = 0
@@ -639,6 +612,8 @@ class Analysis:
                 self.threads[tkey] = thread
             else:
                 known.merge(thread)
+        for ukey, u in part.unfinished.items():
+            self._note_unfinished(ukey, u)
 
     def _read_otlp(self, f: InputFile, span: tuple[int, int, int] | None = None) -> None:
         for lineno, doc in self._lines(f.path, span=span):
@@ -652,7 +627,7 @@ class Analysis:
             elif "resourceLogs" in doc:
                 self.other_signals += 1
             elif "event" in doc and f.signal is None:
-                self._log_event(doc, where, f)
+                self._log_event(doc, where, f.run, f.pid)
             else:
                 raise ReportError(
                     f"{where}: not an OTLP export request "
@@ -742,7 +717,11 @@ class Analysis:
         site = site_of(attrs)
         hsite = attrs.get("sync.holder.site")
         if rec.is_wait:
-            _add_wait(prim, thread, key, site, rec)
+            if attrs.get("sync.outcome") == "unfinished":
+                # Folded in with the other reports of still-blocked waits at the end.
+                self._unfinished_span(rec, site, thread)
+            else:
+                _add_wait(prim, thread, key, site, rec)
         else:
             _add_hold(prim, thread, end - start)
         if self.timeline is not None:
@@ -759,7 +738,7 @@ class Analysis:
                 raise ReportError(f"{where}: a resourceMetrics entry is not an object")
             run, pid, _ = resource_identity(rm.get("resource"))
             self._note_process(run, pid)
-            snap = _snapshot(rm.get("scopeMetrics", []), where)
+            snap = decode_metrics(rm.get("scopeMetrics", []), where)
             if snap is None:
                 continue
             self._keep(snap, (run, pid))
@@ -780,6 +759,11 @@ class Analysis:
 
     def _finish_metrics(self) -> None:
         self.start_ns = self._prescan_start
+        for key, summary in self._summaries.items():
+            # A summary file stands in for a process's metrics only when no
+            # metrics line of that process was read (the metrics win).
+            if key not in self._latest:
+                self._keep(summary, key)
         for key, latest in self._latest.items():
             if self.start_ns is None or (
                 latest.start_ns is not None and latest.start_ns < self.start_ns
@@ -808,17 +792,22 @@ class Analysis:
             for name, v in end.telemetry.items():
                 earlier = base.telemetry.get(name, 0.0) if base is not None else 0.0
                 self.telemetry[name] = self.telemetry.get(name, 0.0) + max(0.0, v - earlier)
+            for exporter, lane in end.exporters.items():
+                before = base.exporters.get(exporter, {}) if base is not None else {}
+                mine = self.exporters.setdefault(exporter, {})
+                for name, v in lane.items():
+                    mine[name] = mine.get(name, 0.0) + max(0.0, v - before.get(name, 0.0))
 
     # -- logs ------------------------------------------------------------------------------
 
     def _read_logs(self, f: InputFile) -> None:
-        for lineno, doc in self._lines(f.path):
+        for lineno, doc in self._lines(f.path, skip=is_span_mirror):
             where = f"{f.path}:{lineno}"
             if not isinstance(doc, dict) or not isinstance(doc.get("event"), str):
                 raise ReportError(f'{where}: not a tracedsync log event (no "event" field)')
-            self._log_event(doc, where, f)
+            self._log_event(doc, where, f.run, f.pid)
 
-    def _log_event(self, doc: dict[str, Any], where: str, f: InputFile) -> None:
+    def _log_event(self, doc: dict[str, Any], where: str, run: str | None, pid: int | None) -> None:
         self.log_lines += 1
         event = doc["event"]
         if not isinstance(event, str):
@@ -839,14 +828,29 @@ class Analysis:
                 return
             if filters.kinds and isinstance(prim_kind, str) and prim_kind not in filters.kinds:
                 return
+        if event == "unfinished_wait" and not self._unfinished_event(doc, time_ns, run, pid):
+            return  # an idle wait still waiting at exit: listed, not a finding
+        thread = doc.get("thread.name")
+        message = doc.get("message")
+        dedupe = (
+            event,
+            str(doc.get("timestamp")),
+            str(thread),
+            str(prim_name),
+            str(message),
+            run,
+            pid,
+        )
+        if dedupe in self._finding_keys:
+            return  # the same finding from a summary file and a logs file
+        if len(self._finding_keys) < 10 * MAX_FINDINGS:
+            self._finding_keys.add(dedupe)
         self.finding_counts[event] = self.finding_counts.get(event, 0) + 1
         if len(self.findings) >= MAX_FINDINGS:
             return
-        thread = doc.get("thread.name")
         fields = {
             k: v for k, v in doc.items() if k not in ("timestamp", "level", "event", "message")
         }
-        message = doc.get("message")
         self.findings.append(
             Finding(
                 event=event,
@@ -860,6 +864,119 @@ class Analysis:
                 source=where,
             )
         )
+
+    # -- summary files -----------------------------------------------------------------
+
+    def _read_summary(self, f: InputFile) -> None:
+        doc = read_json_file(f.path, self.max_line_bytes)
+        where = f.path
+        if not isinstance(doc, dict) or doc.get("format") != SUMMARY_FORMAT:
+            raise ReportError(
+                f'{where}: not a tracedsync summary (no "format": "{SUMMARY_FORMAT}")'
+            )
+        self.summary_files += 1
+        run = doc.get("run_id")
+        run = run if isinstance(run, str) else f.run
+        pid = int_or_none(doc.get("pid"))
+        pid = pid if pid is not None else f.pid
+        self._note_process(run, pid)
+        self._summaries[(run, pid)] = summary_snapshot(doc, where)
+        for name in ("findings", "unfinished"):
+            items = doc.get(name, [])
+            if not isinstance(items, list):
+                raise ReportError(f"{where}: {name} is not a list")
+            for i, item in enumerate(items):
+                if not isinstance(item, dict) or not isinstance(item.get("event"), str):
+                    raise ReportError(f"{where}: {name}[{i}] is not a tracedsync log event")
+                self._log_event(item, f"{where} ({name}[{i}])", run, pid)
+
+    # -- waits still blocked --------------------------------------------------------------
+
+    def _note_unfinished(self, key: tuple[str | None, int | None, str], u: Unfinished) -> None:
+        """Keep the latest report per thread: a later flush supersedes an earlier one."""
+        known = self.unfinished.get(key)
+        if known is None or (u.end_ns, u.source == "span") > (known.end_ns, known.source == "span"):
+            self.unfinished[key] = u
+
+    def _unfinished_span(self, rec: SpanRecord, site: str, thread: ThreadAgg) -> None:
+        a = rec.attrs
+        hsite = a.get("sync.holder.site")
+        holder = a.get("sync.holder.thread.name")
+        u = Unfinished(
+            rec.run,
+            rec.pid,
+            thread.name,
+            thread.tid,
+            rec.kind,
+            rec.name,
+            int_or_none(a.get("sync.instance")),
+            site,
+            rec.end_ns,
+            rec.end_ns - rec.start_ns,
+            str(holder) if holder is not None else None,
+            str(hsite) if hsite is not None else None,
+            "span",
+        )
+        self._note_unfinished((rec.run, rec.pid, thread.name), u)
+
+    def _unfinished_event(
+        self, doc: dict[str, Any], time_ns: int | None, run: str | None, pid: int | None
+    ) -> bool:
+        """Note an ``unfinished_wait`` event; whether it is also a finding (a
+        lock-like wait, or an idle one past the idle_stuck_after_ms it carries)."""
+        kind, name = doc.get("sync.kind"), doc.get("sync.name")
+        waited = number(doc.get("waited_ms"))
+        if not isinstance(kind, str) or not isinstance(name, str) or waited is None:
+            return True  # not one this report understands: listed as a finding as it is
+        thread = str(doc.get("thread.name") or "?")
+        site = doc.get("site") or doc.get("sync.site")
+        holder = doc.get("sync.holder.thread.name")
+        hsite = doc.get("sync.holder.site")
+        waited_ns = int(max(0.0, waited if math.isfinite(waited) else 0.0) * 1e6)
+        u = Unfinished(
+            run,
+            pid,
+            thread,
+            int_or_none(doc.get("thread.id")),
+            kind,
+            name,
+            int_or_none(doc.get("sync.instance")),
+            str(site) if site is not None else "?",
+            time_ns or 0,
+            waited_ns,
+            str(holder) if holder is not None else None,
+            str(hsite) if hsite is not None else None,
+            "event",
+        )
+        self._note_unfinished((run, pid, thread), u)
+        if kind not in IDLE_KINDS and doc.get("idle") is not True:
+            return True
+        stuck_after = number(doc.get("idle_stuck_after_ms"))
+        return stuck_after is not None and waited >= stuck_after
+
+    def _finish_unfinished(self) -> None:
+        """Fold the waits still blocked into their primitives, sites and threads."""
+        for u in self.unfinished.values():
+            key = (u.kind, u.name)
+            if not self.filters.primitive(*key):
+                continue
+            prim = self.prims.get(key)
+            if prim is None:
+                prim = self.prims[key] = PrimAgg(*key)
+            prim.unfinished.append(u)
+            site = prim.sites.get(u.site)
+            if site is None:
+                site = prim.sites[u.site] = SiteAgg("")
+            site.blocked += 1
+            site.count += 1
+            site.total += u.waited_ns
+            site.max = max(site.max, u.waited_ns)
+            site.sketch.add(u.waited_ns)
+            tkey = (u.pid, str(u.thread_id) if u.thread_id is not None else None, u.thread)
+            thread = self.threads.get(tkey)
+            if thread is None:
+                thread = self.threads[tkey] = ThreadAgg(u.pid, u.thread_id, u.thread)
+            thread.add_wait(key, prim.idle, u.waited_ns)
 
 
 def read_chunk(
@@ -892,6 +1009,7 @@ def _add_wait(
     if dur > prim.wait_max:
         prim.wait_max = dur
     prim.wait_sketch.add(dur)
+    prim.wait_exact = _append(prim.wait_exact, dur)
     timed_out = attrs.get("sync.outcome") == "timeout"
     if timed_out:
         prim.wait_timeouts += 1
@@ -908,21 +1026,25 @@ def _add_wait(
     hsite = attrs.get("sync.holder.site")
     hname = attrs.get("sync.holder.thread.name")
     if hsite is not None or hname is not None:
-        hkey = str(hsite) if hsite is not None else "?"
-        h = s.holders.get(hkey)
-        if h is None:
-            h = s.holders[hkey] = HolderAgg()
-        h.count += 1
-        h.total += dur
-        if hname is not None:
-            hn = str(hname)
-            if hn in h.threads or len(h.threads) < MAX_HOLDER_THREADS:
-                h.threads[hn] = h.threads.get(hn, 0) + 1
-    thread.waits += 1
-    thread.wait_total += dur
-    if dur > thread.wait_max:
-        thread.wait_max = dur
-    thread.by_prim[key] = thread.by_prim.get(key, 0) + dur
+        _add_holder(s, hsite, hname, attrs.get("sync.holder.acquired_at"), dur)
+    thread.add_wait(key, prim.idle, dur)
+
+
+def _add_holder(s: SiteAgg, hsite: Any, hname: Any, acquired_at: Any, dur: int) -> None:
+    hkey = str(hsite) if hsite is not None else "?"
+    h = s.holders.get(hkey)
+    if h is None:
+        h = s.holders[hkey] = HolderAgg()
+    h.count += 1
+    h.total += dur
+    if hname is not None:
+        hn = str(hname)
+        if hn in h.threads or len(h.threads) < MAX_HOLDER_THREADS:
+            h.threads[hn] = h.threads.get(hn, 0) + 1
+    if acquired_at is not None:
+        where = str(acquired_at)
+        if where in h.acquired_at or len(h.acquired_at) < MAX_HOLDER_THREADS:
+            h.acquired_at[where] = h.acquired_at.get(where, 0) + 1
 
 
 def _add_hold(prim: PrimAgg, thread: ThreadAgg, dur: int) -> None:
@@ -931,8 +1053,37 @@ def _add_hold(prim: PrimAgg, thread: ThreadAgg, dur: int) -> None:
     if dur > prim.hold_max:
         prim.hold_max = dur
     prim.hold_sketch.add(dur)
+    prim.hold_exact = _append(prim.hold_exact, dur)
     thread.holds += 1
     thread.hold_total += dur
+
+
+def _append(exact: list[int] | None, dur: int) -> list[int] | None:
+    if exact is None or len(exact) >= MAX_EXACT:
+        return None
+    exact.append(dur)
+    return exact
+
+
+def _concat(a: list[int] | None, b: list[int] | None) -> list[int] | None:
+    if a is None or b is None or len(a) + len(b) > MAX_EXACT:
+        return None
+    return a + b
+
+
+def is_span_mirror(raw: bytes) -> bool:
+    """Whether a logs line is a ``long_wait``/``long_hold`` event (which mirror
+    spans), judged by its bytes before any decoding: the first ``"event":``
+    key of the line names it. (A key can only be written ``"event":`` with
+    unescaped quotes; tracedsync's events have it at the top level, before any
+    nested object.)"""
+    i = raw.find(b'"event":')
+    if i < 0:
+        return False
+    j = i + 8
+    if raw[j : j + 1] == b" ":
+        j += 1
+    return raw.startswith(b'"long_wait"', j) or raw.startswith(b'"long_hold"', j)
 
 
 def _names_match(globs: Sequence[str], name: str) -> bool:
@@ -983,108 +1134,6 @@ def _first_times(doc: Any) -> list[int]:
                 if t:
                     out.append(t)
     return out
-
-
-_SUMS = {
-    "tracedsync.acquisitions": "acquisitions",
-    "tracedsync.contentions": "contentions",
-    "tracedsync.timeouts": "timeouts",
-    "tracedsync.wait.time": "wait_time",
-    "tracedsync.hold.time": "hold_time",
-}
-_HISTS = {"tracedsync.wait.duration": "wait_hist", "tracedsync.hold.duration": "hold_hist"}
-_TELEMETRY_PREFIX = "tracedsync.telemetry."
-
-
-def _snapshot(scope_metrics: Any, where: str) -> Snapshot | None:
-    if not isinstance(scope_metrics, list):
-        raise ReportError(f"{where}: scopeMetrics is not a list")
-    snap: Snapshot | None = None
-    for sm in scope_metrics:
-        if not isinstance(sm, dict):
-            raise ReportError(f"{where}: a scopeMetrics entry is not an object")
-        scope = sm.get("scope")
-        if not isinstance(scope, dict) or scope.get("name") != SCOPE:
-            continue
-        metrics = sm.get("metrics", [])
-        if not isinstance(metrics, list):
-            raise ReportError(f"{where}: metrics is not a list")
-        for metric in metrics:
-            if not isinstance(metric, dict):
-                raise ReportError(f"{where}: a metric is not an object")
-            mname = metric.get("name")
-            if not isinstance(mname, str):
-                continue
-            if "sum" in metric:
-                body, is_hist = metric["sum"], False
-            elif "histogram" in metric:
-                body, is_hist = metric["histogram"], True
-            elif "gauge" in metric:
-                body, is_hist = metric["gauge"], False
-            else:
-                continue
-            points = body.get("dataPoints", []) if isinstance(body, dict) else None
-            if not isinstance(points, list):
-                raise ReportError(f"{where}: metric {mname!r} has no dataPoints list")
-            for point in points:
-                if not isinstance(point, dict):
-                    raise ReportError(f"{where}: a data point of {mname!r} is not an object")
-                t = nanos(point.get("timeUnixNano")) or 0
-                if snap is None:
-                    snap = Snapshot(t, nanos(point.get("startTimeUnixNano")))
-                else:
-                    snap.time_ns = max(snap.time_ns, t)
-                    s0 = nanos(point.get("startTimeUnixNano"))
-                    if s0 is not None and (snap.start_ns is None or s0 < snap.start_ns):
-                        snap.start_ns = s0
-                if mname.startswith(_TELEMETRY_PREFIX):
-                    v = number(point.get("asInt", point.get("asDouble")))
-                    if v is not None:
-                        key = mname[len(_TELEMETRY_PREFIX) :]
-                        snap.telemetry[key] = snap.telemetry.get(key, 0.0) + v
-                    continue
-                target = _HISTS.get(mname) if is_hist else _SUMS.get(mname)
-                if target is None:
-                    continue
-                attrs = attributes(point.get("attributes"))
-                kind, name = attrs.get("sync.kind"), attrs.get("sync.name")
-                if not isinstance(kind, str) or not isinstance(name, str):
-                    raise ReportError(f"{where}: a {mname} data point lacks sync.kind or sync.name")
-                mp = snap.points.get((kind, name))
-                if mp is None:
-                    mp = snap.points[(kind, name)] = MetricPoint()
-                if is_hist:
-                    setattr(mp, target, _hist(point, where, mname))
-                else:
-                    v = number(point.get("asInt", point.get("asDouble")))
-                    if v is None:
-                        raise ReportError(f"{where}: a {mname} data point has no value")
-                    current = getattr(mp, target)
-                    if target in ("acquisitions", "contentions", "timeouts"):
-                        setattr(mp, target, (current or 0) + int(v))
-                    else:
-                        setattr(mp, target, (current or 0.0) + float(v))
-    return snap
-
-
-def _hist(point: dict[str, Any], where: str, mname: str) -> Hist:
-    counts = point.get("bucketCounts", [])
-    bounds = point.get("explicitBounds", [])
-    if not isinstance(counts, list) or not isinstance(bounds, list):
-        raise ReportError(f"{where}: a {mname} data point has malformed buckets")
-    c = [number(x) for x in counts]
-    b = [number(x) for x in bounds]
-    if any(x is None for x in c) or any(x is None for x in b) or len(c) != len(b) + 1:
-        raise ReportError(f"{where}: a {mname} data point has malformed buckets")
-    total = number(point.get("sum")) or 0.0
-    lo, hi = number(point.get("min")), number(point.get("max"))
-    return Hist(
-        [float(x) for x in b if x is not None],
-        [int(x) for x in c if x is not None],
-        float(total),
-        float(lo) if lo is not None else None,
-        float(hi) if hi is not None else None,
-    )
 
 
 __all__ = [

@@ -3,8 +3,10 @@ layer of read → model → render.
 
 Output directories hold ``spans-<run>-<pid>.jsonl``, ``metrics-<run>-<pid>.jsonl``
 and ``logs-<run>-<pid>.jsonl``, rotated ones as ``<stem>.<n>.jsonl`` (n = 1
-oldest). Files are read line by line, never whole: a line is one OTLP JSON
-export request (spans, metrics) or one structlog event (logs). Only the
+oldest); summary directories hold ``summary-<run>-<pid>.json``, one JSON
+object a process writes at exit whatever its exporters. Files are read line
+by line, never whole: a line is one OTLP JSON export request (spans,
+metrics) or one structlog event (logs). Only the
 standard library's ``json`` parses them; nothing here imports OpenTelemetry.
 
 Everything a line says is decoded here, once: :func:`attributes` is the one
@@ -25,10 +27,12 @@ from typing import Any
 
 from tracedsync.report.errors import ReportError
 
-#: ``spans-<run>-<pid>.jsonl`` and rotated ``spans-<run>-<pid>.<n>.jsonl``.
+#: ``spans-<run>-<pid>.jsonl``, rotated ``spans-<run>-<pid>.<n>.jsonl``, and
+#: ``summary-<run>-<pid>.json``.
 FILE_NAME = re.compile(
-    r"^(?P<signal>spans|metrics|logs)-(?P<run>[A-Za-z0-9_.-]+?)-(?P<pid>\d+)"
-    r"(?:\.(?P<n>\d+))?\.jsonl$"
+    r"^(?:(?P<signal>spans|metrics|logs)-(?P<run>[A-Za-z0-9_.-]+?)-(?P<pid>\d+)"
+    r"(?:\.(?P<n>\d+))?\.jsonl"
+    r"|(?P<summary>summary)-(?P<srun>[A-Za-z0-9_.-]+?)-(?P<spid>\d+)\.json)$"
 )
 #: One line longer than this is an error, so a giant line cannot exhaust memory.
 DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
@@ -39,7 +43,7 @@ class InputFile:
     """One file to read, with what its name says about it."""
 
     path: str
-    #: ``spans``, ``metrics``, ``logs``, or None when the name says nothing
+    #: ``spans``, ``metrics``, ``logs``, ``summary``, or None when the name says nothing
     #: (an OTel Collector's file): each line then tells what it is.
     signal: str | None = None
     run: str | None = None
@@ -74,6 +78,14 @@ def _describe(path: str) -> InputFile:
         mtime = 0.0
     if match is None:
         return InputFile(path, mtime=mtime)
+    if match.group("summary"):
+        return InputFile(
+            path,
+            signal="summary",
+            run=match.group("srun"),
+            pid=int(match.group("spid")),
+            mtime=mtime,
+        )
     n = match.group("n")
     return InputFile(
         path,
@@ -109,7 +121,8 @@ def select_files(
             ]
             if not here:
                 raise ReportError(
-                    f"no tracedsync files (spans-*.jsonl, metrics-*.jsonl, logs-*.jsonl) in {path}"
+                    "no tracedsync files (spans-*.jsonl, metrics-*.jsonl, logs-*.jsonl, "
+                    f"summary-*.json) in {path}"
                 )
             found.extend(here)
         elif os.path.exists(path):
@@ -135,6 +148,17 @@ def select_files(
         chosen = {by_age[-1]} if by_age else set()
     files = [f for f in found if (f.run or "") in chosen]
     seen = {os.path.realpath(f.path) for f in files}
+    # A summary names the files its process wrote: read those too (once).
+    for f in [*files, *explicit]:
+        if f.signal == "summary":
+            for listed in summary_files(f.path):
+                described = _describe(listed)
+                if described.signal in (None, "summary"):
+                    continue
+                real = os.path.realpath(listed)
+                if real not in seen:
+                    seen.add(real)
+                    files.append(described)
     for f in explicit:
         real = os.path.realpath(f.path)
         if real not in seen:
@@ -146,6 +170,38 @@ def select_files(
     return Selection(files, runs, others)
 
 
+def summary_files(path: str) -> list[str]:
+    """The existing regular files a summary file lists under ``files`` (none
+    if it cannot be read: the full pass reports that)."""
+    try:
+        doc = read_json_file(path, DEFAULT_MAX_LINE_BYTES)
+    except ReportError:
+        return []
+    listed = doc.get("files") if isinstance(doc, dict) else None
+    if not isinstance(listed, list):
+        return []
+    return [p for p in listed if isinstance(p, str) and os.path.isfile(p)]
+
+
+def read_json_file(path: str, max_bytes: int | None) -> Any:
+    """One JSON document (a summary file), at most ``max_bytes`` long."""
+    limit = max_bytes or DEFAULT_MAX_LINE_BYTES
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(limit + 1)
+    except OSError as exc:
+        raise ReportError(f"cannot read {path}: {exc.strerror}") from None
+    if len(raw) > limit:
+        raise ReportError(f"{path}: longer than {limit} bytes (see --max-line-bytes)")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        reason = str(exc).split(":")[0]
+        raise ReportError(f"{path}: not JSON ({reason})") from None
+    except RecursionError:
+        raise ReportError(f"{path}: JSON nested too deeply") from None
+
+
 def read_lines(
     path: str,
     *,
@@ -155,11 +211,13 @@ def read_lines(
     start: int = 0,
     end: int | None = None,
     first_line: int = 0,
+    skip: Callable[[bytes], bool] | None = None,
 ) -> Iterator[tuple[int, Any]]:
     """``(line number, parsed JSON)`` for each line of ``path``.
 
     ``start``/``end`` read only the lines in that byte range (``start`` at the
-    beginning of a line; ``first_line`` lines come before it).
+    beginning of a line; ``first_line`` lines come before it). ``skip``
+    judges a complete line by its bytes: True leaves it undecoded.
 
     A line that is not JSON raises :class:`ReportError` naming ``path:line``,
     except a last line without its newline (a process killed mid-write): that
@@ -192,7 +250,7 @@ def read_lines(
                     f"{path}:{lineno}: line longer than {max_line_bytes} bytes "
                     "(see --max-line-bytes)"
                 )
-            if not raw.strip():
+            if not raw.strip() or (skip is not None and complete and skip(raw)):
                 continue
             try:
                 value = json.loads(raw)

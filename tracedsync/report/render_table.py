@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import posixpath
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,42 +140,74 @@ PRIMITIVE_COLUMNS = [
     Column("max", ">", 6, "hold"),
 ]
 
+IDLE_COLUMNS = [
+    Column("KIND", "<", 9),
+    Column("NAME", "<", 10, flex=True, min_width=16),
+    Column("WAITS", ">", 8),
+    Column("BLOCKED", ">", 6),
+    Column("TIMEOUTS", ">", 5),
+    Column("total", ">", 10, "wait"),
+    Column("p50", ">", 3, "wait"),
+    Column("p95", ">", 5, "wait"),
+    Column("p99", ">", 7, "wait"),
+    Column("max", ">", 7, "wait"),
+    Column("STILL", ">", 8),
+]
+
 THREAD_COLUMNS = [
     Column("THREAD", "<", 10, flex=True, min_width=12),
     Column("PID", ">", 3),
     Column("WAITS", ">", 8),
-    Column("WAITED", ">", 10),
+    Column("BLOCKED", ">", 10),
     Column("MAX", ">", 7),
-    Column("HELD", ">", 5),
+    Column("IDLE", ">", 6),
+    Column("HELD*", ">", 4),
     Column("MOST WAITED ON", "<", 6, flex=True, min_width=16),
 ]
 
 
 def render_table(doc: dict[str, Any], width: int) -> str:
-    """The report for a terminal: primitives, threads, findings."""
+    """The report for a terminal: primitives, idle waits, threads, findings."""
     width = max(40, width)
     out: list[str] = []
     out.extend(_header(doc, width))
-    prims = doc["primitives"]
     out.append("")
-    shown = len(prims)
-    total = doc["primitives_total"]
-    more = f", top {shown} of {total}" if shown < total else ""
-    out.append(
-        _cut(f"PRIMITIVES by total wait{more} (percentiles: metrics, every acquisition)", width)
-    )
+    out.extend(_primitives(doc, width))
+    out.append("")
+    out.extend(_idle_waits(doc, width))
+    out.append("")
+    out.extend(_threads(doc, width))
+    out.append("")
+    out.extend(_findings(doc, width))
+    return "\n".join(out) + "\n"
+
+
+def _more(shown: int, total: int) -> str:
+    return f", top {shown} of {total}" if shown < total else ""
+
+
+def _primitives(doc: dict[str, Any], width: int) -> list[str]:
+    prims = doc["primitives"]
+    out = [
+        _cut(
+            "PRIMITIVES by time waited on contention"
+            f"{_more(len(prims), doc['primitives_total'])} "
+            "(locks and semaphores; percentiles: metrics, every acquisition)",
+            width,
+        )
+    ]
     if not prims:
         out.append("  (none)")
+        return out
     rows = []
     for p in prims:
-        calls = p["acquisitions"] if p["acquisitions"] is not None else p["waits"]
         hold = p["hold"] or {}
         name = clean(p["name"]) + (" *" if p["source"] == "spans" else "")
         rows.append(
             [
                 p["kind"],
                 name,
-                _n(calls),
+                _n(p["acquisitions"]),
                 _n(p["contentions"]),
                 _rate(p["contention_rate"]),
                 _d(p["wait"]["total"]),
@@ -191,59 +222,115 @@ def render_table(doc: dict[str, Any], width: int) -> str:
                 _d(hold.get("max")),
             ]
         )
-    if prims:
-        table = format_table(PRIMITIVE_COLUMNS, rows, width)
-        prefix = common_directory(s["site"] for p in prims for s in p["sites"])
-        heading = len(table) - len(rows)
-        out.extend(table[:heading])
-        body = table[heading:]
-        for p, line in zip(prims, body, strict=True):
-            out.append(line)
-            out.extend(_site_lines(p, width, prefix))
-        if any(p["source"] == "spans" for p in prims):
-            out.append(
-                _cut(
-                    "  * no metrics for this primitive: numbers from spans only "
-                    "(waits and holds above the thresholds)",
-                    width,
-                )
+    out.extend(_rows_with_sites(PRIMITIVE_COLUMNS, rows, prims, width, doc, "primitives"))
+    if any(p["source"] == "spans" for p in prims):
+        out.append(
+            _cut(
+                "  * no metrics for this primitive: numbers from spans only "
+                "(waits and holds above the thresholds)",
+                width,
             )
-    out.append("")
+        )
+    return out
+
+
+def _idle_waits(doc: dict[str, Any], width: int) -> list[str]:
+    idle = doc["idle_waits"]
+    out = [
+        _cut(
+            f"IDLE WAITS by total wait{_more(len(idle), doc['idle_waits_total'])} "
+            "(waiting for work or a signal: events, conditions -- Queue.get -- and barriers)",
+            width,
+        )
+    ]
+    if not idle:
+        out.append("  (none)")
+        return out
+    rows = []
+    for p in idle:
+        still = p["still_blocked"]["count"]
+        rows.append(
+            [
+                p["kind"],
+                clean(p["name"]) + (" *" if p["source"] == "spans" else ""),
+                _n(p["waits"]),
+                _n(p["blocked"]),
+                _n(p["timeouts"]),
+                _d(p["wait"]["total"]),
+                _d(p["wait"]["p50"]),
+                _d(p["wait"]["p95"]),
+                _d(p["wait"]["p99"]),
+                _d(p["wait"]["max"]),
+                f"{still:,}" if still else "-",
+            ]
+        )
+    out.extend(_rows_with_sites(IDLE_COLUMNS, rows, idle, width, doc, "idle_waits"))
+    if any(p["still_blocked"]["count"] for p in idle):
+        out.append(_cut("  STILL: waits still blocked when the program ended", width))
+    return out
+
+
+def _rows_with_sites(
+    columns: Sequence[Column],
+    rows: list[list[str]],
+    entries: list[dict[str, Any]],
+    width: int,
+    doc: dict[str, Any],
+    section: str,
+) -> list[str]:
+    table = format_table(columns, rows, width)
+    heading = len(table) - len(rows)
+    out = table[:heading]
+    for p, line in zip(entries, table[heading:], strict=True):
+        out.append(line)
+        out.extend(_site_lines(p, width))
+        out.extend(_still_lines(p, doc, width, section))
+    return out
+
+
+def _threads(doc: dict[str, Any], width: int) -> list[str]:
     threads = doc["threads"]
-    more = (
-        f", top {len(threads)} of {doc['threads_total']}"
-        if len(threads) < doc["threads_total"]
-        else ""
-    )
-    out.append(_cut(f"THREADS by time waiting{more} (from wait spans above the threshold)", width))
+    out = [
+        _cut(
+            f"THREADS by time blocked on contention{_more(len(threads), doc['threads_total'])} "
+            "(from wait spans above the threshold; IDLE: waits for work or a signal)",
+            width,
+        )
+    ]
     if not threads:
         out.append("  (no wait or hold spans)")
-    else:
-        pids = {t["pid"] for t in threads}
-        rows = []
-        for t in threads:
-            most = t["most_waited_on"]
-            rows.append(
-                [
-                    clean(t["name"]),
-                    str(t["pid"]) if t["pid"] is not None else "-",
-                    _n(t["waits"]),
-                    _d(t["wait_total"]),
-                    _d(t["wait_max"]),
-                    _d(t["hold_total"]),
-                    clean(most["name"]) if most else "-",
-                ]
-            )
-        cols = list(THREAD_COLUMNS)
-        if len(pids) <= 1:
-            cols[1] = Column("PID", ">", 0)
-            cols_idx = [i for i in range(len(cols)) if i != 1]
-            cols = [cols[i] for i in cols_idx]
-            rows = [[r[i] for i in cols_idx] for r in rows]
-        out.extend(format_table(cols, rows, width))
-    out.append("")
-    out.extend(_findings(doc, width))
-    return "\n".join(out) + "\n"
+        return out
+    pids = {t["pid"] for t in threads}
+    rows = []
+    for t in threads:
+        most = t["most_waited_on"]
+        name = clean(t["name"]) + (f" ({t['threads']} threads)" if t["threads"] > 1 else "")
+        rows.append(
+            [
+                name,
+                str(t["pid"]) if t["pid"] is not None else "-",
+                _n(t["waits"]),
+                _d(t["wait_total"]),
+                _d(t["wait_max"]),
+                _d(t["idle_total"]),
+                _d(t["hold_total"]),
+                clean(most["name"]) if most else "-",
+            ]
+        )
+    cols = list(THREAD_COLUMNS)
+    if len(pids) <= 1:
+        keep = [i for i in range(len(cols)) if i != 1]
+        cols = [cols[i] for i in keep]
+        rows = [[r[i] for i in keep] for r in rows]
+    out.extend(format_table(cols, rows, width))
+    out.append(
+        _cut(
+            "  * HELD: time in hold spans only (holds at or above hold_threshold_ms); "
+            "the metrics have no per-thread hold time",
+            width,
+        )
+    )
+    return out
 
 
 def _header(doc: dict[str, Any], width: int) -> list[str]:
@@ -285,62 +372,16 @@ def _header(doc: dict[str, Any], width: int) -> list[str]:
     return lines
 
 
-def common_directory(sites: Iterable[str]) -> str:
-    """The directory all absolute call-site paths share (``""`` if none), so the
-    table can show ``app/db.py:41`` rather than ``/srv/project/app/db.py:41``."""
-    dirs = []
-    for site in sites:
-        path = site.rsplit(":", 1)[0]
-        if not path.startswith("/"):
-            return ""
-        dirs.append(posixpath.dirname(path))
-    if not dirs:
-        return ""
-    common = posixpath.commonpath(dirs)
-    return common if common not in ("", "/") else ""
-
-
-def _library_roots() -> tuple[str, ...]:
-    """Directories whose files read better relative: the current directory and
-    this interpreter's stdlib and site-packages (longest first)."""
-    import os
-    import sysconfig
-
-    roots = {os.getcwd()}
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        try:
-            roots.add(sysconfig.get_paths()[key])
-        except KeyError:
-            pass
-    return tuple(sorted((r.rstrip("/") for r in roots if r and r != "/"), key=len, reverse=True))
-
-
-_ROOTS: tuple[str, ...] | None = None
-
-
-def short_site(site: str, prefix: str) -> str:
-    """``app/db.py:41`` for ``/srv/project/app/db.py:41``: the shared directory,
-    else the current directory or a library directory, is left out."""
-    global _ROOTS
-    if prefix and site.startswith(prefix + "/"):
-        return site[len(prefix) + 1 :]
-    if _ROOTS is None:
-        _ROOTS = _library_roots()
-    for root in _ROOTS:
-        if site.startswith(root + "/"):
-            return site[len(root) + 1 :]
-    return site
-
-
-def _site_lines(p: dict[str, Any], width: int, prefix: str = "") -> list[str]:
+def _site_lines(p: dict[str, Any], width: int) -> list[str]:
     lines = []
     for s in p["sites"]:
         fn = f" in {clean(s['function'])}" if s["function"] else ""
         timeouts = f", {s['timeouts']:,} timed out" if s["timeouts"] else ""
+        blocked = f", {s['still_blocked']:,} still blocked" if s["still_blocked"] else ""
         lines.append(
             _cut(
-                f"    waited at {clean(short_site(s['site'], prefix))}{fn}: {s['waits']:,} waits, "
-                f"{_d(s['total'])}, p95 {_d(s['p95'])}, max {_d(s['max'])}{timeouts}",
+                f"    waited at {clean(s['site'])}{fn}: {s['waits']:,} waits, "
+                f"{_d(s['total'])}, p95 {_d(s['p95'])}, max {_d(s['max'])}{timeouts}{blocked}",
                 width,
             )
         )
@@ -349,9 +390,14 @@ def _site_lines(p: dict[str, Any], width: int, prefix: str = "") -> list[str]:
             if len(h["threads"]) > 3:
                 who += ", …"
             by = f" by {who}" if who else ""
+            taken = (
+                f" (taken at {', '.join(clean(a) for a in h['acquired_at'][:2])})"
+                if h["acquired_at"]
+                else ""
+            )
             lines.append(
                 _cut(
-                    f"      ← held at {clean(h['site'])}{by}: {h['waits']:,} waits, "
+                    f"      ← held at {clean(h['site'])}{taken}{by}: {h['waits']:,} waits, "
                     f"{_d(h['total'])}",
                     width,
                 )
@@ -359,6 +405,31 @@ def _site_lines(p: dict[str, Any], width: int, prefix: str = "") -> list[str]:
     hidden = p["sites_total"] - len(p["sites"])
     if hidden > 0:
         lines.append(_cut(f"    … {hidden} more waiting sites", width))
+    return lines
+
+
+def _still_lines(p: dict[str, Any], doc: dict[str, Any], width: int, section: str) -> list[str]:
+    """The waits on ``p`` still blocked at the end, longest first (three at most)."""
+    mine = [
+        u
+        for u in doc["still_blocked"]
+        if u["section"] == section and u["kind"] == p["kind"] and u["name"] == p["name"]
+    ]
+    what = "still blocked at exit" if section == "primitives" else "still waiting at exit"
+    lines = []
+    for u in mine[:3]:
+        holder = f", held by {clean(u['holder'])}" if u["holder"] else ""
+        if u["holder_site"]:
+            holder += f" at {clean(u['holder_site'])}"
+        lines.append(
+            _cut(
+                f"    {what}: {clean(u['thread'])} at {clean(u['site'])} for "
+                f"{_d(u['waited'])}{holder}",
+                width,
+            )
+        )
+    if len(mine) > 3:
+        lines.append(_cut(f"    … {len(mine) - 3} more {what}", width))
     return lines
 
 
@@ -373,6 +444,15 @@ def _findings(doc: dict[str, Any], width: int) -> list[str]:
                 width,
             )
         )
+    for name, lane in tel["exporters"].items():
+        if lane["lane_dropped"] or lane["failed"]:
+            lines.append(
+                _cut(
+                    f"  exporter {clean(name)}: {lane['exported']:,} of {lane['offered']:,} "
+                    f"exported, {lane['lane_dropped']:,} dropped, {lane['failed']:,} failed",
+                    width,
+                )
+            )
     if tel["suppressed"]:
         lines.append(
             _cut(
@@ -410,15 +490,15 @@ def _findings(doc: dict[str, Any], width: int) -> list[str]:
     return lines
 
 
-def render_summary(doc: dict[str, Any], output_dir: str, width: int) -> str:
-    """A few lines: the run, its top primitives by wait, findings, what next."""
+def render_summary(doc: dict[str, Any], where: str, width: int) -> str:
+    """A few lines for ``tracedsync run``: the run, the top rows of both
+    sections, waits still blocked, findings, where the files are."""
     runs = doc["runs"]
     pids = sum(len(r["pids"]) for r in runs)
     run = clean(runs[0]["run_id"]) if len(runs) == 1 else f"{len(runs)} runs"
-    lines = [f"tracedsync: run {run}, {pids} process(es), files in {clean(output_dir)}"]
+    lines = [f"tracedsync: run {run}, {pids} process(es), files in {clean(where)}"]
     for p in doc["primitives"]:
-        calls = p["acquisitions"] if p["acquisitions"] is not None else p["waits"]
-        what = "acquisitions" if p["acquisitions"] is not None else "waits"
+        calls = p["acquisitions"]
         rate = p["contention_rate"]
         contended = (
             f", {p['contentions']:,} contended ({rate * 100:.1f}%)"
@@ -427,9 +507,21 @@ def render_summary(doc: dict[str, Any], output_dir: str, width: int) -> str:
         )
         p99 = p["wait"]["p99"]
         lines.append(
-            f"  {p['kind']} {clean(p['name'])}: {calls or 0:,} {what}{contended}, "
+            f"  {p['kind']} {clean(p['name'])}: {calls or 0:,} acquisitions{contended}, "
             f"waited {duration(p['wait']['total'] or 0.0)}"
             + (f", p99 {duration(p99)}" if p99 is not None else "")
+            + (
+                f", {p['still_blocked']['count']} still blocked"
+                if p["still_blocked"]["count"]
+                else ""
+            )
+        )
+    for p in doc["idle_waits"][:3]:
+        still = p["still_blocked"]["count"]
+        lines.append(
+            f"  idle: {p['kind']} {clean(p['name'])}: {p['waits'] or p['spans']['waits']:,} waits, "
+            f"{duration(p['wait']['total'] or 0.0)} waiting for work or a signal"
+            + (f", {still} still waiting at exit" if still else "")
         )
     if doc["findings_by_event"]:
         counts = ", ".join(f"{clean(k)} {v}" for k, v in doc["findings_by_event"].items())
@@ -440,7 +532,7 @@ def render_summary(doc: dict[str, Any], output_dir: str, width: int) -> str:
             f"  telemetry: {tel['dropped']:,} records dropped, {tel['failed']:,} failed to export"
         )
     lines.extend(f"  warning: {clean(w)}" for w in doc["warnings"])
-    lines.append(f"  tracedsync report {clean(output_dir)}   for the full analysis")
+    lines.append(f"  tracedsync report {clean(where)}   for the full analysis")
     return "".join(
         (line if len(line) <= width else line[: max(0, width - 1)] + "…") + "\n" for line in lines
     )
