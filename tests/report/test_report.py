@@ -829,7 +829,7 @@ def test_run_summary_for_tracedsync_run(run: Run) -> None:
     short = run_summary(str(run.out), None, full=False, width=200)
     lines = short.splitlines()
     assert lines[0].startswith("tracedsync: run ") and "1 process(es)" in lines[0]
-    assert lines[1].startswith(f"  lock {run.lock}: 6 acquisitions, 3 contended (50.0%)")
+    assert lines[1].startswith(f"  lock {run.lock}: 6 calls, 3 contended (50.0%)")
     assert lines[-1] == f"  tracedsync report {run.out}   for the full analysis"
     assert any(ln.startswith(f"  idle: event {run.event}: 1 waits") for ln in lines)
     full = run_summary(str(run.out), None, full=True, width=200)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -113,10 +113,11 @@ def _still_blocked(p: PrimAgg) -> dict[str, Any]:
     }
 
 
-def _sites(p: PrimAgg) -> list[dict[str, Any]]:
+def _sites(p: PrimAgg, name: Callable[[str], str]) -> list[dict[str, Any]]:
     sites = sorted(p.sites.items(), key=lambda kv: (-kv[1].total, kv[0]))
     out = []
-    for site, agg in sites[:SITES_PER_PRIMITIVE]:
+    for raw, agg in sites[:SITES_PER_PRIMITIVE]:
+        site = name(raw)
         holders = sorted(agg.holders.items(), key=lambda kv: (-kv[1].total, kv[0]))
         out.append(
             {
@@ -145,7 +146,7 @@ def _sites(p: PrimAgg) -> list[dict[str, Any]]:
     return out
 
 
-def _primitive(p: PrimAgg, exact_ok: bool) -> dict[str, Any]:
+def _primitive(p: PrimAgg, exact_ok: bool, name: Callable[[str], str]) -> dict[str, Any]:
     """A lock-like primitive: contention."""
     m = p.metrics
     blocked = len(p.unfinished)
@@ -159,10 +160,10 @@ def _primitive(p: PrimAgg, exact_ok: bool) -> dict[str, Any]:
         contended = m.contentions + (m.timeouts if m.timeouts > m.contentions else 0)
         contentions: int | None = contended + blocked
         timeouts: int | None = m.timeouts
-        acquisitions: int | None = (m.acquisitions or 0) + blocked
-        rate = (
-            _round(contentions / acquisitions) if acquisitions and contentions is not None else 0.0
-        )
+        acquisitions: int | None = m.acquisitions
+        # Calls: acquisitions, acquires that timed out, and waits still blocked.
+        calls: int | None = (m.acquisitions or 0) + m.timeouts + blocked
+        rate = _round(contended_rate(contentions, calls))
         if wait is None:
             wait = _span_stats(p.wait_sketch, p.wait_spans, p.wait_total, p.wait_max, p.wait_exact)
             wait["total"] = _round(m.wait_time)
@@ -170,7 +171,7 @@ def _primitive(p: PrimAgg, exact_ok: bool) -> dict[str, Any]:
     else:
         wait = _span_stats(p.wait_sketch, p.wait_spans, p.wait_total, p.wait_max, p.wait_exact)
         hold = _span_stats(p.hold_sketch, p.hold_spans, p.hold_total, p.hold_max, p.hold_exact)
-        acquisitions = contentions = timeouts = None
+        acquisitions = contentions = timeouts = calls = None
         rate = None
         source = "spans"
         if blocked:
@@ -180,6 +181,7 @@ def _primitive(p: PrimAgg, exact_ok: bool) -> dict[str, Any]:
         "name": p.name,
         "source": source,
         "acquisitions": acquisitions,
+        "calls": calls,
         "contentions": contentions,
         "contention_rate": rate,
         "timeouts": timeouts,
@@ -192,9 +194,14 @@ def _primitive(p: PrimAgg, exact_ok: bool) -> dict[str, Any]:
             "holds": p.hold_spans,
             "hold_total": _s(p.hold_total),
         },
-        "sites": _sites(p),
+        "sites": _sites(p, name),
         "sites_total": len(p.sites),
     }
+
+
+def contended_rate(contentions: int | None, calls: int | None) -> float:
+    """Contentions per call (0 without calls)."""
+    return min(1.0, contentions / calls) if calls and contentions is not None else 0.0
 
 
 def _with_unfinished(wait: dict[str, Any], unfinished: Sequence[Unfinished]) -> dict[str, Any]:
@@ -206,7 +213,7 @@ def _with_unfinished(wait: dict[str, Any], unfinished: Sequence[Unfinished]) -> 
     return out
 
 
-def _idle_wait(p: PrimAgg, exact_ok: bool) -> dict[str, Any]:
+def _idle_wait(p: PrimAgg, exact_ok: bool, name: Callable[[str], str]) -> dict[str, Any]:
     """An event, condition or barrier: waits for work or a signal."""
     m = p.metrics
     blocked = len(p.unfinished)
@@ -237,7 +244,7 @@ def _idle_wait(p: PrimAgg, exact_ok: bool) -> dict[str, Any]:
         "wait": wait,
         "still_blocked": _still_blocked(p),
         "spans": {"waits": p.wait_spans, "wait_total": _s(p.wait_total)},
-        "sites": _sites(p),
+        "sites": _sites(p, name),
         "sites_total": len(p.sites),
     }
 
@@ -308,7 +315,7 @@ def _thread_row(members: list[ThreadAgg], name: str, pid: Any) -> dict[str, Any]
     }
 
 
-def _still_blocked_list(analysis: Analysis) -> list[dict[str, Any]]:
+def _still_blocked_list(analysis: Analysis, name: Callable[[str], str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for p in analysis.prims.values():
         for u in p.unfinished:
@@ -320,7 +327,7 @@ def _still_blocked_list(analysis: Analysis) -> list[dict[str, Any]]:
                     "instance": u.instance,
                     "thread": u.thread,
                     "pid": u.pid,
-                    "site": u.site,
+                    "site": name(u.site),
                     "since": iso(u.end_ns - u.waited_ns) if u.end_ns else None,
                     "waited": _s(u.waited_ns),
                     "holder": u.holder,
@@ -336,8 +343,9 @@ def build_document(analysis: Analysis, *, top: int | None = None) -> dict[str, A
     """The whole report as plain data; ``top`` limits each section and the threads."""
     f = analysis.filters
     exact_ok = f.since_ns is None and f.until_ns is None
+    name = analysis.site_namer()
     every = [
-        _idle_wait(p, exact_ok) if p.idle else _primitive(p, exact_ok)
+        _idle_wait(p, exact_ok, name) if p.idle else _primitive(p, exact_ok, name)
         for p in analysis.prims.values()
     ]
     used = [d for d in every if not _unused(d)]
@@ -362,7 +370,7 @@ def build_document(analysis: Analysis, *, top: int | None = None) -> dict[str, A
         )
     ]
     counts = dict(sorted(analysis.finding_counts.items()))
-    still = _still_blocked_list(analysis)
+    still = _still_blocked_list(analysis, name)
     return {
         "format": FORMAT_VERSION,
         "runs": [

@@ -16,6 +16,7 @@ import fnmatch
 import gc
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -360,11 +361,10 @@ class Filters:
 
 
 def site_of(attrs: dict[str, Any]) -> str:
-    """The call site as printed in every view: ``sync.site`` ("path:LINE", the
-    path relative to its ``sys.path`` entry); for files written before spans
-    carried it, ``code.file.path`` made relative the same way (to the longest
-    of this process's ``sys.path`` entries and the current directory that
-    holds it) with ``code.line.number``."""
+    """The call site of a span: ``sync.site`` ("path:LINE", the path relative
+    to its ``sys.path`` entry, as printed everywhere); for files written
+    before spans carried it, ``code.file.path:code.line.number`` as it is,
+    which :meth:`Analysis.site_name` turns into the same form."""
     site = attrs.get("sync.site")
     if isinstance(site, str):
         return site
@@ -372,33 +372,61 @@ def site_of(attrs: dict[str, Any]) -> str:
     line = attrs.get("code.line.number")
     if path is None:
         return "?"
-    rel = relative_path(str(path))
-    return f"{rel}:{line}" if line is not None else rel
+    return f"{path}:{line}" if line is not None else str(path)
 
 
 _ROOTS: tuple[str, ...] | None = None
-_RELATIVE: dict[str, str] = {}
+#: "name (path:LINE)": the site part of a primitive's name.
+_NAME_SITE = re.compile(r"\(([^()]+):\d+\)$")
 
 
 def relative_path(path: str) -> str:
-    """``path`` relative to the longest ``sys.path`` entry (or the current
-    directory) that holds it, as tracedsync names sites; else unchanged."""
-    known = _RELATIVE.get(path)
-    if known is not None:
-        return known
+    """``path`` relative to the longest of this process's ``sys.path`` entries
+    (or the current directory) that holds it; else unchanged."""
     global _ROOTS
     if _ROOTS is None:
         roots = {os.getcwd(), *(os.path.abspath(p) for p in sys.path if p)}
         _ROOTS = tuple(sorted((r.rstrip("/") for r in roots if r not in ("", "/")), key=len)[::-1])
-    out = path
     if os.path.isabs(path):
         for root in _ROOTS:
             if path.startswith(root + "/"):
-                out = path[len(root) + 1 :]
+                return path[len(root) + 1 :]
+    return path
+
+
+class SiteNamer:
+    """Prints an absolute ``path:LINE`` site the way tracedsync prints sites
+    (relative to its ``sys.path`` entry): as the longest relative path the
+    files themselves use for that file (in primitive names, holder sites),
+    else relative to this process's ``sys.path``."""
+
+    def __init__(self, relative_files: set[str]) -> None:
+        self._by_base: dict[str, list[str]] = {}
+        for rel in relative_files:
+            self._by_base.setdefault(os.path.basename(rel), []).append(rel)
+        for options in self._by_base.values():
+            options.sort(key=len, reverse=True)
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, site: str) -> str:
+        if not site.startswith("/"):
+            return site
+        known = self._cache.get(site)
+        if known is not None:
+            return known
+        path, sep, line = site.rpartition(":")
+        if not sep or not line.isdigit():
+            path, line = site, ""
+        out = None
+        for rel in self._by_base.get(os.path.basename(path), ()):
+            if path.endswith("/" + rel):
+                out = rel
                 break
-    if len(_RELATIVE) < 100_000:
-        _RELATIVE[path] = out
-    return out
+        name = out if out is not None else relative_path(path)
+        result = f"{name}:{line}" if line else name
+        if len(self._cache) < 100_000:
+            self._cache[site] = result
+        return result
 
 
 class Analysis:
@@ -455,6 +483,29 @@ class Analysis:
         self.timeline: Timeline | None = None
 
     # -- helpers ---------------------------------------------------------------
+
+    def site_namer(self) -> SiteNamer:
+        """How sites are printed, from the relative paths the files use
+        (call once everything is read)."""
+        files: set[str] = set()
+
+        def note(site: str | None) -> None:
+            if site and not site.startswith("/") and ":" in site:
+                files.add(site.rpartition(":")[0])
+
+        for kind_name in self.prims:
+            match = _NAME_SITE.search(kind_name[1])
+            if match:
+                files.add(match.group(1))
+        for prim in self.prims.values():
+            for site in prim.sites.values():
+                for hsite, holder in site.holders.items():
+                    note(hsite)
+                    for where in holder.acquired_at:
+                        note(where)
+            for u in prim.unfinished:
+                note(u.holder_site)
+        return SiteNamer(files)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -534,6 +585,8 @@ class Analysis:
                 gc.enable()
         self._finish_metrics()
         self._finish_unfinished()
+        if self.timeline is not None:
+            self.timeline.site_name = self.site_namer()
 
     def _parallel_ok(self, spans: Sequence[InputFile]) -> bool:
         total = 0

@@ -128,7 +128,7 @@ def _primitives(doc: dict[str, Any]) -> str:
         star = " *" if p["source"] == "spans" else ""
         parts.append(
             f'<tr class="prim" data-kind="{_e(p["kind"])}"><td>{_e(p["kind"])}</td>'
-            f'<td class="name">{_e(p["name"])}{star}</td><td>{_n(p["acquisitions"])}</td>'
+            f'<td class="name">{_e(p["name"])}{star}</td><td>{_n(p["calls"])}</td>'
             f"<td>{_n(p['contentions'])}</td>"
             f"<td>{'-' if rate is None else f'{rate * 100:.1f}%'}</td>"
             f"<td>{_n(p['still_blocked']['count'] or None)}</td>"

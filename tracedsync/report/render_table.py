@@ -207,7 +207,7 @@ def _primitives(doc: dict[str, Any], width: int) -> list[str]:
             [
                 p["kind"],
                 name,
-                _n(p["acquisitions"]),
+                _n(p["calls"]),
                 _n(p["contentions"]),
                 _rate(p["contention_rate"]),
                 _d(p["wait"]["total"]),
@@ -498,7 +498,9 @@ def render_summary(doc: dict[str, Any], where: str, width: int) -> str:
     run = clean(runs[0]["run_id"]) if len(runs) == 1 else f"{len(runs)} runs"
     lines = [f"tracedsync: run {run}, {pids} process(es), files in {clean(where)}"]
     for p in doc["primitives"]:
-        calls = p["acquisitions"]
+        if not p["contentions"] and not p["wait"]["total"]:
+            continue  # never waited for: not worth a line here
+        calls = p["calls"]
         rate = p["contention_rate"]
         contended = (
             f", {p['contentions']:,} contended ({rate * 100:.1f}%)"
@@ -507,7 +509,7 @@ def render_summary(doc: dict[str, Any], where: str, width: int) -> str:
         )
         p99 = p["wait"]["p99"]
         lines.append(
-            f"  {p['kind']} {clean(p['name'])}: {calls or 0:,} acquisitions{contended}, "
+            f"  {p['kind']} {clean(p['name'])}: {calls or 0:,} calls{contended}, "
             f"waited {duration(p['wait']['total'] or 0.0)}"
             + (f", p99 {duration(p99)}" if p99 is not None else "")
             + (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from tracedsync.report.read import SpanRecord, int_or_none
@@ -53,6 +54,8 @@ class Timeline:
         #: hold span id -> the linked-holds list of the kept wait that wants it
         self._wanted: dict[str, list[Bar]] = {}
         self._strings: dict[str, str] = {}
+        #: How sites are printed (set by the model once everything is read).
+        self.site_name: Callable[[str], str] | None = None
 
     def _intern(self, text: Any) -> Any:
         if text is None or text.__class__ is not str:
@@ -168,14 +171,19 @@ class Timeline:
 
     # -- what the renderers draw ------------------------------------------------------
 
-    def bars(self) -> list[Bar]:
-        """The kept spans and the holds their waits link to, once each, by start."""
+    def bars(self, site_name: Callable[[str], str] | None = None) -> list[Bar]:
+        """The kept spans and the holds their waits link to, once each, by
+        start; ``site_name`` prints their sites (as the document does)."""
         out: dict[str, Bar] = {}
         for _, _, bar, linked in self._heap:
             out[bar.span_id] = bar
             for hold in linked:
                 out.setdefault(hold.span_id, hold)
-        return sorted(out.values(), key=lambda b: (b.start_ns, b.end_ns, b.span_id))
+        bars = sorted(out.values(), key=lambda b: (b.start_ns, b.end_ns, b.span_id))
+        site_name = site_name or self.site_name
+        if site_name is not None:
+            bars = [b._replace(site=site_name(b.site)) for b in bars]
+        return bars
 
     @property
     def kept(self) -> int:
