@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracedsync._format import cap
 from tracedsync.report.errors import ReportError
 from tracedsync.report.read import SCOPE, attributes, nanos, number, parse_timestamp
 
@@ -400,6 +401,7 @@ def summary_snapshot(doc: dict[str, Any], where: str) -> Snapshot:
         kind, name = p.get("kind"), p.get("name")
         if not isinstance(kind, str) or not isinstance(name, str):
             raise ReportError(f"{where}: {what} lacks kind or name")
+        kind, name = cap(kind), cap(name)
         mp = MetricPoint()
         mp.acquisitions = count(p.get("acquisitions", 0), where, f"{what}.acquisitions")
         mp.contentions = count(p.get("contentions", 0), where, f"{what}.contentions")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from tracedsync._format import MAX_TEXT, cap
 from tracedsync.report.errors import ReportError
 
 #: ``spans-<run>-<pid>.jsonl``, rotated ``spans-<run>-<pid>.<n>.jsonl``, and
@@ -315,7 +316,7 @@ def any_value(value: Any) -> Any:
         return None
     if "stringValue" in value:
         v = value["stringValue"]
-        return v if isinstance(v, str) else None
+        return cap(v) if isinstance(v, str) else None
     if "intValue" in value:
         v = value["intValue"]
         if isinstance(v, bool):
@@ -363,7 +364,7 @@ def attributes(items: Any) -> dict[str, Any]:
             if "stringValue" in value:
                 v = value["stringValue"]
                 if v.__class__ is str:
-                    out[item["key"]] = v
+                    out[item["key"]] = v if len(v) <= MAX_TEXT else cap(v)
                     continue
             elif "intValue" in value:
                 v = value["intValue"]
@@ -430,6 +431,13 @@ def resource_identity(resource: Any) -> tuple[str | None, int | None, dict[str, 
         pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
         attrs,
     )
+
+
+def capped(doc: dict[str, Any]) -> dict[str, Any]:
+    """A log event with its long strings cut (as :func:`attributes` cuts them)."""
+    return {
+        cap(k): (cap(v) if isinstance(v, str) and len(v) > MAX_TEXT else v) for k, v in doc.items()
+    }
 
 
 def parse_timestamp(text: Any) -> int | None:

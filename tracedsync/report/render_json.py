@@ -6,17 +6,29 @@ import json
 import re
 from typing import Any
 
+#: Escaped in every JSON the report writes: what would end a <script> element
+#: or a JavaScript string, and the Unicode bidirectional controls (which
+#: would reorder what a viewer shows). The escapes are JSON: the values are
+#: unchanged.
 _HTML_SAFE = str.maketrans(
-    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+    {
+        "<": "\\u003c",
+        ">": "\\u003e",
+        "&": "\\u0026",
+        "\u2028": "\\u2028",
+        "\u2029": "\\u2029",
+        **{chr(c): f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]},
+    }
 )
 
 
-_UNSAFE = re.compile("[<>&\u2028\u2029]")
+_UNSAFE = re.compile("[<>&\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=str)
 
 
 def dumps(value: Any, *, indent: int | None = None) -> str:
-    """JSON that is also safe inside HTML ``<script>`` (``<``, ``>``, ``&`` escaped)."""
+    """JSON that is also safe inside HTML ``<script>`` (``<``, ``>``, ``&`` and
+    bidi controls escaped)."""
     if indent is None:
         text = _ENCODER.encode(value)
     else:

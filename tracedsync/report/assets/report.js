@@ -16,6 +16,16 @@
     return (us / 6e7).toFixed(1) + " min";
   }
   function str(i) { return i >= 0 ? S[i] : null; }
+  // Control characters and bidi overrides made visible, as the tables show
+  // them (tracedsync._format.clean).
+  var CONTROL = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+  function show(text) {
+    return String(text).replace(CONTROL, function (c) {
+      var n = c.charCodeAt(0);
+      return n > 0xff ? "\\u" + n.toString(16).padStart(4, "0")
+        : "\\x" + n.toString(16).padStart(2, "0");
+    });
+  }
 
   var lo = Infinity, hi = -Infinity;
   bars.forEach(function (b) { lo = Math.min(lo, b[1]); hi = Math.max(hi, b[1] + b[2]); });
@@ -33,8 +43,8 @@
     row.className = "row";
     var label = document.createElement("div");
     label.className = "label";
-    label.textContent = t.name;
-    label.title = t.name + (t.pid != null ? "  (pid " + t.pid + ", thread " + t.id + ")" : "");
+    label.textContent = show(t.name);
+    label.title = show(t.name) + (t.pid != null ? "  (pid " + t.pid + ", thread " + t.id + ")" : "");
     var track = document.createElement("div");
     track.className = "track";
     var order = perThread[ti].sort(function (a, b) {
@@ -167,7 +177,7 @@
   function line(text, cls) {
     var d = document.createElement("div");
     if (cls) d.className = cls;
-    d.textContent = text;
+    d.textContent = show(text);
     tip.appendChild(d);
   }
   function showTip(i, e) {
