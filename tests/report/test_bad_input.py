@@ -12,6 +12,7 @@ import pytest
 from tests.report import files
 from tests.report.test_report import report
 from tracedsync._format import MAX_TEXT, cap, clean
+from tracedsync.report.read import available_decoders
 
 LOCK = "db_lock (app.py:3)"
 
@@ -55,18 +56,27 @@ def point(metrics: list[dict[str, Any]], name: str) -> dict[str, Any]:
     ],
 )  # fmt: skip
 def test_impossible_metric_numbers_are_refused_with_file_and_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Any, message: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    edit: Any,
+    message: str,
 ) -> None:
     """NaN or infinite bounds and times, negative or infinite counts: exit 2 and
-    one line naming file:line, whatever the format (one rule: refuse)."""
+    one line naming file:line, whatever the format and the decoder (one rule:
+    refuse). The standard library reads NaN and 1e999 and the report refuses
+    the number; msgspec refuses them as JSON."""
     path = files.write(tmp_path / "metrics-r1-7.jsonl", [metrics_with(lambda m: None), ""])
     path.write_text(path.read_text() + metrics_with(edit) + "\n")
-    for fmt in ("table", "json", "html", "perfetto"):
-        extra = ["-o", str(tmp_path / "out")] if fmt in ("html", "perfetto") else []
-        rc, out, err = report(capsys, str(tmp_path), "-f", fmt, *extra)
-        assert rc == 2 and out == ""
-        assert err.startswith(f"tracedsync report: {path}:3: ") and message in err, err
-        assert len(err.splitlines()) == 1
+    for decoder in available_decoders():
+        monkeypatch.setenv("TRACEDSYNC_REPORT_DECODER", decoder)
+        for fmt in ("table", "json", "html", "perfetto"):
+            extra = ["-o", str(tmp_path / "out")] if fmt in ("html", "perfetto") else []
+            rc, out, err = report(capsys, str(tmp_path), "-f", fmt, *extra)
+            assert rc == 2 and out == ""
+            assert err.startswith(f"tracedsync report: {path}:3: "), err
+            assert message in err or (decoder != "stdlib" and "not JSON" in err), err
+            assert len(err.splitlines()) == 1
 
 
 BIDI = "\u202eevil\u202c \u2066x\u2069"

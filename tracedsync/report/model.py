@@ -37,7 +37,9 @@ from tracedsync.report.read import (
     InputFile,
     SpanRecord,
     decode_span,
+    decoder_name,
     int_or_none,
+    loads,
     nanos,
     number,
     parse_timestamp,
@@ -360,21 +362,6 @@ class Filters:
         return not self.names or any(fnmatch.fnmatchcase(name, g) for g in self.names)
 
 
-def site_of(attrs: dict[str, Any]) -> str:
-    """The call site of a span: ``sync.site`` ("path:LINE", the path relative
-    to its ``sys.path`` entry, as printed everywhere); for files written
-    before spans carried it, ``code.file.path:code.line.number`` as it is,
-    which :meth:`Analysis.site_name` turns into the same form."""
-    site = attrs.get("sync.site")
-    if isinstance(site, str):
-        return site
-    path = attrs.get("code.file.path")
-    line = attrs.get("code.line.number")
-    if path is None:
-        return "?"
-    return f"{path}:{line}" if line is not None else str(path)
-
-
 _ROOTS: tuple[str, ...] | None = None
 #: "name (path:LINE)": the site part of a primitive's name.
 _NAME_SITE = re.compile(r"\(([^()]+):\d+\)$")
@@ -457,7 +444,7 @@ class Analysis:
         self.other_spans: dict[str, int] = {}
         self.other_signals = 0
         self.prims: dict[tuple[str, str], PrimAgg] = {}
-        self.threads: dict[tuple[int | None, str | None, str], ThreadAgg] = {}
+        self.threads: dict[tuple[int | None, int | None, str], ThreadAgg] = {}
         # metrics: per process key, the snapshots kept
         self._latest: dict[tuple[str | None, int | None], Snapshot] = {}
         self._base: dict[tuple[str | None, int | None], Snapshot] = {}
@@ -481,6 +468,8 @@ class Analysis:
         self.jobs = 1
         #: The spans the timelines draw (html, perfetto), when one is wanted.
         self.timeline: Timeline | None = None
+        #: "stdlib" or "msgspec" (read.decoder_name()).
+        self.decoder = decoder_name()
 
     # -- helpers ---------------------------------------------------------------
 
@@ -518,8 +507,10 @@ class Analysis:
         limit: int | None = None,
         span: tuple[int, int, int] | None = None,
         skip: Callable[[bytes], bool] | None = None,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> Iterable[tuple[int, Any]]:
         kwargs: dict[str, Any] = {"warn": self.warn, "limit": limit, "skip": skip}
+        kwargs["decode"] = decode or self._generic()
         if span is not None:
             kwargs.update(start=span[0], end=span[1], first_line=span[2])
         if self.max_line_bytes is not None:
@@ -565,21 +556,21 @@ class Analysis:
         was_enabled = gc.isenabled()
         gc.disable()
         try:
-            for f in ordered:
-                if f.signal == "summary":
-                    self._read_summary(f)
-                elif f.signal == "logs":
-                    self._read_logs(f)
-                elif f.signal == "spans" and parallel:
-                    continue
-                else:
-                    self._read_otlp(f)
-                if f.signal == "metrics" and parallel and spans:
-                    # Metrics are all read: hand the spans out now.
-                    self._read_parallel(spans)
-                    spans = []
-            if parallel and spans:
-                self._read_parallel(spans)
+            first = [f for f in ordered if f.signal in ("summary", "metrics")]
+            rest = [f for f in ordered if f not in first and not (parallel and f in spans)]
+            for f in first:
+                self._read_file(f)
+            if parallel:
+
+                def read_rest() -> None:
+                    for f in rest:
+                        self._read_file(f)
+
+                # Worker processes read the spans while this one reads the rest.
+                self._read_parallel(spans, read_rest)
+            else:
+                for f in rest:
+                    self._read_file(f)
         finally:
             if was_enabled:
                 gc.enable()
@@ -587,6 +578,14 @@ class Analysis:
         self._finish_unfinished()
         if self.timeline is not None:
             self.timeline.site_name = self.site_namer()
+
+    def _read_file(self, f: InputFile) -> None:
+        if f.signal == "summary":
+            self._read_summary(f)
+        elif f.signal == "logs":
+            self._read_logs(f)
+        else:
+            self._read_otlp(f)
 
     def _parallel_ok(self, spans: Sequence[InputFile]) -> bool:
         total = 0
@@ -597,7 +596,9 @@ class Analysis:
                 return False
         return total >= PARALLEL_MIN_BYTES
 
-    def _read_parallel(self, spans: Sequence[InputFile]) -> None:
+    def _read_parallel(self, spans: Sequence[InputFile], meanwhile: Callable[[], object]) -> None:
+        """Spans files cut into chunks for worker processes; ``meanwhile``
+        runs here while they read."""
         import concurrent.futures
         import multiprocessing
 
@@ -618,6 +619,7 @@ class Analysis:
                     pool.submit(read_chunk, path, rng, self.filters, self.max_line_bytes, limit)
                     for path, rng in tasks
                 ]
+                meanwhile()
                 # In order (deterministic merges), dropping each result once merged.
                 futures.reverse()
                 while futures:
@@ -669,8 +671,14 @@ class Analysis:
             self._note_unfinished(ukey, u)
 
     def _read_otlp(self, f: InputFile, span: tuple[int, int, int] | None = None) -> None:
-        for lineno, doc in self._lines(f.path, span=span):
+        fast = self._fast()
+        decode = fast.decode_line if fast is not None else None
+        for lineno, doc in self._lines(f.path, span=span, decode=decode):
             where = f"{f.path}:{lineno}"
+            if fast is not None and doc.__class__ is fast.TypedLine:
+                if self._typed_spans(fast, doc.request, where):
+                    continue
+                doc = loads(doc.raw)  # types tracedsync does not write: the careful path
             if not isinstance(doc, dict):
                 raise ReportError(f"{where}: not an OTLP export request (a JSON {_kind(doc)})")
             if "resourceSpans" in doc:
@@ -688,6 +696,57 @@ class Analysis:
                 )
 
     # -- spans --------------------------------------------------------------------------
+
+    def _generic(self) -> Callable[[bytes], Any]:
+        """The decoder of lines that are not spans (logs, metrics)."""
+        fast = self._fast()
+        return fast.decode_generic if fast is not None else loads
+
+    def _fast(self) -> Any:
+        """The typed decoder module, when the msgspec decoder is chosen."""
+        if self.decoder != "msgspec":
+            return None
+        from tracedsync.report import fast
+
+        return fast
+
+    def _typed_spans(self, fast: Any, request: Any, where: str) -> bool:
+        """Fold a typed spans request in; False (nothing folded) when a span
+        needs the careful path."""
+        records = []
+        foreign: list[tuple[str, int]] = []
+        other: list[str] = []
+        runs = []
+        for rs in request.resourceSpans:
+            run, pid = fast.resource_identity(rs.resource)
+            runs.append((run, pid))
+            for ss in rs.scopeSpans:
+                scope_name = ss.scope.name if ss.scope is not None else None
+                if scope_name != SCOPE:
+                    foreign.append((str(scope_name) if scope_name else "(no scope)", len(ss.spans)))
+                    continue
+                for span in ss.spans:
+                    known = SPAN_NAMES.get(span.name)
+                    if known is None:
+                        other.append(str(span.name)[:100])
+                        continue
+                    rec = fast.decode_span(span, known, run, pid)
+                    if rec is None:
+                        return False
+                    records.append(rec)
+        for run, pid in runs:
+            self._note_process(run, pid)
+        for label, n in foreign:
+            self.foreign_spans += n
+            self.foreign_scopes[label] = self.foreign_scopes.get(label, 0) + n
+        for label in other:
+            self.spans_read += 1
+            self.other_spans[label] = self.other_spans.get(label, 0) + 1
+        self.spans_read += len(records)
+        for rec in records:
+            if self._kept(rec):
+                self.add_span(rec)
+        return True
 
     def _spans_doc(self, resource_spans: Any, where: str) -> None:
         if not isinstance(resource_spans, list):
@@ -760,25 +819,19 @@ class Analysis:
         prim = self.prims.get(key)
         if prim is None:
             prim = self.prims[key] = PrimAgg(rec.kind, rec.name)
-        attrs = rec.attrs
-        tid = attrs.get("thread.id")
-        tname = attrs.get("thread.name")
-        tkey = (rec.pid, str(tid) if tid is not None else None, str(tname) if tname else "?")
+        tkey = (rec.pid, rec.thread_id, rec.thread)
         thread = self.threads.get(tkey)
         if thread is None:
-            thread = self.threads[tkey] = ThreadAgg(rec.pid, int_or_none(tid), tkey[2])
-        site = site_of(attrs)
-        hsite = attrs.get("sync.holder.site")
-        if rec.is_wait:
-            if attrs.get("sync.outcome") == "unfinished":
-                # Folded in with the other reports of still-blocked waits at the end.
-                self._unfinished_span(rec, site, thread)
-            else:
-                _add_wait(prim, thread, key, site, rec)
-        else:
+            thread = self.threads[tkey] = ThreadAgg(rec.pid, rec.thread_id, rec.thread)
+        if not rec.is_wait:
             _add_hold(prim, thread, end - start)
+        elif rec.outcome == "unfinished":
+            # Folded in with the other reports of still-blocked waits at the end.
+            self._unfinished_span(rec)
+        else:
+            _add_wait(prim, thread, key, rec)
         if self.timeline is not None:
-            self.timeline.add(rec, site, str(hsite) if hsite is not None else None)
+            self.timeline.add(rec)
 
     # -- metrics ---------------------------------------------------------------------------
 
@@ -951,26 +1004,23 @@ class Analysis:
         if known is None or (u.end_ns, u.source == "span") > (known.end_ns, known.source == "span"):
             self.unfinished[key] = u
 
-    def _unfinished_span(self, rec: SpanRecord, site: str, thread: ThreadAgg) -> None:
-        a = rec.attrs
-        hsite = a.get("sync.holder.site")
-        holder = a.get("sync.holder.thread.name")
+    def _unfinished_span(self, rec: SpanRecord) -> None:
         u = Unfinished(
             rec.run,
             rec.pid,
-            thread.name,
-            thread.tid,
+            rec.thread,
+            rec.thread_id,
             rec.kind,
             rec.name,
-            int_or_none(a.get("sync.instance")),
-            site,
+            rec.instance,
+            rec.site,
             rec.end_ns,
             rec.end_ns - rec.start_ns,
-            str(holder) if holder is not None else None,
-            str(hsite) if hsite is not None else None,
+            rec.holder,
+            rec.holder_site,
             "span",
         )
-        self._note_unfinished((rec.run, rec.pid, thread.name), u)
+        self._note_unfinished((rec.run, rec.pid, rec.thread), u)
 
     def _unfinished_event(
         self, doc: dict[str, Any], time_ns: int | None, run: str | None, pid: int | None
@@ -1025,7 +1075,7 @@ class Analysis:
             site.total += u.waited_ns
             site.max = max(site.max, u.waited_ns)
             site.sketch.add(u.waited_ns)
-            tkey = (u.pid, str(u.thread_id) if u.thread_id is not None else None, u.thread)
+            tkey = (u.pid, u.thread_id, u.thread)
             thread = self.threads.get(tkey)
             if thread is None:
                 thread = self.threads[tkey] = ThreadAgg(u.pid, u.thread_id, u.thread)
@@ -1052,35 +1102,61 @@ def read_chunk(
     return part, timeline
 
 
-def _add_wait(
-    prim: PrimAgg, thread: ThreadAgg, key: tuple[str, str], site: str, rec: SpanRecord
-) -> None:
+def _add_wait(prim: PrimAgg, thread: ThreadAgg, key: tuple[str, str], rec: SpanRecord) -> None:
+    # The hottest code of the report (once per wait span): Sketch.add and
+    # ThreadAgg.add_wait are written out here.
     dur = rec.end_ns - rec.start_ns
-    attrs = rec.attrs
+    if dur < 16:
+        bucket = dur if dur > 0 else 0
+    else:
+        bits = dur.bit_length()
+        bucket = (bits << 3) | ((dur >> (bits - 4)) & 7)
     prim.wait_spans += 1
     prim.wait_total += dur
     if dur > prim.wait_max:
         prim.wait_max = dur
-    prim.wait_sketch.add(dur)
-    prim.wait_exact = _append(prim.wait_exact, dur)
-    timed_out = attrs.get("sync.outcome") == "timeout"
+    sketch = prim.wait_sketch
+    sketch.buckets[bucket] = sketch.buckets.get(bucket, 0) + 1
+    sketch.count += 1
+    if dur > sketch.max:
+        sketch.max = dur
+    exact = prim.wait_exact
+    if exact is not None:
+        if len(exact) < MAX_EXACT:
+            exact.append(dur)
+        else:
+            prim.wait_exact = None
+    timed_out = rec.outcome == "timeout"
     if timed_out:
         prim.wait_timeouts += 1
-    s = prim.sites.get(site)
+    s = prim.sites.get(rec.site)
     if s is None:
-        s = prim.sites[site] = SiteAgg(str(attrs.get("code.function.name") or ""))
+        s = prim.sites[rec.site] = SiteAgg(rec.function)
     s.count += 1
     s.total += dur
     if dur > s.max:
         s.max = dur
     if timed_out:
         s.timeouts += 1
-    s.sketch.add(dur)
-    hsite = attrs.get("sync.holder.site")
-    hname = attrs.get("sync.holder.thread.name")
-    if hsite is not None or hname is not None:
-        _add_holder(s, hsite, hname, attrs.get("sync.holder.acquired_at"), dur)
-    thread.add_wait(key, prim.idle, dur)
+    sketch = s.sketch
+    sketch.buckets[bucket] = sketch.buckets.get(bucket, 0) + 1
+    sketch.count += 1
+    if dur > sketch.max:
+        sketch.max = dur
+    if rec.holder_site is not None or rec.holder is not None:
+        _add_holder(s, rec.holder_site, rec.holder, rec.acquired_at, dur)
+    if prim.kind in IDLE_KINDS:
+        thread.idle_waits += 1
+        thread.idle_total += dur
+        if dur > thread.idle_max:
+            thread.idle_max = dur
+    else:
+        thread.waits += 1
+        thread.wait_total += dur
+        if dur > thread.wait_max:
+            thread.wait_max = dur
+    by_prim = thread.by_prim
+    by_prim[key] = by_prim.get(key, 0) + dur
 
 
 def _add_holder(s: SiteAgg, hsite: Any, hname: Any, acquired_at: Any, dur: int) -> None:

@@ -37,6 +37,44 @@ FILE_NAME = re.compile(
 )
 #: One line longer than this is an error, so a giant line cannot exhaust memory.
 DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
+#: The JSON decoders: ``stdlib`` always; ``msgspec`` with ``tracedsync[fast]``.
+DECODERS = ("stdlib", "msgspec")
+
+
+def available_decoders() -> list[str]:
+    """The decoders this installation has."""
+    try:
+        import msgspec  # noqa: F401
+    except ImportError:
+        return ["stdlib"]
+    return ["stdlib", "msgspec"]
+
+
+def decoder_name() -> str:
+    """The decoder ``TRACEDSYNC_REPORT_DECODER`` asks for (``stdlib`` or
+    ``msgspec``), else the fastest installed."""
+    wanted = os.environ.get("TRACEDSYNC_REPORT_DECODER", "").strip().lower()
+    if wanted not in ("", "auto", *DECODERS):
+        raise ReportError(
+            f"TRACEDSYNC_REPORT_DECODER={wanted!r}: not one of auto, {', '.join(DECODERS)}"
+        )
+    if wanted == "stdlib":
+        return "stdlib"
+    try:
+        import msgspec  # noqa: F401
+    except ImportError:
+        if wanted == "msgspec":
+            raise ReportError(
+                "TRACEDSYNC_REPORT_DECODER='msgspec': msgspec is not installed "
+                "(pip install 'tracedsync[fast]')"
+            ) from None
+        return "stdlib"
+    return "msgspec"
+
+
+def loads(raw: bytes) -> Any:
+    """One JSON value, by the standard library (the reference decoder)."""
+    return json.loads(raw)
 
 
 @dataclass
@@ -213,12 +251,14 @@ def read_lines(
     end: int | None = None,
     first_line: int = 0,
     skip: Callable[[bytes], bool] | None = None,
+    decode: Callable[[bytes], Any] | None = None,
 ) -> Iterator[tuple[int, Any]]:
     """``(line number, parsed JSON)`` for each line of ``path``.
 
     ``start``/``end`` read only the lines in that byte range (``start`` at the
     beginning of a line; ``first_line`` lines come before it). ``skip``
     judges a complete line by its bytes: True leaves it undecoded.
+    ``decode`` parses a line (default: :func:`loads`).
 
     A line that is not JSON raises :class:`ReportError` naming ``path:line``,
     except a last line without its newline (a process killed mid-write): that
@@ -226,6 +266,8 @@ def read_lines(
     ``limit`` stops after that many parsed lines (and never warns or raises
     about a truncated line then: it is a quick look).
     """
+    if decode is None:
+        decode = loads
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed in finally, generator
     except OSError as exc:
@@ -254,7 +296,7 @@ def read_lines(
             if not raw.strip() or (skip is not None and complete and skip(raw)):
                 continue
             try:
-                value = json.loads(raw)
+                value = decode(raw)
             except ValueError as exc:
                 if not complete:
                     if limit is None and warn is not None:
@@ -466,22 +508,33 @@ SPAN_NAMES = {f"{k}.{w}": (k, w == "wait") for k in KINDS for w in ("wait", "hol
 
 
 class SpanRecord:
-    """One tracedsync wait or hold span, decoded.
+    """One tracedsync wait or hold span, decoded: the fields the report uses.
 
-    ``attrs`` holds every attribute of the span (decoded by :func:`attributes`).
+    ``site`` is ``sync.site`` or, for files written before spans carried it,
+    ``code.file.path:code.line.number`` as it is (the model prints it).
+    Strings are capped as :func:`attributes` caps them; absent ones are None.
     """
 
     __slots__ = (
-        "attrs",
+        "acquired_at",
         "end_ns",
+        "function",
+        "holder",
+        "holder_id",
+        "holder_site",
+        "instance",
         "is_wait",
         "kind",
         "links",
         "name",
+        "outcome",
         "pid",
         "run",
+        "site",
         "span_id",
         "start_ns",
+        "thread",
+        "thread_id",
     )
 
     def __init__(
@@ -495,7 +548,6 @@ class SpanRecord:
         end_ns: int,
         span_id: str,
         links: list[str],
-        attrs: dict[str, Any],
     ) -> None:
         self.run = run
         self.pid = pid
@@ -506,7 +558,31 @@ class SpanRecord:
         self.end_ns = end_ns
         self.span_id = span_id
         self.links = links
-        self.attrs = attrs
+        self.thread: str = "?"
+        self.thread_id: int | None = None
+        self.site = "?"
+        self.function = ""
+        self.outcome: str | None = None
+        self.holder: str | None = None
+        self.holder_id: int | None = None
+        self.holder_site: str | None = None
+        self.acquired_at: str | None = None
+        self.instance: int | None = None
+
+
+#: span attribute -> (SpanRecord field, is a string)
+SPAN_FIELDS = {
+    "thread.name": ("thread", True),
+    "thread.id": ("thread_id", False),
+    "code.function.name": ("function", True),
+    "sync.outcome": ("outcome", True),
+    "sync.holder.thread.name": ("holder", True),
+    "sync.holder.thread.id": ("holder_id", False),
+    "sync.holder.site": ("holder_site", True),
+    "sync.holder.acquired_at": ("acquired_at", True),
+    "sync.instance": ("instance", False),
+}
+INT_FIELDS = frozenset(f for f, is_str in SPAN_FIELDS.values() if not is_str)
 
 
 def decode_span(
@@ -514,7 +590,70 @@ def decode_span(
 ) -> SpanRecord:
     """A tracedsync span (``known``: its kind and whether it is a wait, from
     its name) as a record; :class:`ReportError` naming ``where`` when it lacks
-    what every tracedsync span has."""
+    what every tracedsync span has.
+
+    The loop reads the encoding tracedsync writes (strings, ints in decimal
+    strings) without a call per attribute; any other encoding or a malformed
+    span is decoded by :func:`attributes`, the one decoder, with the same result.
+    """
+    try:
+        raw = {a["key"]: a["value"] for a in span["attributes"]}
+        kind = raw["sync.kind"]["stringValue"]
+        name = raw["sync.name"]["stringValue"]
+        start = int(span["startTimeUnixNano"])
+        end = int(span["endTimeUnixNano"])
+        if kind.__class__ is not str or name.__class__ is not str:
+            raise TypeError
+        links = span.get("links")
+        rec = SpanRecord(
+            run,
+            pid,
+            kind,
+            name if len(name) <= MAX_TEXT else cap(name),
+            known[1],
+            start,
+            end if end > start else start,
+            span["spanId"],
+            [li["spanId"] for li in links if li["spanId"]] if links else [],
+        )
+        for key, value in raw.items():
+            target = SPAN_FIELDS.get(key)
+            if target is None:
+                if key == "sync.site":
+                    v = value["stringValue"]
+                    rec.site = v if len(v) <= MAX_TEXT else cap(v)
+                continue
+            if target[1]:
+                v = value["stringValue"]
+                if v.__class__ is not str:
+                    raise TypeError
+                setattr(rec, target[0], v if len(v) <= MAX_TEXT else cap(v))
+            else:
+                setattr(rec, target[0], int(value["intValue"]))
+        if "sync.site" not in raw:
+            rec.site = _site(raw)
+        if rec.span_id.__class__ is not str or any(x.__class__ is not str for x in rec.links):
+            raise TypeError
+        return rec
+    except (TypeError, KeyError, ValueError, AttributeError, OverflowError):
+        return _decode_span_carefully(span, known, run, pid, where)
+
+
+def _site(raw: dict[str, Any]) -> str:
+    path = raw.get("code.file.path")
+    line = raw.get("code.line.number")
+    text = any_value(path) if path is not None else None
+    if text is None:
+        return "?"
+    number_ = any_value(line) if line is not None else None
+    return f"{text}:{number_}" if number_ is not None else str(text)
+
+
+def _decode_span_carefully(
+    span: Any, known: tuple[str, bool], run: str | None, pid: int | None, where: str
+) -> SpanRecord:
+    if not isinstance(span, dict):
+        raise ReportError(f"{where}: a span is not an object")
     attrs = attributes(span.get("attributes"))
     kind, name = attrs.get("sync.kind"), attrs.get("sync.name")
     if not isinstance(kind, str) or not isinstance(name, str):
@@ -536,18 +675,24 @@ def decode_span(
             for li in links
             if isinstance(li, dict) and li.get("spanId") and isinstance(li["spanId"], str)
         ]
-        if links
+        if isinstance(links, list)
         else []
     )
-    return SpanRecord(
-        run,
-        pid,
-        kind,
-        name,
-        known[1],
-        start,
-        max(start, end),
-        str(span.get("spanId")),
-        linked if isinstance(links, list) else [],
-        attrs,
+    rec = SpanRecord(
+        run, pid, kind, name, known[1], start, max(start, end), str(span.get("spanId")), linked
     )
+    for key, (field_, is_str) in SPAN_FIELDS.items():
+        value = attrs.get(key)
+        if is_str:
+            if value is not None:
+                setattr(rec, field_, str(value))
+        else:
+            setattr(rec, field_, int_or_none(value))
+    site = attrs.get("sync.site")
+    if isinstance(site, str):
+        rec.site = site
+    else:
+        path, line = attrs.get("code.file.path"), attrs.get("code.line.number")
+        if path is not None:
+            rec.site = f"{path}:{line}" if line is not None else str(path)
+    return rec

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from tracedsync.report.read import SpanRecord, int_or_none
+from tracedsync.report.read import SpanRecord
 
 #: Recent holds remembered while a wait that links to them may still come.
 RECENT_HOLDS = 20_000
@@ -67,41 +67,38 @@ class Timeline:
             known = self._strings[text] = text
         return known
 
-    def bar(self, rec: SpanRecord, site: str, holder_site: str | None) -> Bar:
-        a = rec.attrs
+    def bar(self, rec: SpanRecord) -> Bar:
         i = self._intern
-        holder = a.get("sync.holder.thread.name")
-        outcome = a.get("sync.outcome")
         return Bar(
             rec.pid,
             i(rec.run),
-            int_or_none(a.get("thread.id")),
-            i(str(a.get("thread.name") or "?")),
+            rec.thread_id,
+            i(rec.thread),
             rec.start_ns,
             rec.end_ns,
             rec.is_wait,
             i(rec.kind),
             i(rec.name),
-            i(site),
-            i(str(a.get("code.function.name") or "")),
-            i(str(holder)) if holder is not None else None,
-            int_or_none(a.get("sync.holder.thread.id")),
-            i(holder_site),
-            i(str(outcome)) if outcome is not None else None,
+            i(rec.site),
+            i(rec.function),
+            i(rec.holder),
+            rec.holder_id,
+            i(rec.holder_site),
+            i(rec.outcome),
             rec.span_id,
             tuple(rec.links),
         )
 
-    def add(self, rec: SpanRecord, site: str, holder_site: str | None) -> None:
+    def add(self, rec: SpanRecord) -> None:
         self.seen += 1
         dur = rec.end_ns - rec.start_ns
         heap = self._heap
         full = len(heap) >= self.limit
         if full and dur <= heap[0][0]:
             if not rec.is_wait:
-                self._hold_seen(rec, site, holder_site)
+                self._hold_seen(rec)
             return
-        bar = self.bar(rec, site, holder_site)
+        bar = self.bar(rec)
         self._seq += 1
         linked: list[Bar] = []
         if rec.is_wait:
@@ -119,15 +116,10 @@ class Timeline:
         else:
             heapq.heappush(heap, item)
 
-    def _hold_seen(self, rec: SpanRecord, site: str, holder_site: str | None) -> None:
-        """A hold too short to be kept for itself: kept if a kept wait wants it."""
-        wanted = self._wanted.pop(rec.span_id, None)
-        if wanted is not None:
-            bar = self.bar(rec, site, holder_site)
-            wanted.append(bar)
-            self._remember(bar)
-        else:
-            self._remember(self.bar(rec, site, holder_site))
+    def _hold_seen(self, rec: SpanRecord) -> None:
+        """A hold too short to be kept for itself: remembered a while, as a wait
+        kept later may link to it; kept if a kept wait wants it."""
+        self._remember(self.bar(rec))
 
     def _remember(self, bar: Bar) -> None:
         wanted = self._wanted.pop(bar.span_id, None)
