@@ -339,7 +339,7 @@ def main() -> int:
     print(f"decoders: {', '.join(which)}; {os.cpu_count()} cores; python {sys.version.split()[0]}")
     print(
         f"{'spans':>9} {'input':>8} {'format':>8} {'decoder':>8} {'wall s':>7} {'cpu s':>6} "
-        f"{'MB/s':>6} {'RSS MiB':>8} {'workers':>8}  target"
+        f"{'MB/s':>6} {'RSS MiB':>8} {'workers':>8} {'load':>5}  target"
     )
     failed = False
     for size in sizes:
@@ -354,6 +354,7 @@ def main() -> int:
             mb = sum(os.path.getsize(os.path.join(directory, n)) for n in names) / 1e6
             for fmt in args.formats.split(","):
                 for decoder in which:
+                    load = os.getloadavg()[0]
                     r = time_report(directory, fmt.strip(), out_dir, args.jobs, decoder)
                     target = TARGETS.get(fmt, 60.0) * size / 1_000_000
                     if decoder == "stdlib" and fmt in ("table", "json"):
@@ -364,7 +365,7 @@ def main() -> int:
                     print(
                         f"{size:>9,} {mb:>6.0f}MB {fmt:>8} {decoder:>8} {r['wall']:>7.1f} "
                         f"{r['cpu']:>6.1f} {mb / r['wall']:>6.0f} {r['rss']:>8.0f} "
-                        f"{r['workers']:>8.0f}  <= {target:.1f} s: {verdict}"
+                        f"{r['workers']:>8.0f} {load:>5.1f}  <= {target:.1f} s: {verdict}"
                         + ("" if r["rc"] == 0 else f" (exit {r['rc']:.0f})"),
                         flush=True,
                     )

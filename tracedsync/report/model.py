@@ -12,12 +12,16 @@ Durations are integers in nanoseconds here; the renderers convert.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import fnmatch
 import gc
+import itertools
 import math
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -615,22 +619,54 @@ class Analysis:
                 max_workers=min(self.jobs, len(tasks)), mp_context=context
             )
             try:
-                futures = [
-                    pool.submit(read_chunk, path, rng, self.filters, self.max_line_bytes, limit)
-                    for path, rng in tasks
-                ]
+                # One chunk a worker in flight, and one queued once results
+                # come: results wait here as objects, so more would cost
+                # memory, not time.
+                queue = iter(tasks)
+                pending: collections.deque[Any] = collections.deque()
+
+                def submit(n: int) -> None:
+                    # A later chunk need not keep spans shorter than the
+                    # shortest the timeline already keeps.
+                    floor = self.timeline.floor() if self.timeline is not None else 0
+                    for path, rng in itertools.islice(queue, n):
+                        pending.append(
+                            pool.submit(
+                                read_chunk,
+                                path,
+                                rng,
+                                self.filters,
+                                self.max_line_bytes,
+                                limit,
+                                floor,
+                            )
+                        )
+
+                submit(self.jobs)
                 meanwhile()
+                submit(self.jobs)
                 # In order (deterministic merges), dropping each result once merged.
-                futures.reverse()
-                while futures:
-                    part, timeline = futures.pop().result()
+                while pending:
+                    part, bars = pending.popleft().result()
                     self._merge(part)
-                    if self.timeline is not None and timeline is not None:
-                        self.timeline.merge(timeline)
-                    del part, timeline
+                    del part
+                    if bars is not None:
+                        try:
+                            if self.timeline is not None:
+                                self.timeline.merge(bars)
+                        finally:
+                            os.unlink(bars)
+                    submit(1)
             except BaseException:
-                # An error or Ctrl-C: do not wait for the chunks still queued.
+                # An error or Ctrl-C: do not wait for the chunks still queued,
+                # and remove the timeline files of those already read.
                 pool.shutdown(wait=False, cancel_futures=True)
+                for future in pending:
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        bars = future.result()[1]
+                        if bars is not None:
+                            with contextlib.suppress(OSError):
+                                os.unlink(bars)
                 raise
             pool.shutdown(wait=True)
         except concurrent.futures.process.BrokenProcessPool as exc:
@@ -1088,18 +1124,24 @@ def read_chunk(
     filters: Filters,
     max_line_bytes: int | None,
     timeline_limit: int,
-) -> tuple[Analysis, Any]:
-    """In a worker process: the aggregates of one range of a spans file, and
-    the slowest spans of it when a timeline is drawn."""
+    timeline_floor: int = 0,
+) -> tuple[Analysis, str | None]:
+    """In a worker process: the aggregates of one range of a spans file and,
+    when a timeline is drawn, a private file holding the slowest spans of it
+    (longer than ``timeline_floor`` ns) for :meth:`Timeline.merge`."""
     gc.disable()
     part = Analysis(filters, max_line_bytes=max_line_bytes)
     if timeline_limit:
-        part.timeline = Timeline(timeline_limit)
+        part.timeline = Timeline(timeline_limit, timeline_floor)
     part._read_otlp(InputFile(path, signal="spans"), rng)
-    timeline = part.timeline.export() if part.timeline is not None else None
+    bars = None
+    if part.timeline is not None:
+        fd, bars = tempfile.mkstemp(prefix="tracedsync-report-", suffix=".jsonl")
+        os.close(fd)
+        part.timeline.export(bars)
     part.timeline = None
     part._keep_cache = {}
-    return part, timeline
+    return part, bars
 
 
 def _add_wait(prim: PrimAgg, thread: ThreadAgg, key: tuple[str, str], rec: SpanRecord) -> None:

@@ -9,6 +9,7 @@ bounded by ``limit``, never by the number of spans read.
 from __future__ import annotations
 
 import heapq
+import json
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -41,11 +42,19 @@ class Bar(NamedTuple):
     links: tuple[str, ...]
 
 
+def _bar(fields: list[Any]) -> Bar:
+    bar = Bar(*fields)
+    return bar._replace(links=tuple(bar.links))
+
+
 class Timeline:
     """The ``limit`` slowest spans, and the holds the kept waits link to."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, floor: int = 0) -> None:
         self.limit = limit
+        #: Spans no longer than this (ns) are not kept (a worker's part, when
+        #: the parent already keeps ``limit`` longer ones).
+        self.floor_ns = floor
         self.seen = 0
         self._seq = 0
         #: (duration, sequence, bar, [linked holds])
@@ -94,7 +103,7 @@ class Timeline:
         dur = rec.end_ns - rec.start_ns
         heap = self._heap
         full = len(heap) >= self.limit
-        if full and dur <= heap[0][0]:
+        if (full and dur <= heap[0][0]) or dur <= self.floor_ns:
             if not rec.is_wait:
                 self._hold_seen(rec)
             return
@@ -132,36 +141,68 @@ class Timeline:
 
     # -- worker processes ---------------------------------------------------------
 
-    def export(self) -> tuple[int, list[tuple[int, int, Bar, list[Bar]]], list[Bar], list[str]]:
-        """What a worker hands back: spans seen, kept entries, its last holds
-        and the hold ids its kept waits still want."""
-        tail = list(self._recent.values())[-5_000:]
-        return self.seen, list(self._heap), tail, list(self._wanted)
+    def floor(self) -> int:
+        """The shortest duration kept once full (0 before): a part need not
+        keep anything shorter."""
+        return self._heap[0][0] if len(self._heap) >= self.limit else 0
 
-    def merge(
-        self, part: tuple[int, list[tuple[int, int, Bar, list[Bar]]], list[Bar], list[str]]
-    ) -> None:
-        """Add a worker's part (parts are merged in file order)."""
-        seen, entries, tail, wanted = part
-        heap = self._heap
-        for dur, _, bar, linked in entries:
-            if bar.is_wait:
-                for hold_id in bar.links:
-                    if hold_id in wanted:
-                        hold = self._recent.get(hold_id)
-                        if hold is not None:
-                            linked.append(hold)
-            self._seq += 1
-            item = (dur, self._seq, bar, linked)
-            if len(heap) < self.limit:
-                heapq.heappush(heap, item)
-            elif dur > heap[0][0]:
-                heapq.heapreplace(heap, item)
+    def export(self, path: str) -> None:
+        """What a worker hands back, written to ``path`` as JSON lines: spans
+        seen and the hold ids its kept waits still want, its last holds, then
+        its kept entries (read back one at a time: :meth:`merge`)."""
+        tail = list(self._recent.values())[-5_000:]
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(json.dumps([self.seen, list(self._wanted)]) + "\n")
+            out.write(json.dumps([list(b) for b in tail]) + "\n")
+            for dur, _, bar, linked in self._heap:
+                out.write(json.dumps([dur, list(bar), [list(h) for h in linked]]) + "\n")
+
+    def merge(self, path: str) -> None:
+        """Add a worker's part from the file :meth:`export` wrote (parts are
+        merged in file order); only entries longer than the shortest kept
+        become objects here."""
+        with open(path, encoding="utf-8") as part:
+            seen, wanted_ids = json.loads(part.readline())
+            tail = [self._adopt(_bar(b)) for b in json.loads(part.readline())]
+            wanted = set(wanted_ids)
+            heap = self._heap
+            for line in part:
+                dur = int(line[1 : line.index(",")])
+                if len(heap) >= self.limit and dur <= heap[0][0]:
+                    continue
+                _, fields, linked_fields = json.loads(line)
+                bar = self._adopt(_bar(fields))
+                linked = [self._adopt(_bar(h)) for h in linked_fields]
+                if bar.is_wait:
+                    for hold_id in bar.links:
+                        if hold_id in wanted:
+                            hold = self._recent.get(hold_id)
+                            if hold is not None:
+                                linked.append(hold)
+                self._seq += 1
+                item = (dur, self._seq, bar, linked)
+                if len(heap) < self.limit:
+                    heapq.heappush(heap, item)
+                else:
+                    heapq.heapreplace(heap, item)
         for bar in tail:
             self._remember(bar)
         self.seen += seen
 
-    # -- what the renderers draw ------------------------------------------------------
+    def _adopt(self, bar: Bar) -> Bar:
+        """A worker's bar with its strings shared with this timeline's."""
+        i = self._intern
+        return bar._replace(
+            run=i(bar.run),
+            thread=i(bar.thread),
+            kind=i(bar.kind),
+            name=i(bar.name),
+            site=i(bar.site),
+            function=i(bar.function),
+            holder=i(bar.holder),
+            holder_site=i(bar.holder_site),
+            outcome=i(bar.outcome),
+        )
 
     def bars(self, site_name: Callable[[str], str] | None = None) -> list[Bar]:
         """The kept spans and the holds their waits link to, once each, by
