@@ -2,13 +2,18 @@
 
 Which lock hurts, who waits, who holds, when. The data flows one way::
 
-    read.py        files -> lines -> decoded records (SpanRecord, metric
-                   snapshots, log events); the one attribute decoder
-    model.py       records -> bounded aggregates (Analysis); timeline.py
-                   keeps the slowest spans for the timelines
-    document.py    aggregates -> the document (plain data, stable keys)
+    read.py        files -> lines -> decoded records (SpanRecord, log events);
+                   the one attribute decoder; fast.py: the same records
+                   through msgspec's typed decoder (tracedsync[fast])
+    metrics.py     metrics lines and summary files -> checked snapshots
+    model.py       records and snapshots -> bounded aggregates (Analysis),
+                   waits still blocked; timeline.py keeps the slowest spans
+    document.py    aggregates -> the document (plain data, stable keys):
+                   PRIMITIVES (contention), IDLE WAITS, still blocked, threads
     render_*.py    document (+ timeline) -> table, json, html, perfetto
-    command.py     the command line: options, --fail-on, the flow above
+    command.py     the command line: options, --fail-on, the flow above;
+                   run_report() for ``tracedsync run``
+    errors.py      ReportError, the one error every layer raises
 
 Formats: ``table`` (terminal), ``json`` (stable keys, for scripts),
 ``html`` (one self-contained page with a per-thread timeline; its CSS and

@@ -596,14 +596,29 @@ def decode_span(
     strings) without a call per attribute; any other encoding or a malformed
     span is decoded by :func:`attributes`, the one decoder, with the same result.
     """
+    kind = name = site = path = line = None
+    fields: dict[str, Any] = {}
+    get = SPAN_FIELDS.get
     try:
-        raw = {a["key"]: a["value"] for a in span["attributes"]}
-        kind = raw["sync.kind"]["stringValue"]
-        name = raw["sync.name"]["stringValue"]
-        start = int(span["startTimeUnixNano"])
-        end = int(span["endTimeUnixNano"])
+        for a in span["attributes"]:
+            key = a["key"]
+            target = get(key)
+            if target is not None:
+                fields[target[0]] = a["value"]["stringValue" if target[1] else "intValue"]
+            elif key == "sync.kind":
+                kind = a["value"]["stringValue"]
+            elif key == "sync.name":
+                name = a["value"]["stringValue"]
+            elif key == "sync.site":
+                site = a["value"]["stringValue"]
+            elif key == "code.file.path":
+                path = a["value"]
+            elif key == "code.line.number":
+                line = a["value"]
         if kind.__class__ is not str or name.__class__ is not str:
             raise TypeError
+        start = int(span["startTimeUnixNano"])
+        end = int(span["endTimeUnixNano"])
         links = span.get("links")
         rec = SpanRecord(
             run,
@@ -616,37 +631,30 @@ def decode_span(
             span["spanId"],
             [li["spanId"] for li in links if li["spanId"]] if links else [],
         )
-        for key, value in raw.items():
-            target = SPAN_FIELDS.get(key)
-            if target is None:
-                if key == "sync.site":
-                    v = value["stringValue"]
-                    rec.site = v if len(v) <= MAX_TEXT else cap(v)
-                continue
-            if target[1]:
-                v = value["stringValue"]
-                if v.__class__ is not str:
+        for field, v in fields.items():
+            if field in INT_FIELDS:
+                if v.__class__ is not str and v.__class__ is not int:
                     raise TypeError
-                setattr(rec, target[0], v if len(v) <= MAX_TEXT else cap(v))
-            else:
-                setattr(rec, target[0], int(value["intValue"]))
-        if "sync.site" not in raw:
-            rec.site = _site(raw)
+                v = int(v)
+            elif v.__class__ is not str:
+                raise TypeError
+            elif len(v) > MAX_TEXT:
+                v = cap(v)
+            setattr(rec, field, v)
+        if site is not None:
+            if site.__class__ is not str:
+                raise TypeError
+            rec.site = site if len(site) <= MAX_TEXT else cap(site)
+        elif path is not None:
+            text = any_value(path)
+            if text is not None:
+                number_ = any_value(line) if line is not None else None
+                rec.site = f"{text}:{number_}" if number_ is not None else str(text)
         if rec.span_id.__class__ is not str or any(x.__class__ is not str for x in rec.links):
             raise TypeError
         return rec
     except (TypeError, KeyError, ValueError, AttributeError, OverflowError):
         return _decode_span_carefully(span, known, run, pid, where)
-
-
-def _site(raw: dict[str, Any]) -> str:
-    path = raw.get("code.file.path")
-    line = raw.get("code.line.number")
-    text = any_value(path) if path is not None else None
-    if text is None:
-        return "?"
-    number_ = any_value(line) if line is not None else None
-    return f"{text}:{number_}" if number_ is not None else str(text)
 
 
 def _decode_span_carefully(
