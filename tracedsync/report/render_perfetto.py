@@ -221,10 +221,11 @@ class _Writer:
                 extra += f',"holder":{enc(b.holder)}'
             if b.holder_site is not None:
                 extra += f',"holder_site":{enc(b.holder_site)}'
-        if s.clamped:
+        if s.clamped or b.real_start_ns is not None:
             # Drawn from where the slice it overlapped ends: the real span is here.
-            extra += f',"real_ts":{_us(s.end - (b.end_ns - b.start_ns))}'
-            extra += f',"real_dur":{_us(b.end_ns - b.start_ns)}'
+            real_start = b.real_start_ns if b.real_start_ns is not None else b.start_ns
+            extra += f',"real_ts":{_us(s.end - (b.end_ns - real_start))}'
+            extra += f',"real_dur":{_us(b.end_ns - real_start)}'
         kind = "wait" if b.is_wait else "hold"
         self.item(
             f'{{"ph":"X","cat":"{kind}","name":{enc(kind + " " + b.name)},'

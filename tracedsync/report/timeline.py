@@ -40,6 +40,27 @@ class Bar(NamedTuple):
     outcome: str | None
     span_id: str
     links: tuple[str, ...]
+    #: Where the span really started, when it is drawn from later (a hold
+    #: drawn from the end of the wait that led to it).
+    real_start_ns: int | None = None
+
+
+def after_their_waits(bars: list[Bar]) -> list[Bar]:
+    """``bars`` (by start) with each hold that starts before the wait that led
+    to it ends (the same primitive on the same thread: two clock readings a
+    few microseconds apart) starting at that wait's end instead."""
+    last_wait: dict[tuple[Any, ...], Bar] = {}
+    out = []
+    for b in bars:
+        key = (b.pid, b.thread_id, b.thread, b.kind, b.name)
+        if b.is_wait:
+            last_wait[key] = b
+        else:
+            wait = last_wait.get(key)
+            if wait is not None and wait.start_ns <= b.start_ns < wait.end_ns:
+                b = b._replace(start_ns=min(wait.end_ns, b.end_ns), real_start_ns=b.start_ns)
+        out.append(b)
+    return out
 
 
 def _bar(fields: list[Any]) -> Bar:
@@ -212,7 +233,9 @@ class Timeline:
             out[bar.span_id] = bar
             for hold in linked:
                 out.setdefault(hold.span_id, hold)
-        bars = sorted(out.values(), key=lambda b: (b.start_ns, b.end_ns, b.span_id))
+        bars = after_their_waits(
+            sorted(out.values(), key=lambda b: (b.start_ns, b.end_ns, b.span_id))
+        )
         site_name = site_name or self.site_name
         if site_name is not None:
             bars = [b._replace(site=site_name(b.site)) for b in bars]
