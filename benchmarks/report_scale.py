@@ -1,17 +1,24 @@
 """How long ``tracedsync report`` takes on a large input, and how much memory.
 
-Writes SPANS spans (default 1,000,000: waits with their holder, link and
-site, and the holds they link to) over several processes of one run with the
-real ``jsonfile`` exporter, plus each process's metrics line, then runs
-``python -m tracedsync report`` on the directory for each format asked and
-prints wall-clock seconds and the peak RSS of the report process::
+For each size (default 100,000, 1,000,000 and 3,000,000 spans) writes a run
+of several processes with the real ``jsonfile`` exporter: waits with their
+holder, link and site and the holds they link to, each span's ``long_wait``
+or ``long_hold`` log event (with a stack, as the runtime writes them), a few
+findings, and each process's metrics line. Then runs ``tracedsync report``
+on it for each format, with the standard library's JSON decoder and with
+the fast one when installed (``pip install tracedsync[fast]``), one after
+the other in this run, and prints wall-clock seconds, CPU seconds, the peak
+RSS of the report process and of its worker processes, and throughput::
 
-    python benchmarks/report_scale.py                      # 1M spans, table
-    python benchmarks/report_scale.py --formats table,json,html,perfetto
-    python benchmarks/report_scale.py --spans 200000 --keep /tmp/scale
+    python benchmarks/report_scale.py                        # 100k, 1M, 3M; table, json
+    python benchmarks/report_scale.py --sizes 1000000 --formats table,json,html,perfetto
+    python benchmarks/report_scale.py --sizes 200000 --keep /tmp/scale
 
-The goal (issue 6): under 60 s for 1,000,000 spans, with memory bounded by
-the number of primitives, sites and threads, not spans.
+Inputs are written under --tmp (default the system's temporary directory)
+and deleted after each size unless --keep. Targets (issue 20 §3): 1,000,000
+spans in <= 8 s (table, json) with a fast decoder, <= 30 s with the standard
+library, <= 15 s for html and perfetto; peak memory <= 200 MB; time linear
+in the input size.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ def write_input(directory: str, spans: int, processes: int, seed: int = 1) -> fl
         exporter = JsonFileExporter(directory, RUN, resource_, scope, pid=pid, max_bytes=256 << 20)
         now = start_ns
         batch: list[SpanData] = []
+        events: list[dict[str, object]] = []
         made = 0
         stats: dict[tuple[str, str], list[float]] = {}
         while made < per_process:
@@ -73,7 +81,14 @@ def write_input(directory: str, spans: int, processes: int, seed: int = 1) -> fl
             hold_span = rng.getrandbits(63) | 1
             wait_ns = int(rng.lognormvariate(14, 1.5))
             hold_ns = wait_ns + int(rng.lognormvariate(13, 1))
-            base = {"sync.kind": kind, "sync.name": name, "sync.id": prim_id}
+            base = {
+                "sync.kind": kind,
+                "sync.name": name,
+                "sync.id": prim_id,
+                "sync.instance": 1 + prim_id % 3,
+            }
+            hsite = f"app/module_{holder_site[1] % 40}.py:{holder_site[1]}"
+            wsite = f"app/module_{waiter_site[1] % 40}.py:{waiter_site[1]}"
             hold_attrs = {
                 **base,
                 "thread.id": 140_000_000 + holder,
@@ -81,6 +96,7 @@ def write_input(directory: str, spans: int, processes: int, seed: int = 1) -> fl
                 "code.function.name": holder_site[2],
                 "code.file.path": holder_site[0],
                 "code.line.number": holder_site[1],
+                "sync.site": hsite,
             }
             wait_attrs = {
                 **base,
@@ -90,20 +106,24 @@ def write_input(directory: str, spans: int, processes: int, seed: int = 1) -> fl
                 "code.function.name": waiter_site[2],
                 "code.file.path": waiter_site[0],
                 "code.line.number": waiter_site[1],
+                "sync.site": wsite,
                 "sync.holder.thread.name": f"worker-{holder}",
                 "sync.holder.thread.id": 140_000_000 + holder,
-                "sync.holder.site": f"app/module_{holder_site[1] % 40}.py:{holder_site[1]}",
+                "sync.holder.site": hsite,
+                "sync.holder.acquired_at": hsite,
+                "sync.wait.handoff": 0.000012,
             }
             trace = rng.getrandbits(127) | 1
             batch.append(
                 SpanData(f"{kind}.hold", trace, hold_span, 0, now, now + hold_ns, hold_attrs)
             )
             wait_start = now + hold_ns - wait_ns
+            wait_trace, wait_span = rng.getrandbits(127) | 1, rng.getrandbits(63) | 1
             batch.append(
                 SpanData(
                     f"{kind}.wait",
-                    rng.getrandbits(127) | 1,
-                    rng.getrandbits(63) | 1,
+                    wait_trace,
+                    wait_span,
                     0,
                     wait_start,
                     now + hold_ns + 2000,
@@ -111,6 +131,14 @@ def write_input(directory: str, spans: int, processes: int, seed: int = 1) -> fl
                     links=[(trace, hold_span, {})],
                 )
             )
+            events.append(
+                _mirror("long_hold", now + hold_ns, hold_ns, trace, hold_span, hold_attrs)
+            )
+            events.append(
+                _mirror("long_wait", now + hold_ns, wait_ns, wait_trace, wait_span, wait_attrs)
+            )
+            if made % 200_000 == 0:
+                events.append(_finding(now, name, kind, f"worker-{waiter}", f"worker-{holder}"))
             made += 2
             entry = stats.setdefault((kind, name), [0, 0, 0.0, 0.0])
             entry[0] += 1
@@ -120,12 +148,52 @@ def write_input(directory: str, spans: int, processes: int, seed: int = 1) -> fl
             now += rng.randrange(10_000, 200_000)
             if len(batch) >= 4096:
                 exporter.export_spans(batch)
-                batch = []
+                exporter.export_logs(events)
+                batch, events = [], []
         if batch:
             exporter.export_spans(batch)
+            exporter.export_logs(events)
         exporter.metrics_file.write_lines([_metrics_line(pid, start_ns, now, stats)])
         exporter.shutdown(1.0)
     return time.perf_counter() - t0
+
+
+STACK = [f"app/module_{i}.py:{100 + 7 * i} in handler_{i}" for i in range(12)]
+
+
+def _stamp(ns: int) -> str:
+    seconds, rest = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1000:06d}Z"
+
+
+def _mirror(
+    event: str, end_ns: int, dur_ns: int, trace: int, span: int, attrs: dict[str, object]
+) -> dict[str, object]:
+    """The long_wait/long_hold event the runtime logs for a span (with its stack)."""
+    return {
+        "timestamp": _stamp(end_ns),
+        "level": "info",
+        "event": event,
+        "trace_id": f"{trace:032x}",
+        "span_id": f"{span:016x}",
+        "duration_ms": dur_ns / 1e6,
+        **attrs,
+        "sync.stack": STACK,
+    }
+
+
+def _finding(now: int, name: str, kind: str, thread: str, holder: str) -> dict[str, object]:
+    return {
+        "timestamp": _stamp(now),
+        "level": "warning",
+        "event": "stuck_wait",
+        "message": f"{thread} has waited 5.0 s for {name}, held by {holder}",
+        "thread.name": thread,
+        "sync.kind": kind,
+        "sync.name": name,
+        "sync.holder.thread.name": holder,
+        "sync.stack": STACK,
+    }
 
 
 def _metrics_line(
@@ -201,74 +269,111 @@ def _metrics_line(
 
 
 def time_report(
-    directory: str, fmt: str, out_dir: str, jobs: int | None
-) -> tuple[float, float, float, int]:
-    """(wall seconds, CPU seconds of it and its workers, peak RSS in MiB of the
-    report process, exit code) of one ``tracedsync report`` run."""
+    directory: str, fmt: str, out_dir: str, jobs: int | None, decoder: str
+) -> dict[str, float]:
+    """Wall and CPU seconds (the report and its workers), peak RSS (MiB) of the
+    report process and of its largest worker, and the exit code of one
+    ``tracedsync report`` run with JSON decoder ``decoder``."""
     output = os.path.join(out_dir, f"report.{ {'perfetto': 'json', 'table': 'txt'}.get(fmt, fmt) }")
     code = (
         "import resource, sys\n"
         "from tracedsync.cli import main\n"
         "rc = main(sys.argv[1:])\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "sys.stderr.write('maxrss_kib=%d\\n' % peak)\n"
+        "me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+        "sys.stderr.write('maxrss_kib=%d %d\\n' % (me, kids))\n"
         "sys.exit(rc)\n"
     )
     cmd = [sys.executable, "-c", code, "report", directory, "--format", fmt, "-o", output]
     if jobs is not None:
         cmd += ["--jobs", str(jobs)]
+    env = {**os.environ, "TRACEDSYNC_REPORT_DECODER": decoder}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    rss = 0
+    me = kids = 0
     for line in proc.stderr.splitlines():
         if line.startswith("maxrss_kib="):
-            rss = int(line.split("=")[1])
+            me, kids = (int(x) for x in line.split("=")[1].split())
         else:
             sys.stderr.write(line + "\n")
-    return seconds, cpu, rss / 1024, proc.returncode
+    return {"wall": seconds, "cpu": cpu, "rss": me / 1024, "workers": kids / 1024,
+            "rc": proc.returncode}  # fmt: skip
+
+
+def decoders() -> list[str]:
+    """The standard library's decoder, and the fast one when installed."""
+    found = ["stdlib"]
+    for name in ("msgspec", "orjson"):
+        try:
+            __import__(name)
+        except ImportError:
+            continue
+        found.append(name)
+        break
+    return found
+
+
+TARGETS = {"table": 8.0, "json": 8.0, "html": 15.0, "perfetto": 15.0}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--spans", type=int, default=1_000_000)
+    parser.add_argument("--sizes", default="100000,1000000,3000000", help="spans, comma list")
     parser.add_argument("--processes", type=int, default=4)
-    parser.add_argument("--formats", default="table", help="comma list: table,json,html,perfetto")
+    parser.add_argument(
+        "--formats", default="table,json", help="comma list: table,json,html,perfetto"
+    )
+    parser.add_argument(
+        "--decoders", help="comma list (default: stdlib and the fast one installed)"
+    )
     parser.add_argument("--jobs", type=int, help="passed to tracedsync report --jobs")
+    parser.add_argument("--tmp", default=tempfile.gettempdir(), help="where inputs are written")
     parser.add_argument("--keep", metavar="DIR", help="write the input here and keep it")
     args = parser.parse_args()
-    directory = args.keep or tempfile.mkdtemp(prefix="tracedsync-scale-")
-    out_dir = tempfile.mkdtemp(prefix="tracedsync-scale-out-")
-    try:
-        existing = os.path.isdir(directory) and any(
-            n.startswith("spans-") for n in os.listdir(directory)
-        )
-        if not existing:
-            seconds = write_input(directory, args.spans, args.processes)
-            print(f"wrote {args.spans:,} spans in {seconds:.1f} s to {directory}")
-        size = sum(os.path.getsize(os.path.join(directory, n)) for n in os.listdir(directory))
-        print(f"input: {size / 2**20:.0f} MiB in {len(os.listdir(directory))} files")
-        failed = False
-        cores = os.cpu_count() or 1
-        for fmt in args.formats.split(","):
-            load = os.getloadavg()[0]
-            seconds, cpu, rss, rc = time_report(directory, fmt.strip(), out_dir, args.jobs)
-            print(
-                f"tracedsync report --format {fmt}: {seconds:.1f} s wall, {cpu:.1f} s CPU "
-                f"(with workers), peak RSS {rss:.0f} MiB, exit {rc} "
-                f"[load average {load:.1f} -> {os.getloadavg()[0]:.1f} on {cores} cores]"
-            )
-            failed = failed or rc != 0 or seconds > 60
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"largest peak RSS of a report process or worker: {peak:.0f} MiB")
-        return 1 if failed else 0
-    finally:
-        shutil.rmtree(out_dir, ignore_errors=True)
-        if not args.keep:
-            shutil.rmtree(directory, ignore_errors=True)
+    sizes = [int(x) for x in args.sizes.split(",")]
+    which = args.decoders.split(",") if args.decoders else decoders()
+    print(f"decoders: {', '.join(which)}; {os.cpu_count()} cores; python {sys.version.split()[0]}")
+    print(
+        f"{'spans':>9} {'input':>8} {'format':>8} {'decoder':>8} {'wall s':>7} {'cpu s':>6} "
+        f"{'MB/s':>6} {'RSS MiB':>8} {'workers':>8} {'load':>5}  target"
+    )
+    failed = False
+    for size in sizes:
+        directory = args.keep or tempfile.mkdtemp(prefix="tracedsync-scale-", dir=args.tmp)
+        os.makedirs(directory, exist_ok=True)
+        out_dir = tempfile.mkdtemp(prefix="tracedsync-scale-out-", dir=args.tmp)
+        try:
+            if not any(n.startswith("spans-") for n in os.listdir(directory)):
+                seconds = write_input(directory, size, args.processes)
+                sys.stderr.write(f"wrote {size:,} spans in {seconds:.1f} s to {directory}\n")
+            names = os.listdir(directory)
+            mb = sum(os.path.getsize(os.path.join(directory, n)) for n in names) / 1e6
+            for fmt in args.formats.split(","):
+                for decoder in which:
+                    load = os.getloadavg()[0]
+                    r = time_report(directory, fmt.strip(), out_dir, args.jobs, decoder)
+                    target = TARGETS.get(fmt, 60.0) * size / 1_000_000
+                    if decoder == "stdlib" and fmt in ("table", "json"):
+                        target = 30.0 * size / 1_000_000
+                    ok = r["rc"] == 0 and r["rss"] <= 200 and r["workers"] <= 200
+                    verdict = "ok" if ok and r["wall"] <= target else "OVER"
+                    failed = failed or verdict != "ok"
+                    print(
+                        f"{size:>9,} {mb:>6.0f}MB {fmt:>8} {decoder:>8} {r['wall']:>7.1f} "
+                        f"{r['cpu']:>6.1f} {mb / r['wall']:>6.0f} {r['rss']:>8.0f} "
+                        f"{r['workers']:>8.0f} {load:>5.1f}  <= {target:.1f} s: {verdict}"
+                        + ("" if r["rc"] == 0 else f" (exit {r['rc']:.0f})"),
+                        flush=True,
+                    )
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            if not args.keep:
+                shutil.rmtree(directory, ignore_errors=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

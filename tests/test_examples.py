@@ -192,6 +192,15 @@ def test_deadlock(tmp_path: Path) -> None:
     assert [s for s in output["spans"] if s["name"] == "tracedsync.deadlock"]
 
 
+def test_config_reload(tmp_path: Path) -> None:
+    """config_reload.py: the reloader's lock is contended; the pool waits on the queue."""
+    direct = run_direct("config_reload.py")
+    assert "served 400 requests" in direct.stdout
+    _, output = run_traced(tmp_path, "config_reload.py")
+    assert named(output, "lock.wait", "config_lock (config_reload.py:")
+    assert named(output, "condition.wait", "not_empty (queue.py:")
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_every_example_is_covered(name: str) -> None:
     """Each example in examples/ has its own test above."""

@@ -18,6 +18,7 @@ the ``Lock``/``RLock`` hot path, ``"pure"`` when the pure-Python reference does
 
 from __future__ import annotations
 
+from tracedsync._version import __version__
 from tracedsync.config import Config
 from tracedsync.counters import HISTOGRAM_BOUNDS, PrimitiveStats
 from tracedsync.detection import (
@@ -41,8 +42,6 @@ from tracedsync.primitives import (
     Semaphore,
 )
 from tracedsync.registry import stats
-
-__version__ = "0.1.0"
 
 __all__ = [
     "HISTOGRAM_BOUNDS",

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-_CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F]}
-_CONTROL.update({0x9B: "\\x9b"})
+#: C0 and C1 control characters, and the Unicode bidirectional controls
+#: (U+202A-U+202E embeddings and overrides, U+2066-U+2069 isolates), which
+#: would reorder what a terminal or a page shows.
+_CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_CONTROL.update({i: f"\\u{i:04x}" for i in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]})
+
+#: Longest name, site or message shown; longer ones are cut and marked.
+MAX_TEXT = 1024
 
 
 def clean(text: object) -> str:
-    """``text`` with control characters (newlines, ANSI escapes) made visible."""
+    """``text`` with control characters (newlines, ANSI escapes, bidi
+    overrides) made visible as escapes."""
     return str(text).translate(_CONTROL)
+
+
+def cap(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked with how much went."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…[{len(text) - limit:,} more characters cut]"
 
 
 def duration(seconds: float) -> str:

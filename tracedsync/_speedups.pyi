@@ -3,9 +3,6 @@
 from types import CodeType
 from typing import Any
 
-from tracedsync.counters import SlowStats
-from tracedsync.registry import Identity
-
 RAW_BUCKETS: int
 
 class _Core:
@@ -19,8 +16,8 @@ class _Core:
     _admit: int
     _window: int
     _blame: int | None
-    _st: SlowStats | None
-    _meta: Identity
+    _st: Any  # counters.SlowStats or None
+    _meta: Any  # registry.Identity
     _acq_at: tuple[CodeType, int] | None
     @property
     def _hhist(self) -> list[int]: ...

@@ -4,7 +4,7 @@ Each subcommand lives in its own module, which provides
 ``add_arguments(parser)`` and ``command(args) -> int``:
 
 - ``run``: ``tracedsync.runner`` (start a program with threading patched);
-- ``report``: ``tracedsync.analysis`` (turn output files into answers);
+- ``report``: ``tracedsync.report`` (turn output files into answers);
 - ``bench``: ``tracedsync.bench`` (what tracing costs, measured here).
 
 Expected errors are one line on stderr and exit code 2, never a traceback.
@@ -18,12 +18,12 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 
-from tracedsync import __version__
+from tracedsync._version import __version__
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS = {
     "run": ("tracedsync.runner", "run a program with threading traced"),
-    "report": ("tracedsync.analysis", "analyse tracedsync output files"),
+    "report": ("tracedsync.report", "analyse tracedsync output files"),
     "bench": ("tracedsync.bench", "measure what tracing costs on this machine"),
     "dashboard": ("tracedsync.exporters.dashboard", "print the Grafana dashboard (prometheus)"),
 }

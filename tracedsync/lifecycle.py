@@ -86,7 +86,7 @@ def apply(config: Config, keep_records: bool = False) -> Config:
         if config.enabled and (config.exporters or config.tracer_provider is not None):
             _pipeline = _start_pipeline(config)
         if config.enabled and config.meter_provider is not None:
-            from tracedsync import __version__
+            from tracedsync._version import __version__
             from tracedsync.pipeline import observe_with_meter_provider
 
             _extra_stoppers.append(observe_with_meter_provider(config.meter_provider, __version__))
@@ -99,7 +99,7 @@ def apply(config: Config, keep_records: bool = False) -> Config:
 
 
 def _start_pipeline(config: Config) -> Any:
-    from tracedsync import __version__
+    from tracedsync._version import __version__
     from tracedsync.exporters import create_exporters
     from tracedsync.pipeline import Pipeline, build_resource, scope
 

@@ -260,7 +260,7 @@ def _dump_on_signal(signum: int) -> None:
 def print_summary(output_dir: str, run_id: str, full: bool) -> None:
     """The run's contention in a few lines on stderr (``--report``: the full table)."""
     try:
-        analysis: Any = importlib.import_module("tracedsync.analysis")
+        analysis: Any = importlib.import_module("tracedsync.report")
     except ImportError:
         analysis = None
     if analysis is not None and hasattr(analysis, "run_summary"):

@@ -22,13 +22,14 @@ import pytest
 
 import tracedsync
 from tests.helpers import HOLDER_SITES, Contention
-from tracedsync import HISTOGRAM_BOUNDS, recorder, registry, report_model
-from tracedsync.analysis import parse_fail_on, parse_time, print_run_report, run_summary
+from tracedsync import HISTOGRAM_BOUNDS, recorder, registry
 from tracedsync.cli import main
-from tracedsync.report_input import ReportError, split_lines
-from tracedsync.report_model import Hist, Sketch
+from tracedsync.report import model as report_model
+from tracedsync.report import parse_fail_on, parse_time, print_run_report, run_summary
+from tracedsync.report.model import Hist, Sketch
+from tracedsync.report.read import ReportError, split_lines
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 EVIL = 'evil <script>alert("x")</script> \x1b[31mred\x1b[0m\nnext'
 
 
@@ -108,8 +109,10 @@ def report_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any
 
 
 def prim(doc: dict[str, Any], name: str) -> dict[str, Any]:
-    found = [p for p in doc["primitives"] if p["name"] == name]
-    assert len(found) == 1, [p["name"] for p in doc["primitives"]]
+    """The entry of ``name`` in either section (PRIMITIVES or IDLE WAITS)."""
+    entries = doc["primitives"] + doc["idle_waits"]
+    found = [p for p in entries if p["name"] == name]
+    assert len(found) == 1, [p["name"] for p in entries]
     return found[0]
 
 
@@ -149,7 +152,7 @@ def test_json_numbers_match_stats(run: Run, capsys: pytest.CaptureFixture[str]) 
         p = prim(doc, name)
         assert p["kind"] == kind
         assert p["source"] == "metrics"
-        assert p["contentions"] == s.contentions
+        assert p["contentions" if kind == "lock" else "blocked"] == s.contentions
         assert p["timeouts"] == s.timeouts
         assert p["wait"]["total"] == pytest.approx(s.wait_total, abs=1e-9)
         assert p["wait"]["max"] == pytest.approx(s.wait_max, abs=1e-9)
@@ -160,10 +163,11 @@ def test_json_numbers_match_stats(run: Run, capsys: pytest.CaptureFixture[str]) 
             assert p["hold"]["total"] == pytest.approx(s.hold_total, abs=1e-9)
             assert p["hold"]["max"] == pytest.approx(s.hold_max, abs=1e-9)
             assert p["hold"]["count"] == sum(s.hold_histogram)
+            assert p in doc["primitives"]
         else:
-            assert p["acquisitions"] is None
+            assert "acquisitions" not in p and "hold" not in p
             assert p["waits"] == s.waits == 1
-            assert p["hold"] is None
+            assert p in doc["idle_waits"]
 
 
 def test_percentiles_lie_in_the_buckets_of_the_true_quantiles(
@@ -203,19 +207,23 @@ def test_sites_holders_and_threads(run: Run, capsys: pytest.CaptureFixture[str])
 def test_table_shows_primitives_threads_and_findings(
     run: Run, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The default table: the lock first (most wait), its sites, threads, findings."""
+    """The default table: the lock under PRIMITIVES with its sites, the event under
+    IDLE WAITS, threads, findings; every site printed relative to its sys.path entry."""
     rc, out, err = report(capsys, str(run.out), "--width", "200")
     assert rc == 0, err
     lines = out.splitlines()
     assert lines[0].startswith("tracedsync report: run ")
+    primitives = lines.index(next(ln for ln in lines if ln.startswith("PRIMITIVES by time")))
+    idle = lines.index(next(ln for ln in lines if ln.startswith("IDLE WAITS")))
+    threads = lines.index(next(ln for ln in lines if ln.startswith("THREADS by time blocked")))
+    assert primitives < idle < threads
     prim_lines = [ln for ln in lines if ln.startswith(("lock ", "event "))]
-    assert run.lock in prim_lines[0]
-    assert run.event in prim_lines[1]
+    assert run.lock in prim_lines[0] and lines.index(prim_lines[0]) < idle
+    assert run.event in prim_lines[1] and idle < lines.index(prim_lines[1]) < threads
     cells = prim_lines[0].split()
     assert "6" in cells and "50.0%" in cells
-    assert f"    waited at helpers.py:{run.waiter_line} in acquire: 3 waits" in out
+    assert f"    waited at tests/helpers.py:{run.waiter_line} in acquire: 3 waits" in out
     assert "← held at tests/helpers.py:" in out
-    assert "THREADS by time waiting" in out
     assert any(ln.startswith("waiter ") for ln in lines)
     assert "FINDINGS" in out
 
@@ -384,13 +392,14 @@ def test_foreign_scope_spans_are_skipped_and_counted(
 def test_kind_and_name_filters(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
     """--kind and --name keep matching primitives only, in every section."""
     events = report_json(capsys, str(run.out), "--kind", "event")
-    assert [p["name"] for p in events["primitives"]] == [run.event]
+    assert events["primitives"] == []
+    assert [p["name"] for p in events["idle_waits"]] == [run.event]
     assert all(t["most_waited_on"]["name"] == run.event for t in events["threads"])
-    locks = report_json(capsys, str(run.out), "--name", "pool_* (tests/test_analysis.py:*)")
+    locks = report_json(capsys, str(run.out), "--name", "pool_* (tests/report/test_report.py:*)")
     assert [p["name"] for p in locks["primitives"]] == [run.lock]
     both = report_json(capsys, str(run.out), "--kind", "lock,event")
-    assert {run.lock, run.event} <= {p["name"] for p in both["primitives"]}
-    assert {p["kind"] for p in both["primitives"]} == {"lock", "event"}
+    assert [p["name"] for p in both["primitives"]] == [run.lock]
+    assert [p["name"] for p in both["idle_waits"]] == [run.event]
     none = report_json(capsys, str(run.out), "--name", "nothing*")
     assert none["primitives"] == [] and none["threads"] == []
     rc, _, err = report(capsys, str(run.out), "--kind", "mutex")
@@ -401,11 +410,11 @@ def test_top_limits_primitives_and_threads(run: Run, capsys: pytest.CaptureFixtu
     """--top 1: the primitive with most wait and the thread that waited most."""
     doc = report_json(capsys, str(run.out), "--top", "1")
     assert [p["name"] for p in doc["primitives"]] == [run.lock]
-    # Primitives other tests left alive are in the metrics too (without waits).
-    assert doc["primitives_total"] >= 2
+    assert [p["name"] for p in doc["idle_waits"]] == [run.event]
     assert [t["name"] for t in doc["threads"]] == ["waiter"]
     rc, out, _ = report(capsys, str(run.out), "--top", "1")
-    assert rc == 0 and f"top 1 of {doc['primitives_total']}" in out
+    assert rc == 0
+    assert f"THREADS by time blocked on contention, top 1 of {doc['threads_total']}" in out
 
 
 def test_time_window(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
@@ -448,11 +457,15 @@ def test_parse_time_formats() -> None:
 
 def test_fail_on_breach_exits_1_and_names_it(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
     """A breached threshold: exit 1, the report still printed, each breach on stderr."""
-    rc, out, err = report(capsys, str(run.out), "--fail-on", "wait-max>1us,contention-rate>=20%")
+    rc, out, err = report(
+        capsys, str(run.out), "--fail-on", "wait-max>1us,contention-rate>=20%,idle-wait-max>1us"
+    )
     assert rc == 1
     assert "PRIMITIVES" in out
     assert f"fail-on wait-max>1us breached: lock {run.lock}: " in err
-    assert f"fail-on wait-max>1us breached: event {run.event}: " in err
+    # wait-* gates count contention only; the event's wait has its own gate.
+    assert f"fail-on wait-max>1us breached: event {run.event}" not in err
+    assert f"fail-on idle-wait-max>1us breached: event {run.event}: " in err
     assert f"fail-on contention-rate>=20% breached: lock {run.lock}: 50.0%" in err
     doc = json.loads(report(capsys, str(run.out), "-f", "json", "--fail-on", "hold-p99>0ns")[1])
     assert doc["fail_on"][0]["condition"] == "hold-p99>0ns"
@@ -584,7 +597,14 @@ def test_drops_and_export_failures_are_findings(
     assert "exporter_failed: exporter otlp failed: ConnectionError: refused" in out
     doc = report_json(capsys, str(run.out))
     assert doc["telemetry"]["produced"] > 0
-    assert set(doc["telemetry"]) == {"produced", "exported", "dropped", "failed", "suppressed"}
+    assert set(doc["telemetry"]) == {
+        "produced",
+        "exported",
+        "dropped",
+        "failed",
+        "suppressed",
+        "exporters",
+    }
 
 
 # -- bad input ----------
@@ -809,10 +829,11 @@ def test_run_summary_for_tracedsync_run(run: Run) -> None:
     short = run_summary(str(run.out), None, full=False, width=200)
     lines = short.splitlines()
     assert lines[0].startswith("tracedsync: run ") and "1 process(es)" in lines[0]
-    assert lines[1].startswith(f"  lock {run.lock}: 6 acquisitions, 3 contended (50.0%)")
+    assert lines[1].startswith(f"  lock {run.lock}: 6 calls, 3 contended (50.0%)")
     assert lines[-1] == f"  tracedsync report {run.out}   for the full analysis"
+    assert any(ln.startswith(f"  idle: event {run.event}: 1 waits") for ln in lines)
     full = run_summary(str(run.out), None, full=True, width=200)
-    assert "PRIMITIVES by total wait" in full and "THREADS" in full
+    assert "PRIMITIVES by time waited on contention" in full and "IDLE WAITS" in full
     missing = run_summary(str(run.out), "no-such-run", full=True)
     assert missing.startswith("tracedsync report: no files of run 'no-such-run'")
     assert len(missing.splitlines()) == 1
@@ -828,10 +849,11 @@ def test_print_run_report_hook(run: Run) -> None:
     assert bad.getvalue().startswith("tracedsync report: no such file")
 
 
-def test_analysis_imports_neither_opentelemetry_nor_structlog() -> None:
-    """The report reads files with json only: no OpenTelemetry, structlog, pickle or eval."""
-    modules = [ROOT / "tracedsync" / "analysis.py", *(ROOT / "tracedsync").glob("report_*.py")]
-    assert len(modules) >= 5
+def test_report_imports_neither_opentelemetry_nor_structlog() -> None:
+    """The report reads files with json only: no OpenTelemetry, structlog, pickle or
+    eval, and of tracedsync only its own package, the CLI's error and _format."""
+    modules = sorted((ROOT / "tracedsync" / "report").glob("*.py"))
+    assert len(modules) >= 9
     for path in modules:
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
@@ -851,7 +873,8 @@ def test_analysis_imports_neither_opentelemetry_nor_structlog() -> None:
                     assert name in (
                         "tracedsync._format",
                         "tracedsync.cli",
-                    ) or name.startswith("tracedsync.report_"), (path, name)
+                        "tracedsync.report",
+                    ) or name.startswith("tracedsync.report."), (path, name)
 
 
 def test_hist_quantile_interpolates_and_merges() -> None:
@@ -880,11 +903,12 @@ def test_sketch_quantiles_are_within_an_eighth() -> None:
 
 
 def test_event_waits_count_as_calls(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
-    """For an Event, calls are wait() calls and the rate is contentions per wait."""
+    """For an Event (an idle wait): wait() calls, those that blocked, those that timed out."""
     p = prim(report_json(capsys, str(run.out)), run.event)
     s = run.stats[("event", run.event)]
     assert p["waits"] == s.waits == 1
-    assert p["contention_rate"] == pytest.approx(s.contentions / s.waits)
+    assert p["blocked"] == s.contentions == 1
+    assert p["timeouts"] == s.timeouts == 1
 
 
 def test_worker_processes_give_the_same_report(
@@ -935,18 +959,6 @@ def test_split_lines_cuts_at_line_ends(tmp_path: Path) -> None:
         assert data[:s1].count(b"\n") == n1
 
 
-def test_table_shortens_call_sites_to_their_common_directory() -> None:
-    """Absolute call-site paths lose the directory they all share, only in the table."""
-    from tracedsync.report_render import common_directory, short_site
-
-    sites = ["/srv/shop/app/db.py:41", "/srv/shop/lib/cache.py:9"]
-    assert common_directory(sites) == "/srv/shop"
-    assert short_site(sites[0], "/srv/shop") == "app/db.py:41"
-    assert common_directory(["/a.py:1", "/b.py:2"]) == ""
-    assert common_directory(["app/db.py:41", "/srv/x.py:1"]) == ""
-    assert common_directory([]) == ""
-
-
 def test_window_uses_the_difference_of_metrics_snapshots(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -984,3 +996,48 @@ def test_table_to_a_file(run: Run, tmp_path: Path, capsys: pytest.CaptureFixture
     assert rc == 0 and out == ""
     assert run.lock in target.read_text()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("report.txt")] == ["report.txt"]
+
+
+def test_a_traced_program_never_imports_the_report(tmp_path: Path) -> None:
+    """install(), contention, flush and exit under jsonfile: no tracedsync.report module loaded."""
+    code = textwrap.dedent(
+        f"""
+        import sys, threading
+        import tracedsync
+        tracedsync.configure(exporters=["jsonfile"], output_dir={str(tmp_path)!r},
+                             wait_threshold_ms=0, hold_threshold_ms=0)
+        tracedsync.install()
+        lock = threading.Lock()
+        with lock:
+            t = threading.Thread(target=lambda: lock.acquire(timeout=0.01))
+            t.start()
+            t.join(10)
+        tracedsync.flush()
+        print(sorted(m for m in sys.modules if m.startswith("tracedsync.report")))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=str(ROOT)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_wait_folding_buckets_like_the_sketch() -> None:
+    """The wait path writes Sketch.add out for speed: the same buckets, count and max."""
+    from tracedsync.report.model import Analysis
+    from tracedsync.report.read import SpanRecord
+
+    analysis = Analysis()
+    reference = Sketch()
+    for i, dur in enumerate([0, 1, 15, 16, 17, 1000, 123_456, 10**9, 7 * 10**9 + 3]):
+        rec = SpanRecord("r", 1, "lock", "l", True, 10**18, 10**18 + dur, f"s{i}", [])
+        analysis.add_span(rec)
+        reference.add(dur)
+    prim = analysis.prims[("lock", "l")]
+    for sketch in (prim.wait_sketch, prim.sites["?"].sketch):
+        assert (sketch.buckets, sketch.count, sketch.max) == (
+            reference.buckets,
+            reference.count,
+            reference.max,
+        )

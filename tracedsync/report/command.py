@@ -1,4 +1,5 @@
-"""``tracedsync report``: turn tracedsync output files into answers.
+"""``tracedsync report``'s command line: options, ``--fail-on``, and the flow
+read → model → render for one invocation.
 
 Which lock hurts, who waits, who holds, when. The files are streamed once:
 metrics give every primitive's acquisitions, contentions and wait/hold
@@ -11,8 +12,8 @@ Formats: ``table`` (terminal), ``json`` (stable keys, for scripts),
 ``perfetto`` (Chrome Trace Event JSON for ui.perfetto.dev and
 chrome://tracing). ``--fail-on`` turns thresholds into exit code 1.
 
-This module and the ``report_*`` modules read files with ``json`` only; they
-import neither OpenTelemetry nor structlog.
+The report reads files with ``json`` only; it imports neither OpenTelemetry
+nor structlog, and no traced program imports it.
 """
 
 from __future__ import annotations
@@ -23,15 +24,18 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
 from tracedsync._format import clean, duration
-from tracedsync.report_input import DEFAULT_MAX_LINE_BYTES, ReportError, select_files
-from tracedsync.report_model import KINDS, Analysis, Filters, parse_timestamp
-from tracedsync.report_render import build_document, render_json, render_table
+from tracedsync.report.document import build_document
+from tracedsync.report.errors import ReportError
+from tracedsync.report.model import Analysis, Filters
+from tracedsync.report.read import DEFAULT_MAX_LINE_BYTES, KINDS, parse_timestamp, select_files
+from tracedsync.report.render_json import render_json
+from tracedsync.report.render_table import render_summary, render_table
+from tracedsync.report.timeline import Timeline
 
 __all__ = [
     "FailOn",
@@ -41,33 +45,37 @@ __all__ = [
     "parse_fail_on",
     "parse_time",
     "print_run_report",
-    "render_summary",
     "run_summary",
 ]
 
 FORMATS = ("table", "json", "html", "perfetto")
 DEFAULT_TOP = 10
-DEFAULT_MAX_BARS = 20_000
+DEFAULT_MAX_BARS = 50_000
 DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
 
 _HELP_EPILOG = """\
 PATH is an output directory (its latest run; --all-runs or --run ID for others)
 or .jsonl files (spans-*, metrics-*, logs-*, rotated ones, or an OpenTelemetry
-Collector's file exporter output). Default: $TRACEDSYNC_OUTPUT_DIR or
-./tracedsync-out.
+Collector's file exporter output), or summary-*.json files (or their
+directory), alone or beside the jsonl files of the run. Default:
+$TRACEDSYNC_OUTPUT_DIR or ./tracedsync-out.
 
 formats (--format):
-  table     the default: primitives by total wait with their waiting call sites
-            and the holder sites that blocked them, threads by time waiting,
-            findings; fits the terminal (or --width)
+  table     the default: PRIMITIVES (locks and semaphores) by time waited on
+            contention, with their waiting call sites and the holder sites
+            that blocked them; IDLE WAITS (events, conditions -- Queue.get --
+            and barriers) with their own totals; waits still blocked at exit
+            in both; THREADS by time blocked on contention, idle time apart;
+            findings. Fits the terminal (or --width)
   json      the same data with stable keys: durations in seconds, times ISO
             8601 UTC, "format": "tracedsync-report/1"
   html      one self-contained page (-o report.html): a per-thread timeline of
             the --max-bars longest waits and holds (wheel zooms, drag pans,
             hover tells what, how long, where and who held it) and the tables
   perfetto  Chrome Trace Event JSON (-o trace.json) for ui.perfetto.dev and
-            chrome://tracing: a track per thread, waits and holds as slices,
-            arrows from a holder's release to the wait it ended
+            chrome://tracing: a track per thread, the --max-bars longest waits
+            and holds as slices, arrows from a holder's release to the wait it
+            ended, findings as instant events
 
 times (--since, --until):
   an ISO 8601 timestamp: 2026-01-02T12:00:00Z, 2026-01-02T13:00:00+01:00
@@ -80,10 +88,13 @@ times (--since, --until):
 
 thresholds (--fail-on, comma-separated or repeated; exit code 1 when any is
 breached, and each breach is printed on stderr):
-  per primitive: wait-p50 wait-p95 wait-p99 wait-max wait-total, the same
-  with hold-, contention-rate (0.2 or 20%), contentions, timeouts,
-  acquisitions; for the whole report: findings, deadlocks, self-deadlocks,
-  stuck-waits, inversions, dropped, export-failures.
+  per lock-like primitive (PRIMITIVES: contention only): wait-p50 wait-p95
+  wait-p99 wait-max wait-total, the same with hold-, contention-rate (0.2 or
+  20%), contentions, timeouts, acquisitions; per event, condition or barrier
+  (IDLE WAITS): idle-wait-p50 idle-wait-p95 idle-wait-p99 idle-wait-max
+  idle-wait-total; for the whole report: findings, deadlocks, self-deadlocks,
+  stuck-waits, inversions, idle-unfinished (idle waits still blocked at
+  exit), dropped, export-failures.
   Operators: > >= < <=. Durations take ns, us, ms, s, m, h.
   Example: --fail-on 'wait-p99>50ms,contention-rate>20%,findings>0'
 
@@ -143,7 +154,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=DEFAULT_MAX_BARS,
         metavar="N",
-        help=f"html: the N longest waits and holds drawn (default: {DEFAULT_MAX_BARS})",
+        help=f"html, perfetto: the N longest waits and holds drawn (default: {DEFAULT_MAX_BARS})",
     )
     parser.add_argument(
         "--jobs",
@@ -225,14 +236,21 @@ def parse_time(text: str, run_start_ns: int | None, option: str) -> int:
 
 # -- fail-on -----------------------------------------------------------------------------
 
+#: metric -> (type, field, subfield, section): per primitive of a section.
 _PER_PRIMITIVE = {
-    **{f"{w}-{q}": ("duration", w, q) for w in ("wait", "hold") for q in ("p50", "p95", "p99")},
-    **{f"{w}-max": ("duration", w, "max") for w in ("wait", "hold")},
-    **{f"{w}-total": ("duration", w, "total") for w in ("wait", "hold")},
-    "contention-rate": ("rate", "contention_rate", ""),
-    "contentions": ("count", "contentions", ""),
-    "timeouts": ("count", "timeouts", ""),
-    "acquisitions": ("count", "acquisitions", ""),
+    **{
+        f"{w}-{q}": ("duration", w, q, "primitives")
+        for w in ("wait", "hold")
+        for q in ("p50", "p95", "p99", "max", "total")
+    },
+    **{
+        f"idle-wait-{q}": ("duration", "wait", q, "idle_waits")
+        for q in ("p50", "p95", "p99", "max", "total")
+    },
+    "contention-rate": ("rate", "contention_rate", "", "primitives"),
+    "contentions": ("count", "contentions", "", "primitives"),
+    "timeouts": ("count", "timeouts", "", "primitives"),
+    "acquisitions": ("count", "acquisitions", "", "primitives"),
 }
 _GLOBAL: dict[str, Callable[[dict[str, Any]], int]] = {
     "findings": lambda d: int(d["findings_total"]),
@@ -241,6 +259,7 @@ _GLOBAL: dict[str, Callable[[dict[str, Any]], int]] = {
     "stuck-waits": lambda d: int(d["findings_by_event"].get("stuck_wait", 0)),
     "inversions": lambda d: int(d["findings_by_event"].get("lock_order_inversion", 0)),
     "dropped": lambda d: int(d["telemetry"]["dropped"]),
+    "idle-unfinished": lambda d: int(d["still_blocked_total"]["idle_waits"]),
     "export-failures": lambda d: (
         int(d["findings_by_event"].get("exporter_failed", 0)) + int(d["telemetry"]["failed"])
     ),
@@ -270,9 +289,9 @@ class FailOn:
         if self.metric in _GLOBAL:
             count = _GLOBAL[self.metric](doc)
             return [{"value": count}] if test(count, self.value) else []
-        kind_of, a, b = _PER_PRIMITIVE[self.metric]
+        kind_of, a, b, section = _PER_PRIMITIVE[self.metric]
         out = []
-        for p in doc["primitives"]:
+        for p in doc[section]:
             if kind_of == "duration":
                 section = p[a]
                 actual = section.get(b) if section else None
@@ -285,7 +304,7 @@ class FailOn:
         return out
 
     def describe(self, value: Any) -> str:
-        kind_of = _PER_PRIMITIVE.get(self.metric, ("count", "", ""))[0]
+        kind_of = _PER_PRIMITIVE.get(self.metric, ("count", "", "", ""))[0]
         if kind_of == "duration":
             return duration(float(value))
         if kind_of == "rate":
@@ -390,37 +409,27 @@ def _command(args: argparse.Namespace) -> int:
     if since is not None and until is not None and until < since:
         raise ReportError(f"--until {args.until} is before --since {args.since}")
 
+    if args.format in ("html", "perfetto"):
+        analysis.timeline = Timeline(args.max_bars)
+    analysis.read(selection.files)
+    full = build_document(analysis)
+    breaches = [(t, t.breaches(full)) for t in thresholds]
+    doc = build_document(analysis, top=args.top)
+    doc["fail_on"] = [
+        {"condition": t.text, "breached": bool(found), "breaches": found} for t, found in breaches
+    ]
     out_path = args.output if args.output and args.output != "-" else None
     with _Output(out_path) as out:
-        perfetto = None
-        bars = None
         if args.format == "perfetto":
-            from tracedsync.report_perfetto import PerfettoWriter
+            from tracedsync.report.render_perfetto import render_perfetto
 
-            perfetto = PerfettoWriter(out.stream, start or 0)
-            analysis.sinks.append(perfetto.add)
-            analysis.perfetto = perfetto
-            analysis.part_dir = out.scratch()
+            assert analysis.timeline is not None
+            render_perfetto(out.stream, doc, analysis.timeline, start)
         elif args.format == "html":
-            from tracedsync.report_html import BarCollector
+            from tracedsync.report.render_html import render_html
 
-            bars = BarCollector(args.max_bars)
-            analysis.bars = bars
-            analysis.sinks.append(bars.add)
-        analysis.read(selection.files)
-        full = build_document(analysis)
-        breaches = [(t, t.breaches(full)) for t in thresholds]
-        doc = build_document(analysis, top=args.top)
-        doc["fail_on"] = [
-            {"condition": t.text, "breached": bool(found), "breaches": found}
-            for t, found in breaches
-        ]
-        if perfetto is not None:
-            perfetto.close(doc)
-        elif bars is not None:
-            from tracedsync.report_html import render_html
-
-            out.stream.write(render_html(doc, bars, start))
+            assert analysis.timeline is not None
+            out.stream.write(render_html(doc, analysis.timeline, start))
         elif args.format == "json":
             out.stream.write(render_json(doc))
         else:
@@ -445,7 +454,6 @@ class _Output:
         self.path = path
         self.stream: IO[str] = sys.stdout
         self._tmp: str | None = None
-        self._scratch: str | None = None
 
     def __enter__(self) -> _Output:
         if self.path is not None:
@@ -463,19 +471,7 @@ class _Output:
                     pass
         return self
 
-    def scratch(self) -> str:
-        """A private directory for parts of the output, removed at the end."""
-        if self._scratch is None:
-            where = os.path.dirname(os.path.abspath(self.path)) if self.path else None
-            try:
-                self._scratch = tempfile.mkdtemp(prefix=".tracedsync-report-", dir=where)
-            except OSError:
-                self._scratch = tempfile.mkdtemp(prefix="tracedsync-report-")
-        return self._scratch
-
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
         if self._tmp is None:
             self.stream.flush()
             return
@@ -492,27 +488,38 @@ class _Output:
                 pass
 
 
-def run_summary(
-    output_dir: str,
+def run_report(
+    paths: str | Sequence[str],
     run_id: str | None = None,
     *,
     full: bool = False,
     width: int | None = None,
+    jobs: int = DEFAULT_JOBS,
 ) -> str:
-    """What ``tracedsync run`` prints on stderr when the program ends: a few
-    lines on the primitives waited for most or, with ``full`` (``--report``),
-    the whole table. Never raises for bad input: a problem is one line."""
-    return _run_summary(output_dir, run_id, full, width)[0]
+    """What ``tracedsync run`` prints on stderr when the program ends.
+
+    ``paths``: the run's summary directory (``summary-<run>-<pid>.json``,
+    whose listed jsonl files are read too), an output directory, files, or
+    several of these. A few lines (both sections' top rows, waits still
+    blocked, findings, where the files are) or, with ``full`` (``--report``),
+    the whole table. Never raises for bad input: a problem is one line.
+    """
+    return _run_report(paths, run_id, full, width, jobs)[0]
 
 
-def _run_summary(
-    output_dir: str, run_id: str | None, full: bool, width: int | None
+#: The name ``tracedsync run`` has called it by.
+run_summary = run_report
+
+
+def _run_report(
+    paths: str | Sequence[str], run_id: str | None, full: bool, width: int | None, jobs: int
 ) -> tuple[str, bool]:
+    listed = [paths] if isinstance(paths, str) else list(paths)
     warnings: list[str] = []
     try:
-        selection = select_files([output_dir], run=run_id)
+        selection = select_files(listed, run=run_id)
         analysis = Analysis(warn=warnings.append)
-        analysis.jobs = DEFAULT_JOBS
+        analysis.jobs = jobs
         analysis.run_start(selection.files)
         analysis.read(selection.files)
         doc = build_document(analysis, top=DEFAULT_TOP if full else 5)
@@ -521,43 +528,8 @@ def _run_summary(
     width = width or shutil.get_terminal_size((120, 24)).columns
     if full:
         return render_table(doc, width), True
-    return render_summary(doc, output_dir, width), True
-
-
-def render_summary(doc: dict[str, Any], output_dir: str, width: int) -> str:
-    """A few lines: the run, its top primitives by wait, findings, what next."""
-    runs = doc["runs"]
-    pids = sum(len(r["pids"]) for r in runs)
-    run = clean(runs[0]["run_id"]) if len(runs) == 1 else f"{len(runs)} runs"
-    lines = [f"tracedsync: run {run}, {pids} process(es), files in {clean(output_dir)}"]
-    for p in doc["primitives"]:
-        calls = p["acquisitions"] if p["acquisitions"] is not None else p["waits"]
-        what = "acquisitions" if p["acquisitions"] is not None else "waits"
-        rate = p["contention_rate"]
-        contended = (
-            f", {p['contentions']:,} contended ({rate * 100:.1f}%)"
-            if p["contentions"] is not None and rate is not None
-            else ""
-        )
-        p99 = p["wait"]["p99"]
-        lines.append(
-            f"  {p['kind']} {clean(p['name'])}: {calls or 0:,} {what}{contended}, "
-            f"waited {duration(p['wait']['total'] or 0.0)}"
-            + (f", p99 {duration(p99)}" if p99 is not None else "")
-        )
-    if doc["findings_by_event"]:
-        counts = ", ".join(f"{clean(k)} {v}" for k, v in doc["findings_by_event"].items())
-        lines.append(f"  findings: {counts}")
-    tel = doc["telemetry"]
-    if tel["dropped"] or tel["failed"]:
-        lines.append(
-            f"  telemetry: {tel['dropped']:,} records dropped, {tel['failed']:,} failed to export"
-        )
-    lines.extend(f"  warning: {clean(w)}" for w in doc["warnings"])
-    lines.append(f"  tracedsync report {clean(output_dir)}   for the full analysis")
-    return "".join(
-        (line if len(line) <= width else line[: max(0, width - 1)] + "…") + "\n" for line in lines
-    )
+    where = ", ".join(sorted({os.path.dirname(f) or "." for f in doc["files"]})) or listed[0]
+    return render_summary(doc, where, width), True
 
 
 def print_run_report(
@@ -569,6 +541,6 @@ def print_run_report(
 ) -> bool:
     """Print the full table of one run of ``output_dir``; False (and one line
     on the stream) when it cannot be read."""
-    text, ok = _run_summary(output_dir, run_id, True, width)
+    text, ok = _run_report(output_dir, run_id, True, width, DEFAULT_JOBS)
     (stream if stream is not None else sys.stderr).write(text)
     return ok

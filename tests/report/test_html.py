@@ -25,7 +25,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.test_analysis import EVIL, Run, record, report
+from tests.report.test_report import EVIL, Run, record, report
+from tracedsync._format import clean
 from tracedsync.cli import main
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -322,7 +323,7 @@ def test_html_report_in_chromium(browser: Page, html_run: tuple[Run, Path], tmp_
     browser.frame()
     assert browser.js("document.getElementById('tip').hidden") is False
     tip = browser.js("document.getElementById('tip').textContent")
-    assert EVIL.replace("\n", "") in tip.replace("\n", "")
+    assert clean(EVIL) in tip  # shown escaped, as in the tables
     assert "duration" in tip and "ms" in tip
     assert "helpers.py:" in tip
     assert "holder holder at tests/helpers.py:" in tip
@@ -378,4 +379,34 @@ def test_html_with_no_spans_loads_cleanly(browser: Page, tmp_path: Path) -> None
     assert browser.js("document.body.getAttribute('data-ready')") == "1"
     assert browser.js("document.querySelectorAll('.bar').length") == 0
     assert "quiet_lock" in browser.js("document.querySelector('table.prims').textContent")
+    assert browser.problems() == []
+
+
+def test_both_sections_visible_in_chromium(browser: Page, tmp_path: Path) -> None:
+    """Contention and idle waits are two visible sections of the page, each with its rows."""
+    import subprocess
+    import sys
+
+    from tests.report.test_report import ROOT
+
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracedsync", "run", "--output-dir", str(out), "--",
+         sys.executable, str(ROOT / "examples" / "config_reload.py")],
+        capture_output=True, text=True, timeout=120, cwd=str(ROOT),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    page_path = tmp_path / "sections.html"
+    assert main(["report", str(out), "-f", "html", "-o", str(page_path)]) == 0
+    browser.call("Page.navigate", url=page_path.as_uri())
+    browser.wait_event("Page.loadEventFired")
+    assert browser.js("document.body.getAttribute('data-ready')") == "1"
+    for section, name in (("primitives", "config_lock"), ("idle-waits", "not_empty")):
+        box = browser.js(
+            f"(() => {{ const s = document.getElementById('{section}');"
+            " const r = s.getBoundingClientRect(); return [r.width, r.height, s.textContent]; })()"
+        )
+        assert box[0] > 0 and box[1] > 0, section
+        assert name in box[2], (section, box[2][:200])
+    assert "not_empty" not in browser.js("document.getElementById('primitives').textContent")
     assert browser.problems() == []
