@@ -17,7 +17,8 @@ from tracedsync.cli import build_parser
 
 
 def _args(*argv: str) -> argparse.Namespace:
-    return build_parser().parse_args(["bench", *argv])
+    full = ["bench", *argv]
+    return build_parser(full).parse_args(full)
 
 
 def _run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
