@@ -67,6 +67,15 @@ def test_run_help_is_complete_and_imports_neither_report_nor_bench() -> None:
     assert _heavy(out["modules"]) == []
 
 
+def test_bench_help_imports_only_the_bench_package() -> None:
+    """``tracedsync bench --help`` loads the bench's arguments, not its measuring modules."""
+    out = _cli_modules("bench", "--help")
+    assert out["code"] == 0 and "--startup" in out["stdout"] and "--flood" in out["stdout"]
+    assert "tracedsync.bench" in out["modules"]
+    assert "tracedsync.bench.suite" not in out["modules"]
+    assert "tracedsync.bench.micro" not in out["modules"]
+
+
 def test_run_loads_no_report_bench_sdk_or_structlog(tmp_path: Any) -> None:
     """``tracedsync run --exporters console -- python -c pass``: the runner process
     imports none of the report, the bench, the OpenTelemetry SDK or structlog."""
