@@ -5,8 +5,12 @@ together (a barrier), with ``install()``, thresholds 0 and the ``jsonfile``
 exporter: every acquisition is a span candidate. The same run with
 ``install()`` and no exporter is the baseline. The figure is the app's
 wall time (barrier released to the last thread joined; the flush
-afterwards is printed apart) over the baseline's, per implementation, the
-median of the per-repetition ratios; target 3x. The span budget
+afterwards is printed apart) over the baseline's in the same repetition,
+per implementation; target 3x. The figure is the *worst* repetition, not
+the median: the same flood took 0.5-1.1 s in seven fresh processes and
+6.1 s in an eighth here (81,056 records instead of 8,000: once a flood
+outlasts a second, every second admits the budget's worth again), and a
+flood must stay within 3x every time; the median is printed beside it. The span budget
 (``max_spans_per_second``) is left at its default: cutting the flood before
 it costs the app is its job.
 
@@ -130,7 +134,7 @@ def measure(
     locks: int = LOCKS,
 ) -> dict[str, Any]:
     """Both implementations, both modes, each run a fresh process, interleaved."""
-    repeat = settings.reps(3, 5)
+    repeat = settings.reps(5, 9)
     runs = [(impl, mode) for impl, _, _ in traced_implementations() for mode in MODES]
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {
         impl: {m: [] for m in MODES} for impl, _ in runs
@@ -148,10 +152,14 @@ def measure(
         out[impl] = {
             "jsonfile_seconds": statistics.median(loaded),
             "no_exporter_seconds": statistics.median(base),
-            "ratio": round(statistics.median(ratios), 3),
+            "worst_ratio": round(max(ratios), 3),
+            "median_ratio": round(statistics.median(ratios), 3),
             "ratio_quartiles": [round(q, 3) for q in quartiles(ratios)],
+            "ratios": [round(r, 3) for r in ratios],
             "flush_seconds": statistics.median(r["flush_seconds"] for r in by_mode["jsonfile"]),
-            "accounting": by_mode["jsonfile"][-1]["accounting"],
+            "accounting": max(
+                (r["accounting"] for r in by_mode["jsonfile"]), key=lambda a: a["produced"]
+            ),
             "samples": by_mode,
         }
     return {
@@ -167,7 +175,7 @@ def figures(data: dict[str, Any]) -> list[targets.Figure]:
     flood = data["cases"].get("flood", {})
     return [
         targets.Figure(
-            "flood", targets.target_id("flood", impl), c["ratio"], targets.CASES["flood"]
+            "flood", targets.target_id("flood", impl), c["worst_ratio"], targets.CASES["flood"]
         )
         for impl, c in flood.items()
     ]
@@ -176,16 +184,18 @@ def figures(data: dict[str, Any]) -> list[targets.Figure]:
 def format_lines(data: dict[str, Any]) -> list[str]:
     lines = [
         f"Flood: {data['threads']:,} threads x {data['ops']} `with lock` on {data['locks']} locks, "
-        f"install(), thresholds 0; app wall time, median of {data['repeat']} interleaved runs, "
-        "each a fresh process:"
+        f"install(), thresholds 0; app wall time in {data['repeat']} interleaved repetitions, "
+        "each run a fresh process; x: jsonfile / no exporter in one repetition (the figure is "
+        "the worst):"
     ]
     for impl, c in data["cases"].get("flood", {}).items():
         acc = c["accounting"]
         lo, hi = c["ratio_quartiles"]
         lines.append(
             f"  {impl:<9} jsonfile {c['jsonfile_seconds']:.2f} s, no exporter "
-            f"{c['no_exporter_seconds']:.2f} s: {c['ratio']:.2f}x ({lo:.2f}-{hi:.2f}x); "
-            f"then a flush of {c['flush_seconds']:.2f} s; last run: {acc['produced']:,} records, "
+            f"{c['no_exporter_seconds']:.2f} s (medians): worst {c['worst_ratio']:.2f}x, "
+            f"median {c['median_ratio']:.2f}x (quartiles {lo:.2f}-{hi:.2f}x); "
+            f"flush {c['flush_seconds']:.2f} s; at most {acc['produced']:,} records, "
             f"{acc['exported']:,} exported, {acc['dropped']:,} dropped"
         )
     return lines
