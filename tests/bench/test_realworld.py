@@ -19,7 +19,8 @@ def test_every_case_runs_both_sides_and_leaves_threading_unpatched() -> None:
     for c in data["cases"].values():
         assert c["plain_ns"] > 0 and c["traced_ns"] > 0
         assert len(c["samples_ns"]["plain"]) == len(c["samples_ns"]["traced"]) == 2
-        assert c["ratio"] == pytest.approx(c["traced_ns"] / c["plain_ns"], rel=0.01)
+        lo, hi = c["ratio_quartiles"]
+        assert lo <= c["ratio"] <= hi
     assert threading.Lock is _stdlib.Lock and not patching.installed()
     assert not recorder.recording
     ids = {f.id: f for f in realworld.figures(data)}

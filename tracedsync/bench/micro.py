@@ -33,12 +33,15 @@ from tracedsync.bench.timing import (
     Runner,
     Settings,
     gc_paused,
+    one_cpu,
     rotated,
     traced_implementations,
     unrolled,
 )
 
-PRIMITIVES = ("Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Queue")
+#: Round trips of a ping-pong per operation of the base count (one costs
+#: 30-80 us here: 1,000 of them per repetition with --quick).
+PING_PONG_SCALE = 0.025
 
 
 # --------------------------------------------------------------------------
@@ -249,7 +252,7 @@ def _taken_pair(factory: Callable[[], Any]) -> tuple[Any, Any]:
     return pair
 
 
-def _handoff_ping_pong(pair: tuple[Any, Any], n: int) -> tuple[int, float]:
+def _handoff_ping_pong_free(pair: tuple[Any, Any], n: int) -> tuple[int, float]:
     """One round trip: this thread releases ``ping`` and blocks on ``pong``;
     the other blocks on ``ping`` and releases ``pong`` (a ``Lock`` may be
     released by another thread, a semaphore is a counter)."""
@@ -273,7 +276,7 @@ def _handoff_ping_pong(pair: tuple[Any, Any], n: int) -> tuple[int, float]:
     return n, t1 - t0
 
 
-def _event_ping_pong(pair: tuple[Any, Any], n: int) -> tuple[int, float]:
+def _event_ping_pong_free(pair: tuple[Any, Any], n: int) -> tuple[int, float]:
     ping, pong = pair
 
     def other() -> None:
@@ -296,7 +299,7 @@ def _event_ping_pong(pair: tuple[Any, Any], n: int) -> tuple[int, float]:
     return n, t1 - t0
 
 
-def _condition_ping_pong(cond: Any, n: int) -> tuple[int, float]:
+def _condition_ping_pong_free(cond: Any, n: int) -> tuple[int, float]:
     turn = [0]
 
     def other() -> None:
@@ -321,6 +324,21 @@ def _condition_ping_pong(cond: Any, n: int) -> tuple[int, float]:
     if t.is_alive():
         raise RuntimeError("ping-pong did not finish")
     return n, t1 - t0
+
+
+def _on_one_cpu(run: Runner) -> Runner:
+    """``run`` with both of its threads on one CPU (:func:`one_cpu`)."""
+
+    def pinned(objects: Any, n: int) -> tuple[int, float]:
+        with one_cpu():
+            return run(objects, n)
+
+    return pinned
+
+
+_handoff_ping_pong = _on_one_cpu(_handoff_ping_pong_free)
+_event_ping_pong = _on_one_cpu(_event_ping_pong_free)
+_condition_ping_pong = _on_one_cpu(_condition_ping_pong_free)
 
 
 @dataclass
@@ -374,7 +392,7 @@ def all_cases() -> list[Case]:
                 prim,
                 "ping-pong",
                 _handoff_ping_pong,
-                scale=0.01,
+                scale=PING_PONG_SCALE,
                 make=_taken_pair,
             )
         )
@@ -384,7 +402,7 @@ def all_cases() -> list[Case]:
             "Event",
             "ping-pong",
             _event_ping_pong,
-            scale=0.01,
+            scale=PING_PONG_SCALE,
             make=lambda factory: (factory(), factory()),
         )
     )
@@ -394,7 +412,7 @@ def all_cases() -> list[Case]:
             "Condition",
             "ping-pong",
             _condition_ping_pong,
-            scale=0.01,
+            scale=PING_PONG_SCALE,
         )
     )
     return cases
