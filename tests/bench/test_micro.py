@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from tracedsync import _stdlib, primitives
+from tracedsync import _stdlib, config, primitives
 from tracedsync.bench import micro, targets
 from tracedsync.bench.timing import Settings
 
@@ -16,8 +16,10 @@ def _quiet(message: str) -> None:
 
 
 def test_every_case_runs_and_reports_every_column() -> None:
-    """All cases run (tiny counts); plain, the compiled column where built and pure are there."""
+    """All cases run (tiny counts); plain, the compiled column where built and pure are
+    there; the Queue case's install() leaves tracedsync unconfigured as it found it."""
     data = micro.measure(micro.case_names(), Settings(ops=40, repeat=2, ddtrace=False), _quiet)
+    assert config.active() is None
     built = primitives.CompiledLock is not None
     assert data["columns"] == ["plain", *(["compiled", "pure"] if built else ["pure"])]
     assert list(data["cases"]) == micro.case_names()

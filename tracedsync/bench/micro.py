@@ -25,7 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracedsync import _stdlib, patching, primitives
+import tracedsync
+from tracedsync import _stdlib, config, patching, primitives
 from tracedsync.bench import targets
 from tracedsync.bench.timing import (
     UNROLL,
@@ -506,6 +507,7 @@ def measure(names: list[str], settings: Settings, progress: Progress) -> dict[st
             progress(f"ddtrace column left out: {type(exc).__name__}: {exc}")
             dd = None
     cases = [c for c in all_cases() if c.name in names]
+    configured = config.active() is not None
     # Cases ddtrace takes part in run last, with its profiler running.
     last = [c for c in cases if dd is not None and c.primitive in dd.PRIMITIVES]
     first = [c for c in cases if c not in last]
@@ -525,6 +527,8 @@ def measure(names: list[str], settings: Settings, progress: Progress) -> dict[st
     finally:
         if dd is not None:
             dd.stop()
+        if not configured:  # the Queue case's install() configured tracedsync
+            tracedsync.shutdown()
     return {
         "ops": ops,
         "repeat": repeat,

@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tracedsync import primitives, recorder
+import tracedsync
+from tracedsync import config, primitives, recorder
 from tracedsync.bench import targets
 from tracedsync.bench.timing import (
     Progress,
@@ -92,9 +93,6 @@ def pipeline_throughput(records: int, lock_factory: Callable[[], Any]) -> dict[s
     together, pipeline wake-up latency included) and the pipeline's capacity
     (spans written per second of the pipeline thread's CPU time).
     """
-    import tracedsync
-    from tracedsync import config
-
     directory = tempfile.mkdtemp(prefix="tracedsync-bench-")
     try:
         tracedsync.configure(
@@ -157,8 +155,6 @@ def drops_when_outrun(
     records: int, buffer_size: int, lock_factory: Callable[[], Any]
 ) -> dict[str, Any]:
     """Make records faster than the pipeline takes them: how many are dropped."""
-    import tracedsync
-
     directory = tempfile.mkdtemp(prefix="tracedsync-bench-")
     try:
         tracedsync.configure(
@@ -203,8 +199,6 @@ def crossing_cost(
     flush, so the pipeline thread is idle: what is measured is the work done
     on the application thread, not its sharing of the GIL with the pipeline.
     """
-    import tracedsync
-
     run = unrolled("with x: pass")
     costs: dict[str, list[float]] = {"crossing": [], "not_crossing": []}
 
@@ -249,8 +243,6 @@ def crossing_cost(
 def lock_order_cost(ops: int, repeat: int) -> dict[str, Any]:
     """``with a: with b:`` (two nested locks of the active implementation) with
     lock-order checking off and on: checking is opt-in and costs this much."""
-    import tracedsync
-
     run = unrolled("with x[0]:\n            with x[1]: pass")
     samples: dict[str, list[float]] = {"off": [], "on": []}
     try:
