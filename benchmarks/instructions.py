@@ -27,30 +27,30 @@ import subprocess
 import sys
 from typing import Any
 
-COLUMNS = ("plain", "compiled", "pure", "floor")
+COLUMNS = ("plain", "compiled", "pure")
 
 
 def lock_cases() -> list[Any]:
     """``tracedsync bench``'s own uncontended Lock and RLock cases."""
-    from tracedsync import bench
+    from tracedsync.bench import micro
 
     return [
         c
-        for c in bench.all_cases()
-        if c.primitive in ("Lock", "RLock") and c.style in ("with", "explicit")
+        for c in micro.all_cases()
+        if c.primitive in ("Lock", "RLock") and c.style in ("uncontended", "explicit")
     ]
 
 
 def child(column: str, case_name: str, ops: int) -> None:
     """Run ``tracedsync bench``'s case with its column's object, ``ops`` times."""
-    from tracedsync import bench
+    from tracedsync.bench import micro
 
-    columns = [bench.plain_column(), *bench.traced_columns(), bench.floor_column()]
+    columns = [micro.plain_column(), *micro.traced_columns()]
     col = next((c for c in columns if c.name == column), None)
     if col is None:
         raise SystemExit(f"no {column} column here (is the extension built?)")
     (case,) = [c for c in lock_cases() if c.name == case_name]
-    obj = case.make(getattr(col, case.primitive))
+    obj = case.make(col.factories[case.primitive])
     case.run(obj, 1000)  # warm up: the interpreter specialises the loop and the methods
     case.run(obj, ops)
 
@@ -87,7 +87,7 @@ def main() -> None:
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind not found: apt-get install valgrind")
-    from tracedsync.bench import UNROLL
+    from tracedsync.bench.timing import UNROLL
 
     ops = max(2, args.ops // UNROLL) * UNROLL
     print(f"instructions per operation ({ops:,} operations minus {UNROLL}, callgrind)")

@@ -29,7 +29,7 @@ also runs with twice the items, and both peaks are reported.
 
 One run (one JSON line: items, wall and CPU seconds, peak RSS, checksum)::
 
-    python -m tracedsync.bench_workload --items 100000 --mode plain
+    python -m tracedsync.bench.workload --items 100000 --mode plain
 """
 
 from __future__ import annotations
@@ -50,12 +50,13 @@ import tempfile
 import threading
 import time
 import types
-from collections.abc import Callable
 from typing import Any
 
+from tracedsync import primitives
+from tracedsync.bench import targets
+from tracedsync.bench.timing import Progress, Settings
+
 STOP = object()
-#: The issue's target: the workload's wall time at most this times plain.
-WALL_TARGET = 1.10
 
 
 def _traced_queue(maxsize: int, name: str) -> queue.Queue[Any]:
@@ -67,6 +68,23 @@ def _traced_queue(maxsize: int, name: str) -> queue.Queue[Any]:
     q.not_full = tracedsync.Condition(q.mutex, name=f"{name}.not_full")  # type: ignore[assignment]
     q.all_tasks_done = tracedsync.Condition(q.mutex, name=f"{name}.all_tasks_done")  # type: ignore[assignment]
     return q
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident memory, KiB.
+
+    ``VmHWM`` where Linux has it: ``getrusage``'s ``ru_maxrss`` keeps, across
+    ``exec``, the peak of the process that forked it (the bench itself, over
+    100 MB once it has made its real-workload cases' primitives).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def workload(items: int, workers: int, traced: bool) -> dict[str, Any]:
@@ -150,17 +168,21 @@ def workload(items: int, workers: int, traced: bool) -> dict[str, Any]:
         "workers": workers,
         "wall_seconds": round(wall, 4),
         "cpu_seconds": round(cpu, 4),
-        "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "peak_rss_kib": peak_rss_kib(),
         "checksum": results["checksum"],
     }
 
 
-#: Modes compared against plain, in the order they run.
-MODES = ("run", "traced")
+#: Modes compared against plain, in the order they run, and their cases.
+MODES = {"run": "workload under tracedsync run", "traced": "workload with tracedsync's primitives"}
+
+
+def case_names() -> list[str]:
+    return list(MODES.values())
 
 
 def _command(mode: str, items: int, workers: int) -> list[str]:
-    one = [sys.executable, "-m", "tracedsync.bench_workload", "--items", str(items)]
+    one = [sys.executable, "-m", "tracedsync.bench.workload", "--items", str(items)]
     one += ["--workers", str(workers), "--mode"]
     if mode == "run":
         return [sys.executable, "-m", "tracedsync", "run", "--", *one, "plain"]
@@ -229,7 +251,11 @@ def _pair(
 
 
 def compare(
-    items: int, workers: int, repeat: int, progress: Callable[[str], None] = lambda _: None
+    items: int,
+    workers: int,
+    repeat: int,
+    progress: Progress = lambda _: None,
+    modes: tuple[str, ...] = tuple(MODES),
 ) -> dict[str, Any]:
     """Each mode against plain, ``repeat`` times, side by side where possible.
 
@@ -239,10 +265,11 @@ def compare(
     """
     cpus = _cpu_pair()
     out_dir = tempfile.mkdtemp(prefix="tracedsync-workload-")
-    samples: dict[str, list[list[dict[str, Any]]]] = {m: [] for m in MODES}
+    samples: dict[str, list[list[dict[str, Any]]]] = {m: [] for m in modes}
+    double: dict[str, Any] | None = None
     try:
         for rep in range(repeat):
-            for mode in MODES:
+            for mode in modes:
                 progress(f"workload: plain and {mode}, {rep + 1} of {repeat} ...")
                 swapped = (cpus[1], cpus[0]) if cpus is not None else None
                 samples[mode].append(
@@ -251,8 +278,9 @@ def compare(
                         _pair(mode, items, workers, out_dir, swapped, 1),
                     ]
                 )
-        progress("workload: traced with twice the items ...")
-        double = _result("traced", _start("traced", items * 2, workers, out_dir, None))
+        if "traced" in modes:
+            progress("workload: traced with twice the items ...")
+            double = _result("traced", _start("traced", items * 2, workers, out_dir, None))
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
 
@@ -262,10 +290,11 @@ def compare(
             for pairs in samples[mode]
         ]
 
-    modes: dict[str, Any] = {}
-    for mode in MODES:
+    cases: dict[str, Any] = {}
+    for mode in modes:
         runs = [p for pairs in samples[mode] for p in pairs]
-        modes[mode] = {
+        cases[MODES[mode]] = {
+            "mode": mode,
             "wall_ratio": statistics.median(ratios(mode, "wall_seconds")),
             "cpu_ratio": statistics.median(ratios(mode, "cpu_seconds")),
             "wall_ratios": ratios(mode, "wall_seconds"),
@@ -275,44 +304,64 @@ def compare(
             "plain_peak_rss_kib": max(r["plain"]["peak_rss_kib"] for r in runs),
         }
     return {
+        "implementation": primitives.IMPLEMENTATION,
         "items": items,
         "workers": workers,
         "repeat": repeat,
         "side_by_side": cpus is not None,
-        "modes": modes,
-        "plain_peak_rss_kib": max(m["plain_peak_rss_kib"] for m in modes.values()),
-        "traced_peak_rss_kib": modes["traced"]["peak_rss_kib"],
-        "traced_peak_rss_kib_twice_the_items": double["peak_rss_kib"],
+        "cases": cases,
+        "plain_peak_rss_kib": max(m["plain_peak_rss_kib"] for m in cases.values()),
+        "traced_peak_rss_kib_twice_the_items": double["peak_rss_kib"] if double else None,
     }
 
 
-def format_comparison(out: dict[str, Any]) -> str:
+def measure(names: list[str], settings: Settings, progress: Progress) -> dict[str, Any]:
+    modes = tuple(m for m, case in MODES.items() if case in names)
+    return compare(settings.items, settings.workers, settings.reps(5, 5), progress, modes)
+
+
+def figures(data: dict[str, Any]) -> list[targets.Figure]:
+    return [
+        targets.Figure(
+            name,
+            targets.target_id(name, data["implementation"]),
+            c["wall_ratio"],
+            targets.CASES[name],
+        )
+        for name, c in data["cases"].items()
+    ]
+
+
+def format_lines(data: dict[str, Any]) -> list[str]:
     how = (
         "side by side, each process pinned to a CPU of its own"
-        if out["side_by_side"]
+        if data["side_by_side"]
         else "one after the other (no two CPUs to pin to)"
     )
     lines = [
-        f"Workload: {out['items']:,} items through a queue, {out['workers']} worker threads, "
+        f"Workload: {data['items']:,} items through a queue, {data['workers']} worker threads, "
         "a lock-protected cache and an RLock-protected tally;",
-        f"each mode against plain {out['repeat']} times (two runs each, CPUs swapped), {how};",
+        f"each mode against plain {data['repeat']} times (two runs each, CPUs swapped), {how};",
         "wall and CPU: the median of the ratios mode / plain.",
         "",
         f"{'mode':<10}{'plain s':>9}{'mode s':>9}{'wall':>9}{'CPU':>9}{'peak RSS':>11}",
     ]
-    for mode, m in out["modes"].items():
+    for m in data["cases"].values():
         lines.append(
-            f"{mode:<10}{m['plain_wall_seconds']:>9.3f}{m['wall_seconds']:>9.3f}"
+            f"{m['mode']:<10}{m['plain_wall_seconds']:>9.3f}{m['wall_seconds']:>9.3f}"
             f"{m['wall_ratio']:>8.3f}x{m['cpu_ratio']:>8.3f}x{m['peak_rss_kib'] / 1024:>8.1f} MB"
         )
     lines.append("")
-    lines.append(
-        f"Peak RSS: plain {out['plain_peak_rss_kib'] / 1024:.1f} MB; traced "
-        f"{out['traced_peak_rss_kib'] / 1024:.1f} MB, with twice the items "
-        f"{out['traced_peak_rss_kib_twice_the_items'] / 1024:.1f} MB "
-        f"(target: wall time <= {WALL_TARGET:.2f}x plain, memory not growing with the items)."
-    )
-    return "\n".join(lines)
+    peak = f"Peak RSS: plain {data['plain_peak_rss_kib'] / 1024:.1f} MB"
+    traced = data["cases"].get(MODES["traced"])
+    if traced is not None and data["traced_peak_rss_kib_twice_the_items"] is not None:
+        peak += (
+            f"; traced {traced['peak_rss_kib'] / 1024:.1f} MB, with twice the items "
+            f"{data['traced_peak_rss_kib_twice_the_items'] / 1024:.1f} MB "
+            "(memory must not grow with the items)"
+        )
+    lines.append(peak + ".")
+    return lines
 
 
 def main() -> int:
