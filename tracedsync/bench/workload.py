@@ -63,7 +63,7 @@ def _traced_queue(maxsize: int, name: str) -> queue.Queue[Any]:
     import tracedsync
 
     q: queue.Queue[Any] = queue.Queue(maxsize)
-    q.mutex = tracedsync.Lock(name=f"{name}.mutex")  # type: ignore[assignment]
+    q.mutex = tracedsync.Lock(name=f"{name}.mutex")
     q.not_empty = tracedsync.Condition(q.mutex, name=f"{name}.not_empty")
     q.not_full = tracedsync.Condition(q.mutex, name=f"{name}.not_full")
     q.all_tasks_done = tracedsync.Condition(q.mutex, name=f"{name}.all_tasks_done")
