@@ -87,12 +87,6 @@ def test_run_loads_no_report_bench_sdk_or_structlog(tmp_path: Any) -> None:
     assert _heavy(out["modules"]) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the runner prepares the output directory with tracedsync.exporters.jsonfile "
-    "(which imports the OpenTelemetry SDK) and prints its summary through "
-    "tracedsync.analysis (issue 20 §1: runner.py and the jsonfile exporter)",
-)
 def test_run_with_the_default_exporter_loads_no_report_bench_sdk_or_structlog(
     tmp_path: Any,
 ) -> None:

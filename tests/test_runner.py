@@ -172,7 +172,10 @@ def test_bad_invocations_are_one_line_errors(tmp_path: Path) -> None:
         (["run", "--"], 2, "missing command"),
         (["run", "--frobnicate", "--", "true"], 2, "unrecognized arguments"),
         (["run", "--", "no-such-program-xyz"], 127, "command not found: no-such-program-xyz"),
-        (["run", "--wait-threshold-ms", "soon", "--", "true"], 2, "TRACEDSYNC_WAIT_THRESHOLD_MS"),
+        # A bad value is named by the flag the user typed, not the variable.
+        (["run", "--wait-threshold-ms", "soon", "--", "true"], 2, "--wait-threshold-ms 'soon'"),
+        (["run", "--exporters", "bogus", "--", "true"], 2, "--exporters 'bogus' is invalid"),
+        (["run", "--idle-stuck-after-ms", "-3", "--", "true"], 2, "--idle-stuck-after-ms '-3'"),
         ([], 2, "a command is required"),
         (["frobnicate"], 2, "invalid choice"),
     ]
@@ -432,3 +435,84 @@ def test_multiprocessing_children_are_traced(tmp_path: Path, method: str) -> Non
     for pid in map(int, result.stdout.split()):
         holds = [s for s in spans_in(tmp_path / "tracedsync-out", pid) if s["name"] == "lock.hold"]
         assert len(holds) == 2, (method, pid)
+
+
+_STUCK_PROGRAM = """
+import threading
+
+lock = threading.Lock()
+held = threading.Event()
+
+
+def holder():
+    with lock:
+        held.set()
+        threading.Event().wait(1.5)  # busy elsewhere, holding the lock
+
+
+t = threading.Thread(target=holder, name="slow-holder")
+t.start()
+held.wait()
+with lock:  # blocks ~1.5 s: a stuck wait past 200 ms
+    pass
+t.join()
+print("done")
+"""
+
+
+@pytest.mark.parametrize("exporters", ["jsonfile", "console", "otlp"])
+def test_the_run_ends_with_a_summary_whatever_the_exporters(tmp_path: Path, exporters: str) -> None:
+    """Every traced process leaves a summary file, so `tracedsync run` says
+    what happened with console or OTLP alone too, and --report works with any
+    exporter set (the OTLP endpoint here answers nothing: the summary does not
+    depend on it)."""
+    script = write(tmp_path, "app.py", _STUCK_PROGRAM)
+    env = {
+        "TRACEDSYNC_STUCK_AFTER_MS": "200",
+        "TRACEDSYNC_SHUTDOWN_TIMEOUT_MS": "500",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",  # nothing listens
+    }
+    for extra in ([], ["--report"]):
+        result = run(
+            tmp_path,
+            "run",
+            "--exporters",
+            exporters,
+            *extra,
+            "--",
+            sys.executable,
+            str(script),
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "done" in result.stdout
+        if extra:
+            assert "PRIMITIVES" in result.stderr
+        else:
+            assert "1 process(es)" in result.stderr
+            assert "lock lock (app.py:4): 2 acquisitions, 1 contended" in result.stderr
+            assert "findings: 1" in result.stderr and "stuck_wait" in result.stderr
+        files = list((tmp_path / "tracedsync-out").glob("summary-*.json"))
+        assert bool(files) == (exporters == "jsonfile")
+
+
+def test_findings_are_alerted_while_the_program_runs(tmp_path: Path) -> None:
+    """A finding is one line on stderr when it happens (before the program's
+    own last line), once even with the console exporter, and --quiet turns
+    the alerts off but not the summary."""
+    script = write(tmp_path, "app.py", _STUCK_PROGRAM + "import sys; sys.stderr.write('end\\n')\n")
+    env = {"TRACEDSYNC_STUCK_AFTER_MS": "200"}
+    alert = "MainThread has been stuck waiting for lock lock (app.py:4) #1"
+    for exporters, quiet, alerts in (
+        ("jsonfile", False, 1),
+        ("console", False, 1),  # the console exporter's line, not a second one
+        ("jsonfile", True, 0),
+    ):
+        args = ["run", "--exporters", exporters, *(["--quiet"] if quiet else [])]
+        result = run(tmp_path, *args, "--", sys.executable, str(script), env=env)
+        assert result.returncode == 0, result.stderr
+        lines = result.stderr.splitlines()
+        while_running = lines[: lines.index("end")]
+        found = [line for line in while_running if alert in line]
+        assert len(found) == alerts, (exporters, quiet, result.stderr)
+        assert any("findings: 1" in line for line in lines)

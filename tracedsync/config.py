@@ -19,7 +19,7 @@ import sys
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from tracedsync import _impl
 
@@ -220,10 +220,24 @@ def _warn(message: str) -> None:
         pass
 
 
-def environment_errors(environ: Mapping[str, str] | None = None) -> list[str]:
-    """One message per bad ``TRACEDSYNC_*`` value in ``environ``."""
+class EnvironmentProblem(NamedTuple):
+    """A bad ``TRACEDSYNC_*`` variable: its name, value, and what was expected
+    (None: the name is not a tracedsync setting)."""
+
+    variable: str
+    value: str
+    expected: str | None
+
+    def __str__(self) -> str:
+        if self.expected is None:
+            return f"{self.variable} is not a tracedsync setting"
+        return f"{self.variable}={_describe(self.value)} is invalid: expected {self.expected}"
+
+
+def environment_problems(environ: Mapping[str, str] | None = None) -> list[EnvironmentProblem]:
+    """Every bad ``TRACEDSYNC_*`` value in ``environ``."""
     env = os.environ if environ is None else environ
-    errors = []
+    problems = []
     checks: dict[str, Callable[[Any], Any]] = {
         var: parser for var, parser in _OPTIONS.values() if var is not None
     }
@@ -233,15 +247,28 @@ def environment_errors(environ: Mapping[str, str] | None = None) -> list[str]:
             try:
                 parser(env[var])
             except _Invalid as exc:
-                errors.append(f"{var}={_describe(env[var])} is invalid: expected {exc}")
+                problems.append(EnvironmentProblem(var, env[var], str(exc)))
     for var in env:
-        if var.startswith("TRACEDSYNC_") and var not in checks and var not in _PRIVATE_VARIABLES:
-            errors.append(f"{var} is not a tracedsync setting")
-    return errors
+        if var.startswith("TRACEDSYNC_") and var not in checks and var not in PRIVATE_VARIABLES:
+            problems.append(EnvironmentProblem(var, env[var], None))
+    return problems
+
+
+def environment_errors(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One message per bad ``TRACEDSYNC_*`` value in ``environ``."""
+    return [str(p) for p in environment_problems(environ)]
 
 
 #: Set by ``tracedsync run`` for the program; not user settings.
-_PRIVATE_VARIABLES = {"TRACEDSYNC_RUN_ID", "TRACEDSYNC_RUN", "TRACEDSYNC_DUMP_SIGNAL"}
+PRIVATE_VARIABLES = frozenset(
+    {
+        "TRACEDSYNC_RUN_ID",
+        "TRACEDSYNC_RUN",
+        "TRACEDSYNC_DUMP_SIGNAL",
+        "TRACEDSYNC_SUMMARY_DIR",
+        "TRACEDSYNC_ALERTS",
+    }
+)
 
 
 def resolve(explicit: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:

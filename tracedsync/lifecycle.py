@@ -25,7 +25,7 @@ from _thread import RLock as _RawRLock
 from collections.abc import Callable
 from typing import Any
 
-from tracedsync import _settings, _threads, budget, records, registry, waits
+from tracedsync import _settings, _threads, budget, records, registry, summary, waits
 from tracedsync.config import Config, resolve
 
 _state_lock = _RawRLock()
@@ -174,14 +174,28 @@ def shutdown(timeout: float | None = None) -> None:
 def final_flush() -> None:
     """The process ends (atexit, SIGTERM under ``tracedsync run``, the end of
     a multiprocessing child): export everything, waits still blocked as
-    ``unfinished``, and stop. Never raises."""
+    ``unfinished``, stop, and write the exit summary. Never raises."""
     try:
+        config = _active
         if _pending_start is not None and registry.anything_used():
             _start_pending()  # a fork child that recorded only counters: export them
         if _pipeline is not None:
             shutdown()
+        _write_summary(config, final=True)
     except Exception:
         pass
+
+
+def _write_summary(config: Config | None, final: bool) -> None:
+    """This process's summary file (under ``tracedsync run``)."""
+    pipeline_module = sys.modules.get("tracedsync.pipeline")
+    if pipeline_module is not None:
+        telemetry = pipeline_module.telemetry_counts()
+    else:
+        acc = records.accounting
+        telemetry = {"produced": acc.produced, "dropped": acc.dropped, "exporters": {}}
+    files_dir = config.output_dir if config is not None and "jsonfile" in config.exporters else None
+    summary.write(telemetry, files_dir, final)
 
 
 #: How long the flush before joining the program's threads may take: the
@@ -196,6 +210,9 @@ def _before_threads_join() -> None:
     try:
         if _pipeline is not None:
             flush(min(_JOIN_FLUSH_S, (_active.shutdown_timeout_ms if _active else 0) / 1000))
+        # In case the other threads are deadlocked and the process is killed:
+        # what is known now, waits still blocked included.
+        _write_summary(_active, final=False)
     except Exception:
         pass
 
@@ -259,6 +276,7 @@ def _after_fork_in_child() -> None:
     records.at_fork_child()
     waits.at_fork_child()
     budget.at_fork_child()
+    summary.at_fork_child()
     _threads.at_fork_child()
     config = _active
     # The parent's threads do not exist here, and its exporters may hold

@@ -37,7 +37,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from tracedsync import _settings, _stdlib, _threads, budget, records, registry
+from tracedsync import _settings, _stdlib, _threads, budget, records, registry, summary
+from tracedsync._format import clean
 from tracedsync.counters import HISTOGRAM_BOUNDS, fold_histogram
 from tracedsync.describe import iso_timestamp
 from tracedsync.events import Collector, make_logger
@@ -52,6 +53,19 @@ from tracedsync.exporters.exemplars import Exemplars
 from tracedsync.exporters.lanes import Batch, FlushRequest, Lane
 from tracedsync.spans import SCOPE_NAME, SpanBuilder, blocked_gauges
 
+#: Set (to 1) by ``tracedsync run`` unless ``--quiet``.
+ALERTS_VARIABLE = "TRACEDSYNC_ALERTS"
+#: The log events that are a live alert under ``tracedsync run``.
+ALERT_EVENTS = frozenset(
+    {
+        "self_deadlock_suspected",
+        "deadlock_detected",
+        "stuck_wait",
+        "abandoned_hold",
+        "barrier_broken",
+        "lock_order_inversion",
+    }
+)
 #: What ``stop`` keeps of its timeout to abort a hanging export and join.
 _ABORT_RESERVE_S = 0.5
 #: What the pipeline thread leaves ``stop`` to close the lanes after draining.
@@ -137,6 +151,11 @@ class Pipeline:
         self._failure_notes: deque[tuple[str, str, str, int]] = deque()
         #: The latest wait span per primitive and wait bucket (metrics' exemplars).
         self._exemplars = Exemplars()
+        #: Under ``tracedsync run`` (not ``--quiet``): a line per finding on
+        #: stderr, unless the console exporter prints it already.
+        self._alerts = os.environ.get(ALERTS_VARIABLE) == "1" and not any(
+            sink.name == "console" for sink in self.sinks
+        )
         for sink in self.sinks:
             sink.set_metrics_source(self.metrics_now)
         self._wake = _stdlib.Event()
@@ -384,8 +403,19 @@ class Pipeline:
         self._collector.events = []
         self._take_failure_notes(logs)
         self._report_drops(logs)
+        if logs:
+            summary.note(logs)
+            if self._alerts:
+                self._alert(logs)
         if not self._abandoned:
             self._deliver(Batch(len(batch), spans, logs))
+
+    def _alert(self, logs: list[LogEvent]) -> None:
+        """Under ``tracedsync run``: one line on stderr per finding, when it
+        happens (the console exporter prints them itself)."""
+        for event in logs:
+            if event.get("event") in ALERT_EVENTS:
+                _stderr(f"tracedsync: {clean(str(event.get('message') or event.get('event')))}")
 
     def _deliver(self, batch: Batch) -> None:
         """Hand ``batch`` to every lane that takes records (never blocks)."""

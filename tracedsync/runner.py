@@ -11,21 +11,25 @@ The command is spawned, not exec'd, so that the parent can report at the
 end: it forwards signals (a Ctrl-C from the terminal already reaches the
 whole process group, so only SIGINTs sent with ``kill`` are forwarded),
 returns the program's exit code (128+N when it dies of signal N), then
-prints a summary of this run's files, or the full table with ``--report``.
+prints the run's summary -- merged from the small summary file every traced
+process writes into a private per-run directory when it ends, whatever the
+exporters (``tracedsync.summary``) -- or the full table with ``--report``.
+While the program runs, each finding (a deadlock, a stuck wait...) is one
+line on its stderr when it happens, unless ``--quiet``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import uuid
 from typing import Any
 
-from tracedsync import _format, config
+from tracedsync import config, summary
 from tracedsync.cli import CliError
 
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
@@ -45,7 +49,8 @@ _GROUP_SIGNALS = {signal.SIGINT, signal.SIGQUIT}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.usage = "tracedsync run [options] -- COMMAND [ARGS ...]"
     parser.add_argument(
-        "--exporters", help="comma list of console, jsonfile, otlp (default: jsonfile)"
+        "--exporters",
+        help="comma list of console, jsonfile, otlp, prometheus (default: jsonfile)",
     )
     parser.add_argument("--output-dir", help="where jsonfile writes (default: ./tracedsync-out)")
     parser.add_argument("--wait-threshold-ms", help="waits this long become spans (default 1)")
@@ -60,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE",
         help="trace MODULE although excluded by default (e.g. logging)",
     )
+    parser.add_argument(
+        "--stuck-after-ms", help="report a lock wait still blocked this long (default 5000)"
+    )
+    parser.add_argument(
+        "--idle-stuck-after-ms",
+        help="report an Event/Condition/Barrier wait still blocked this long (default 60000)",
+    )
     parser.add_argument("--lock-order", action="store_true", help="check lock-order inversions")
     parser.add_argument(
         "--dump-on-signal",
@@ -69,40 +81,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--report", action="store_true", help="print the full contention table at exit"
     )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no line on stderr per finding while the program runs (the exit summary stays)",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the program to run")
+
+
+#: Flags that set one variable each: (argparse dest, flag, variable).
+_VALUE_FLAGS = (
+    ("exporters", "--exporters", "TRACEDSYNC_EXPORTERS"),
+    ("output_dir", "--output-dir", "TRACEDSYNC_OUTPUT_DIR"),
+    ("wait_threshold_ms", "--wait-threshold-ms", "TRACEDSYNC_WAIT_THRESHOLD_MS"),
+    ("hold_threshold_ms", "--hold-threshold-ms", "TRACEDSYNC_HOLD_THRESHOLD_MS"),
+    ("stuck_after_ms", "--stuck-after-ms", "TRACEDSYNC_STUCK_AFTER_MS"),
+    ("idle_stuck_after_ms", "--idle-stuck-after-ms", "TRACEDSYNC_IDLE_STUCK_AFTER_MS"),
+)
+_LIST_FLAGS = (
+    ("exclude", "--exclude", "TRACEDSYNC_EXCLUDE"),
+    ("include", "--include", "TRACEDSYNC_INCLUDE"),
+)
 
 
 def _child_environment(args: argparse.Namespace) -> tuple[dict[str, str], str, str]:
     env = dict(os.environ)
-    for option, var in (
-        ("exporters", "TRACEDSYNC_EXPORTERS"),
-        ("output_dir", "TRACEDSYNC_OUTPUT_DIR"),
-        ("wait_threshold_ms", "TRACEDSYNC_WAIT_THRESHOLD_MS"),
-        ("hold_threshold_ms", "TRACEDSYNC_HOLD_THRESHOLD_MS"),
-    ):
+    #: variable -> the flag the user typed that set it
+    from_flag: dict[str, str] = {}
+    for option, flag, var in _VALUE_FLAGS:
         value = getattr(args, option)
         if value is not None:
             env[var] = value
-    for option, var in (("exclude", "TRACEDSYNC_EXCLUDE"), ("include", "TRACEDSYNC_INCLUDE")):
+            from_flag[var] = flag
+    for option, flag, var in _LIST_FLAGS:
         values = [v for v in [env.get(var, ""), *getattr(args, option)] if v]
         if values:
             env[var] = ",".join(values)
+        if getattr(args, option):
+            from_flag[var] = flag
     if args.lock_order:
         env["TRACEDSYNC_LOCK_ORDER"] = "1"
     if args.dump_on_signal:
         env["TRACEDSYNC_DUMP_SIGNAL"] = str(_signal_number(args.dump_on_signal))
     env.setdefault("TRACEDSYNC_EXPORTERS", "jsonfile")
-    errors = config.environment_errors(env)
-    if errors:
-        raise CliError(errors[0] if len(errors) == 1 else "; ".join(errors))
+    problems = config.environment_problems(env)
+    if problems:
+        raise CliError("; ".join(_problem_text(p, from_flag) for p in problems))
     output_dir = os.path.abspath(env.get("TRACEDSYNC_OUTPUT_DIR") or "tracedsync-out")
     env["TRACEDSYNC_OUTPUT_DIR"] = output_dir
     run_id = uuid.uuid4().hex[:12]
     env["TRACEDSYNC_RUN_ID"] = run_id
     env["TRACEDSYNC_RUN"] = "1"
+    if not args.quiet:
+        env["TRACEDSYNC_ALERTS"] = "1"
     existing = env.get("PYTHONPATH")
     env["PYTHONPATH"] = BOOTSTRAP_DIR + (os.pathsep + existing if existing else "")
     return env, output_dir, run_id
+
+
+def _problem_text(problem: config.EnvironmentProblem, from_flag: dict[str, str]) -> str:
+    """A bad value said the way the user gave it: the flag they typed, or the
+    environment variable when that was the source."""
+    flag = from_flag.get(problem.variable)
+    if flag is None or problem.expected is None:
+        return str(problem)
+    return f"{flag} {problem.value!r} is invalid: expected {problem.expected}"
 
 
 def _signal_number(name: str) -> int:
@@ -131,23 +174,28 @@ def command(args: argparse.Namespace) -> int:
         raise CliError("missing command (usage: tracedsync run [options] -- COMMAND [ARGS ...])")
     env, output_dir, run_id = _child_environment(args)
     exporters = [e.strip() for e in env["TRACEDSYNC_EXPORTERS"].split(",")]
-    if "jsonfile" in exporters:
-        from tracedsync.exporters.jsonfile import OutputDirError, prepare_output_dir
+    files_dir = output_dir if "jsonfile" in exporters else None
+    if files_dir is not None:
+        from tracedsync.outdir import OutputDirError, prepare_output_dir
 
         try:
-            prepare_output_dir(output_dir)
+            prepare_output_dir(files_dir)
         except OutputDirError as exc:
             raise CliError(str(exc)) from None
+    summaries = tempfile.mkdtemp(prefix=f"tracedsync-{run_id}-")  # private: 0o700
+    env[summary.DIRECTORY_VARIABLE] = summaries
     try:
-        code = spawn_and_wait(argv, env)
-    except _NotStarted as exc:
-        sys.stderr.write(f"tracedsync run: {exc.message}\n")
-        return exc.code
-    if "jsonfile" in exporters:
         try:
-            print_summary(output_dir, run_id, full=args.report)
+            code = spawn_and_wait(argv, env)
+        except _NotStarted as exc:
+            sys.stderr.write(f"tracedsync run: {exc.message}\n")
+            return exc.code
+        try:
+            sys.stderr.write(run_summary(summaries, files_dir, run_id, full=args.report))
         except Exception as exc:  # the program's exit code matters more
-            sys.stderr.write(f"tracedsync: could not summarise {output_dir}: {exc}\n")
+            sys.stderr.write(f"tracedsync: could not summarise the run: {exc}\n")
+    finally:
+        _keep_summaries(summaries, files_dir)
     return code
 
 
@@ -257,56 +305,30 @@ def _dump_on_signal(signum: int) -> None:
 # --------------------------------------------------------------------------
 
 
-def print_summary(output_dir: str, run_id: str, full: bool) -> None:
-    """The run's contention in a few lines on stderr (``--report``: the full table)."""
-    try:
-        analysis: Any = importlib.import_module("tracedsync.report")
-    except ImportError:
-        analysis = None
-    if analysis is not None and hasattr(analysis, "run_summary"):
-        sys.stderr.write(analysis.run_summary(output_dir, run_id, full=full))
-        return
-    sys.stderr.write(_metrics_summary(output_dir, run_id))
-
-
-def _metrics_summary(output_dir: str, run_id: str) -> str:
-    totals: dict[tuple[str, str], dict[str, float]] = {}
-    files = sorted(
-        f
-        for f in os.listdir(output_dir)
-        if f.startswith(f"metrics-{run_id}-") and f.endswith(".jsonl")
-    )
-    for name in files:
-        last = ""
-        with open(os.path.join(output_dir, name), encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.endswith("\n"):
-                    last = line
-        if not last:
-            continue
-        request = json.loads(last)
-        for rm in request.get("resourceMetrics", []):
-            for sm in rm.get("scopeMetrics", []):
-                for metric in sm.get("metrics", []):
-                    for point in (metric.get("sum") or {}).get("dataPoints", []):
-                        attrs = {
-                            a["key"]: next(iter(a["value"].values()))
-                            for a in point.get("attributes", [])
-                        }
-                        if "sync.name" not in attrs:
-                            continue
-                        key = (str(attrs.get("sync.kind")), str(attrs["sync.name"]))
-                        value = float(point.get("asInt", point.get("asDouble", 0)))
-                        entry = totals.setdefault(key, {})
-                        entry[metric["name"]] = entry.get(metric["name"], 0.0) + value
-    lines = [f"tracedsync: run {run_id}, {len(files)} process(es), files in {output_dir}\n"]
-    ranked = sorted(totals.items(), key=lambda kv: -kv[1].get("tracedsync.wait.time", 0.0))[:5]
-    for (kind, name), m in ranked:
-        lines.append(
-            f"  {kind:<17} {_format.clean(name)[:60]:<60} "
-            f"acq {int(m.get('tracedsync.acquisitions', 0)):>9}  "
-            f"contended {int(m.get('tracedsync.contentions', 0)):>8}  "
-            f"waited {m.get('tracedsync.wait.time', 0.0) * 1e3:10.1f} ms\n"
+def run_summary(summaries: str, files_dir: str | None, run_id: str, full: bool) -> str:
+    """What ``tracedsync run`` prints when the program has ended: the merged
+    summaries in a few lines, or with ``full`` (``--report``) the report's
+    whole table over the summaries and the files."""
+    docs = summary.read(summaries)
+    if not docs:
+        return (
+            f"tracedsync: run {run_id}: no traced Python process reported (a program that is "
+            "not Python, or a Python started with -I, -E or -S, is not traced)\n"
         )
-    lines.append(f"  tracedsync report {output_dir}   for the full analysis\n")
-    return "".join(lines)
+    if full:
+        from tracedsync.report import run_report
+
+        return run_report([summaries, *([files_dir] if files_dir else [])], run_id, full=True)
+    return summary.render(summary.merge(docs), run_id, files_dir)
+
+
+def _keep_summaries(summaries: str, files_dir: str | None) -> None:
+    """The summaries go beside the run's files (``tracedsync report DIR``
+    reads them too), else away; the private directory goes."""
+    try:
+        if files_dir is not None:
+            for name in os.listdir(summaries):
+                if name.startswith("summary-") and name.endswith(".json"):
+                    shutil.move(os.path.join(summaries, name), os.path.join(files_dir, name))
+    finally:
+        shutil.rmtree(summaries, ignore_errors=True)

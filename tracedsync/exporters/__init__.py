@@ -36,9 +36,9 @@ def create_exporters(
     or Prometheus packages missing, no port) is reported to ``on_unavailable`` and left out; without
     that callback the error is raised.
     """
-    from tracedsync.exporters.jsonfile import OutputDirError
     from tracedsync.exporters.otlp import OtlpUnavailable
     from tracedsync.exporters.prometheus import PrometheusUnavailable
+    from tracedsync.outdir import OutputDirError
 
     out: list[Exporter] = []
     for item in config.exporters:

@@ -34,33 +34,11 @@ from typing import Any
 
 from tracedsync.exporters import otlp_json
 from tracedsync.exporters.base import Exporter, LogEvent, SpanData
+from tracedsync.outdir import prepare_output_dir
 
 #: Spans per line: keeps lines to a few hundred kilobytes.
 SPANS_PER_LINE = 512
 FILE_MODE = 0o600
-
-
-class OutputDirError(OSError):
-    """The output directory cannot be created or written."""
-
-
-def prepare_output_dir(path: str) -> str:
-    """Create ``path`` (``0o700``) if needed and check it is writable; return it absolute.
-
-    Raises :class:`OutputDirError` with a one-line message naming the path.
-    """
-    absolute = os.path.abspath(path)
-    try:
-        os.makedirs(absolute, mode=0o700, exist_ok=True)
-    except OSError as exc:
-        raise OutputDirError(
-            exc.errno, f"cannot create output directory {absolute}: {exc.strerror}"
-        ) from None
-    if not os.path.isdir(absolute):
-        raise OutputDirError(errno.ENOTDIR, f"output directory {absolute} is not a directory")
-    if not os.access(absolute, os.W_OK | os.X_OK):
-        raise OutputDirError(errno.EACCES, f"output directory {absolute} is not writable")
-    return absolute
 
 
 #: path -> (st_dev, st_ino) of every file this process created: a new

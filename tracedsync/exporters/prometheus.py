@@ -207,7 +207,7 @@ class PrometheusExporter(Exporter):
         port: int | None = None,
         pid: int | None = None,
     ) -> None:
-        from tracedsync.exporters.jsonfile import prepare_output_dir
+        from tracedsync.outdir import prepare_output_dir
 
         self.output_dir = prepare_output_dir(output_dir)
         self.run_id = run_id
