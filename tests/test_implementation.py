@@ -770,7 +770,7 @@ def test_adopt_methods_keeps_overrides_and_refuses_other_classes() -> None:
         def locked(self) -> bool:
             return True
 
-    assert _impl.speedups.adopt_methods(Sub) == 8  # all but the overridden locked()
+    assert _impl.speedups.adopt_methods(Sub) == 9  # all but the overridden locked()
     assert _impl.speedups.adopt_methods(Sub) == 0  # done already
     assert Sub.__dict__["release"].__objclass__ is Sub
     assert Sub().locked() is True

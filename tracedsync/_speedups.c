@@ -638,6 +638,13 @@ core_at_fork_reinit(CoreObject *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+/* _used(): counted something on the hot path (a hold, or one under way). */
+static PyObject *
+core_used(CoreObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->hsum != 0 || self->t != 0);
+}
+
 static PyObject *
 core_hhist(CoreObject *self, void *Py_UNUSED(closure))
 {
@@ -761,6 +768,7 @@ static PyGetSetDef core_getset[] = {
     {"_try", (PyCFunction)(void (*)(void))core_try, METH_FASTCALL | METH_KEYWORDS,       \
      "acquire the underlying lock like _thread.lock.acquire"},                           \
     {"_rel", (PyCFunction)core_rel, METH_NOARGS, "release the underlying lock"},         \
+    {"_used", (PyCFunction)core_used, METH_NOARGS, "counted anything on the hot path"},  \
     {"_at_fork_reinit", (PyCFunction)core_at_fork_reinit, METH_NOARGS, NULL}
 
 static PyMethodDef lock_methods[] = {

@@ -16,7 +16,8 @@ from _thread import get_ident
 #: threading's registry of running threads (a dict it never rebinds).
 active: dict[int, threading.Thread] = threading._active  # type: ignore[attr-defined]
 
-_internal: set[int] = set()
+#: The marked threads' idents (a set changed in place: hot code binds it).
+internal: set[int] = set()
 #: ident -> last name seen, for threads that may have ended.
 _seen_names: dict[int, str] = {}
 _SEEN_LIMIT = 10_000
@@ -24,20 +25,20 @@ _SEEN_LIMIT = 10_000
 
 def mark_internal(ident: int | None = None) -> None:
     """Mark a thread as tracedsync's own: nothing it does is recorded."""
-    _internal.add(get_ident() if ident is None else ident)
+    internal.add(get_ident() if ident is None else ident)
 
 
 def unmark_internal(ident: int | None = None) -> None:
-    _internal.discard(get_ident() if ident is None else ident)
+    internal.discard(get_ident() if ident is None else ident)
 
 
 def is_internal(ident: int | None = None) -> bool:
-    return (get_ident() if ident is None else ident) in _internal
+    return (get_ident() if ident is None else ident) in internal
 
 
 def internal_idents() -> set[int]:
     """The marked threads now (a copy)."""
-    return set(_internal)
+    return set(internal)
 
 
 def name_of(thread: threading.Thread | None, ident: int) -> str:
@@ -84,4 +85,4 @@ def remember_names() -> None:
 
 def at_fork_child() -> None:
     """In a fork child: the parent's internal threads do not exist here."""
-    _internal.clear()
+    internal.clear()

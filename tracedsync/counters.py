@@ -105,9 +105,11 @@ _IDENTITY_FIELDS = ("name", "kind", "id")
 if [f.name for f in fields(PrimitiveStats)] != [*_IDENTITY_FIELDS, *RAW_FIELDS]:
     raise AssertionError("counters.RAW_FIELDS must list PrimitiveStats' counter fields")
 
-_SUMS = tuple(raw for raw, how, _ in RAW_FIELDS.values() if how == "sum")
-_MAXIMA = tuple(raw for raw, how, _ in RAW_FIELDS.values() if how == "max")
-_HISTOGRAMS = tuple(raw for raw, how, _ in RAW_FIELDS.values() if how == "hist")
+#: The raw counters by how they combine (``Counters.__init__`` and ``add``
+#: spell them out for speed; tests/test_counters.py checks they agree).
+SUMS = tuple(raw for raw, how, _ in RAW_FIELDS.values() if how == "sum")
+MAXIMA = tuple(raw for raw, how, _ in RAW_FIELDS.values() if how == "max")
+HISTOGRAMS = tuple(raw for raw, how, _ in RAW_FIELDS.values() if how == "hist")
 
 
 class Counters:
@@ -131,25 +133,45 @@ class Counters:
     suppressed: int
 
     def __init__(self) -> None:
-        for name in _SUMS + _MAXIMA:
-            setattr(self, name, 0)
-        for name in _HISTOGRAMS:
-            setattr(self, name, [0] * RAW_BUCKETS)
+        # Spelled out (no loop over the fields): a primitive's first slow path
+        # and every fold make one; tests/test_counters.py checks every field.
+        self.instances = 0
+        self.acquisitions = 0
+        self.reentries = 0
+        self.contentions = 0
+        self.timeouts = 0
+        self.would_block = 0
+        self.waits = 0
+        self.wait_sum = 0
+        self.wait_max = 0
+        self.hold_sum = 0
+        self.hold_max = 0
+        self.suppressed = 0
+        self.wait_hist = [0] * RAW_BUCKETS
+        self.hold_hist = [0] * RAW_BUCKETS
 
     def add(self, other: Counters) -> None:
         """Add ``other`` into these counters."""
-        for name in _SUMS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        for name in _MAXIMA:
-            setattr(self, name, max(getattr(self, name), getattr(other, name)))
-        for name in _HISTOGRAMS:
-            mine = getattr(self, name)
-            for i, v in enumerate(getattr(other, name)):
-                mine[i] += v
+        self.instances += other.instances
+        self.acquisitions += other.acquisitions
+        self.reentries += other.reentries
+        self.contentions += other.contentions
+        self.timeouts += other.timeouts
+        self.would_block += other.would_block
+        self.waits += other.waits
+        self.wait_sum += other.wait_sum
+        self.hold_sum += other.hold_sum
+        self.suppressed += other.suppressed
+        if other.wait_max > self.wait_max:
+            self.wait_max = other.wait_max
+        if other.hold_max > self.hold_max:
+            self.hold_max = other.hold_max
+        self.wait_hist = list(map(int.__add__, self.wait_hist, other.wait_hist))
+        self.hold_hist = list(map(int.__add__, self.hold_hist, other.hold_hist))
 
     def used(self) -> bool:
         """True when anything was counted."""
-        return any(getattr(self, name) for name in _SUMS if name != "instances")
+        return any(getattr(self, name) for name in SUMS if name != "instances")
 
     def to_stats(self, name: str, kind: str, ident: int | None) -> PrimitiveStats:
         values = {

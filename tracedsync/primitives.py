@@ -97,8 +97,13 @@ class _Traced:
         meta = self._meta
         return registry.read_counters(self).to_stats(meta.name, meta.kind, meta.id)
 
-    def __del__(self) -> None:
-        registry.collected(self)
+    if TYPE_CHECKING:
+
+        def _used(self) -> bool:
+            """Counted something on its hot path (its slow paths count in ``_st``)."""
+
+    #: Keeps the counters of a primitive that was used (folded by name later).
+    __del__ = registry.collected
 
 
 # ---------------------------------------------------------------------------
@@ -272,7 +277,9 @@ _LOCK_SLOTS = (
 )
 
 
-def _init_pure(prim: Any) -> None:
+def _make_pure_lock(cls: type) -> Any:
+    """A pure Lock's state, before the registry names it."""
+    prim: Any = object.__new__(cls)
     prim._lock = _allocate_lock()
     prim._t = prim._owner = prim._rt = 0
     prim._hsum = prim._hmax = prim._hsup = 0
@@ -280,6 +287,21 @@ def _init_pure(prim: Any) -> None:
     prim._admit = prim._window = 0
     prim._blame = prim._st = prim._acq_at = None
     prim._track = False
+    return prim
+
+
+def _make_pure_rlock(cls: type) -> Any:
+    """A pure RLock's state, before the registry names it."""
+    prim = _make_pure_lock(cls)
+    prim._count = prim._depth = prim._reent = 0
+    return prim
+
+
+def _make_plain(cls: type) -> Any:
+    """A primitive whose state its ``__init__`` (the stdlib's) sets."""
+    prim: Any = object.__new__(cls)
+    prim._st = None
+    return prim
 
 
 # ---------------------------------------------------------------------------
@@ -299,13 +321,8 @@ class PureLock(_LockAPI):
     _lock: LockType
 
     def __new__(cls, *, name: str | None = None) -> Any:
-        site = registry.creation_site(0)
-        if site is None:
-            return _stdlib.Lock()
-        self = object.__new__(cls)
-        _init_pure(self)
-        registry.identify(self, "lock", name, site)
-        return self
+        self = registry.new(cls, "lock", name, _make_pure_lock)
+        return _stdlib.Lock() if self is None else self
 
     def acquire(self, blocking: Any = True, timeout: Any = -1) -> bool:
         """Acquire the lock; see the class docstring for the return value."""
@@ -370,6 +387,9 @@ class PureLock(_LockAPI):
     def _rel(self) -> None:
         self._lock.release()
 
+    def _used(self) -> bool:
+        return bool(self._hsum or self._t)
+
     def _at_fork_reinit(self) -> None:
         self._lock = _allocate_lock()
         self._t = 0
@@ -388,14 +408,10 @@ class PureRLock(_RLockAPI):
     _lock: LockType
 
     def __new__(cls, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
-        site = registry.creation_site(0)
-        if site is None:
+        self = registry.new(cls, "rlock", name, _make_pure_rlock)
+        if self is None:
             return _stdlib.RLock(*args, **kwargs)
         _rlock_arguments(args, kwargs)
-        self = object.__new__(cls)
-        _init_pure(self)
-        self._count = self._depth = self._reent = 0
-        registry.identify(self, "rlock", name, site)
         return self
 
     def acquire(self, blocking: Any = True, timeout: Any = -1) -> bool:
@@ -472,6 +488,9 @@ class PureRLock(_RLockAPI):
     def _rel(self) -> None:
         self._lock.release()
 
+    def _used(self) -> bool:
+        return bool(self._hsum or self._t)
+
     def _at_fork_reinit(self) -> None:
         self._lock = _allocate_lock()
         self._owner = 0
@@ -504,12 +523,8 @@ if _impl.speedups is not None:
         __slots__ = ()
 
         def __new__(cls, *, name: str | None = None) -> Any:
-            site = registry.creation_site(0)
-            if site is None:
-                return _stdlib.Lock()
-            self = _LockCore.__new__(cls)
-            registry.identify(self, "lock", name, site)
-            return self
+            self = registry.new(cls, "lock", name, _LockCore.__new__)
+            return _stdlib.Lock() if self is None else self
 
         acquire_lock = _LockCore.acquire
         release_lock = _LockCore.release
@@ -525,12 +540,10 @@ if _impl.speedups is not None:
         __slots__ = ()
 
         def __new__(cls, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
-            site = registry.creation_site(0)
-            if site is None:
+            self = registry.new(cls, "rlock", name, _RLockCore.__new__)
+            if self is None:
                 return _stdlib.RLock(*args, **kwargs)
             _rlock_arguments(args, kwargs)
-            self = _RLockCore.__new__(cls)
-            registry.identify(self, "rlock", name, site)
             return self
 
     # Calls of the inherited C methods (release, locked, ...) specialise only
@@ -570,19 +583,17 @@ class Condition(_Traced, _StdCondition):
     _waiters: Any
 
     def __new__(cls, lock: Any = None, *, name: str | None = None) -> Any:
-        site = registry.creation_site(0)
-        if site is None:
-            return _stdlib.Condition(lock)
-        self = object.__new__(cls)
-        self._st = None
-        registry.identify(self, "condition", name, site)
-        return self
+        self = registry.new(cls, "condition", name, _make_plain)
+        return _stdlib.Condition(lock) if self is None else self
 
     def __init__(self, lock: Any = None, *, name: str | None = None) -> None:
         _StdCondition.__init__(self, RLock(name=name) if lock is None else lock)
 
     def __repr__(self) -> str:
         return f"<Condition({self._lock}, {len(self._waiters)}) name={self._meta.name!r}>"
+
+    def _used(self) -> bool:
+        return False  # its waits count in _st, its lock's acquisitions in the lock
 
     def wait(self, timeout: float | None = None) -> bool:
         """Release the lock, wait until notified or the timeout, re-acquire.
@@ -667,9 +678,12 @@ class Semaphore(_Traced):
     _track: bool
 
     def __new__(cls, value: int = 1, *, name: str | None = None) -> Any:
-        site = registry.creation_site(0)
-        if site is None:
-            return cls._stdlib_class(value)
+        self = registry.new(cls, cls._kind, name, cls._make, value)
+        return cls._stdlib_class(value) if self is None else self
+
+    @staticmethod
+    def _make(cls: type[Semaphore], value: int) -> Semaphore:
+        """Its state, before the registry names it."""
         if value < 0:
             raise ValueError("semaphore initial value must be >= 0")
         self = object.__new__(cls)
@@ -683,7 +697,6 @@ class Semaphore(_Traced):
         self._holds = {}
         self._blame = self._st = None
         self._track = True
-        registry.identify(self, cls._kind, name, site)
         return self
 
     def __repr__(self) -> str:
@@ -709,6 +722,9 @@ class Semaphore(_Traced):
         return self._block(timeout, frame.f_code, frame.f_lasti)
 
     __enter__ = acquire
+
+    def _used(self) -> bool:
+        return bool(self._acq)
 
     def _took(self, code: Any, offset: int) -> None:
         """A unit was taken (under the mutex): note the hold."""
@@ -836,10 +852,11 @@ class BoundedSemaphore(Semaphore):
     _initial_value: int
     _stdlib_class = _stdlib.BoundedSemaphore
 
-    def __new__(cls, value: int = 1, *, name: str | None = None) -> Any:
-        self = super().__new__(cls, value, name=name)
-        if isinstance(self, BoundedSemaphore):
-            self._initial_value = value
+    @staticmethod
+    def _make(cls: type[Semaphore], value: int) -> Semaphore:
+        self = Semaphore._make(cls, value)
+        assert isinstance(self, BoundedSemaphore)
+        self._initial_value = value
         return self
 
     def __repr__(self) -> str:
@@ -869,13 +886,13 @@ class Event(_Traced, _StdEvent):
     _wfast: int
 
     def __new__(cls, *, name: str | None = None) -> Any:
-        site = registry.creation_site(0)
-        if site is None:
-            return _stdlib.Event()
-        self = object.__new__(cls)
-        self._st = None
+        self = registry.new(cls, "event", name, cls._make)
+        return _stdlib.Event() if self is None else self
+
+    @staticmethod
+    def _make(cls: type[Event]) -> Event:
+        self: Event = _make_plain(cls)
         self._wfast = 0
-        registry.identify(self, "event", name, site)
         return self
 
     def __init__(self, *, name: str | None = None) -> None:
@@ -886,6 +903,9 @@ class Event(_Traced, _StdEvent):
         status = "set" if self._flag else "unset"
         head = f"<{cls.__module__}.{cls.__qualname__} at {id(self):#x}"
         return f"{head} name={self._meta.name!r}: {status}>"
+
+    def _used(self) -> bool:
+        return bool(self._wfast)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the flag is set or the timeout expires; return the flag."""
@@ -942,14 +962,14 @@ class Barrier(_Traced, _StdBarrier):
         *,
         name: str | None = None,
     ) -> Any:
-        site = registry.creation_site(0)
-        if site is None:
-            return _stdlib.Barrier(parties, action, timeout)
-        self = object.__new__(cls)
-        self._st = None
+        self = registry.new(cls, "barrier", name, cls._make)
+        return _stdlib.Barrier(parties, action, timeout) if self is None else self
+
+    @staticmethod
+    def _make(cls: type[Barrier]) -> Barrier:
+        self: Barrier = _make_plain(cls)
         self._arrived = {}
         self._breaking = None
-        registry.identify(self, "barrier", name, site)
         return self
 
     def __init__(
@@ -961,6 +981,9 @@ class Barrier(_Traced, _StdBarrier):
         name: str | None = None,
     ) -> None:
         _StdBarrier.__init__(self, parties, action, timeout)
+
+    def _used(self) -> bool:
+        return False  # its waits count in _st
 
     def __repr__(self) -> str:
         cls = self.__class__

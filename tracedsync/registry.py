@@ -1,12 +1,12 @@
 """Which primitives exist: identities, the live set, stats of collected ones.
 
 Creating a primitive is on the program's path (every ``Future`` makes a
-``Condition``, every ``Queue`` three), so it does little: :func:`creation_site`
-finds the creating frame's code object and instruction offset (and says
-whether the creating module is excluded), :func:`identify` hands out an id and
-an instance number and notes a weak reference. The name (``pool_lock
-(app/db.py:41)``) is worked out from the code object when something first
-asks for it.
+``Condition``, every ``Queue`` three), so :func:`new` does little: it finds
+the creating frame's creation site (a code object and instruction offset,
+cached with whether the creating module is excluded), hands out an id and an
+instance number and notes a weak reference. The name (``pool_lock
+(app/db.py:41)``) is worked out from the code object, once per site, when
+something first asks for it.
 
 A primitive that is collected leaves its counters in a graveyard if it was
 used; they are folded into per-(name, kind) totals off the program's thread
@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import collections
 import itertools
-import sys
 import threading
 import weakref
 from _thread import RLock as _RawRLock
-from collections.abc import Iterator
+from _thread import get_ident as _get_ident
+from collections.abc import Callable, Iterator
+from sys import _getframe
 from types import CodeType, FrameType
 from typing import Any
 
-from tracedsync import _settings, _sites, _threads
+from tracedsync import _settings, _sites
+from tracedsync._threads import internal as _internal
 from tracedsync.counters import Counters, PrimitiveStats, SlowStats
 
 LOCK_KINDS = frozenset({"lock", "rlock", "semaphore", "bounded_semaphore"})
@@ -35,35 +37,76 @@ KINDS = ("lock", "rlock", "condition", "semaphore", "bounded_semaphore", "event"
 #: Kinds whose acquisitions are the holds their hold histogram counts.
 _HOLD_COUNTED_KINDS = frozenset({"lock", "rlock"})
 
-#: Where a primitive was created: (code object, instruction offset).
-Site = tuple[CodeType, int]
 
+class CreationSite:
+    """One place primitives are made: a code object and an instruction offset.
 
-class Identity:
-    """Who a primitive is: id, kind, instance number, and its name (worked
-    out from the creation site the first time it is read)."""
+    It numbers the primitives of each kind made there (1, 2, ...: the
+    instance numbers) and names them, the name worked out from the code
+    object the first time something asks: ``pool_lock (app/db.py:41)``.
+    """
 
-    __slots__ = ("_name", "id", "instance", "kind", "site")
+    __slots__ = ("_counters", "_name", "code", "offset")
 
-    def __init__(self, ident: int, kind: str, instance: int, site: Site | None, name: str | None):
-        self.id = ident
-        self.kind = kind
-        self.instance = instance
-        self.site = site
-        self._name = name
+    def __init__(self, code: CodeType | None, offset: int) -> None:
+        self.code = code
+        self.offset = offset
+        self._counters: dict[str, Iterator[int]] = {}
+        self._name: str | None = None
+
+    def counter(self, kind: str) -> Iterator[int]:
+        """The instance numbers of ``kind`` here (made on first use)."""
+        return self._counters.setdefault(kind, itertools.count(1))
 
     @property
     def name(self) -> str:
-        """The given name, else the variable it is assigned to and its
-        creation site: ``pool_lock (app/db.py:41)``."""
         name = self._name
         if name is None:
-            site = self.site
-            name = self._name = "<unknown>" if site is None else _sites.name_at(*site)
+            code = self.code
+            name = self._name = "<unknown>" if code is None else _sites.name_at(code, self.offset)
         return name
+
+
+#: Where primitives with no creating frame outside tracedsync come from.
+UNKNOWN_SITE = CreationSite(None, 0)
+
+
+class Identity(tuple[int, str, int, CreationSite, "str | None"]):
+    """Who a primitive is: id, kind, instance number, creation site and the
+    name given, if any. A tuple underneath (made by one C call: every
+    primitive's creation makes one), read by name."""
+
+    __slots__ = ()
+
+    @property
+    def id(self) -> int:
+        """A process-unique number (a counter, not ``id()``)."""
+        return self[0]
+
+    @property
+    def kind(self) -> str:
+        return self[1]
+
+    @property
+    def instance(self) -> int:
+        """1, 2, ... in creation order among the primitives of this kind made
+        at the same site."""
+        return self[2]
+
+    @property
+    def site(self) -> CreationSite:
+        return self[3]
+
+    @property
+    def name(self) -> str:
+        """The given name, else the creation site's: ``pool_lock (app/db.py:41)``."""
+        return self[4] or self[3].name
 
     def __repr__(self) -> str:
         return f"<{self.kind} #{self.instance} {self.name!r} id={self.id}>"
+
+
+_new_identity = tuple.__new__
 
 
 # --------------------------------------------------------------------------
@@ -86,10 +129,11 @@ _exclude: tuple[str, ...] = DEFAULT_EXCLUDE
 _include: tuple[str, ...] = ()
 _excluded_modules: dict[str, bool] = {}
 
-#: id(code) -> (code, what a creation in it means): _USER is traced there,
-#: _OURS is a tracedsync frame (look further out), _EXCLUDED is untraced.
+#: id(code) -> (code, what a creation in it means, its creation sites by
+#: offset): _USER is traced there, _OURS is a tracedsync frame (look further
+#: out), _EXCLUDED is untraced.
 _USER, _OURS, _EXCLUDED = 0, 1, 2
-_code_kinds: dict[int, tuple[CodeType, int]] = {}
+_code_kinds: dict[int, tuple[CodeType, int, dict[int, CreationSite]]] = {}
 _CACHE_LIMIT = 100_000
 #: threading.Timer's Event (``finished``) is one users wait on: traced.
 _TRACED_IN_THREADING = {threading.Timer.__init__.__code__}
@@ -118,7 +162,7 @@ def module_excluded(module: str) -> bool:
     return result
 
 
-def _classify(frame: FrameType) -> int:
+def _classify(frame: FrameType) -> tuple[CodeType, int, dict[int, CreationSite]]:
     code = frame.f_code
     if _sites.is_tracedsync_file(code.co_filename):
         kind = _OURS
@@ -129,36 +173,8 @@ def _classify(frame: FrameType) -> int:
         kind = _EXCLUDED if module_excluded(str(module)) else _USER
     if len(_code_kinds) > _CACHE_LIMIT:
         _code_kinds.clear()
-    _code_kinds[id(code)] = (code, kind)
-    return kind
-
-
-#: creation_site's answer when tracing is on but no creating frame is known.
-UNKNOWN_SITE: tuple[()] = ()
-
-
-def creation_site(depth: int) -> Site | tuple[()] | None:
-    """Where a primitive being created ``depth`` frames above the caller comes
-    from: ``(code, offset)`` of the first frame outside tracedsync, or
-    ``UNKNOWN_SITE`` when there is none; None when the primitive must be the
-    stdlib's (tracedsync disabled, an internal thread, an excluded module
-    created it)."""
-    if not _settings.current.enabled or _threads.is_internal():
-        return None
-    try:
-        frame: FrameType | None = sys._getframe(depth + 1)
-    except ValueError:
-        return UNKNOWN_SITE
-    while frame is not None:
-        code = frame.f_code
-        entry = _code_kinds.get(id(code))
-        kind = entry[1] if entry is not None and entry[0] is code else _classify(frame)
-        if kind == _USER:
-            return (code, frame.f_lasti)
-        if kind == _EXCLUDED:
-            return None
-        frame = frame.f_back
-    return UNKNOWN_SITE
+    entry = _code_kinds[id(code)] = (code, kind, {})
+    return entry
 
 
 # --------------------------------------------------------------------------
@@ -166,34 +182,59 @@ def creation_site(depth: int) -> Site | tuple[()] | None:
 # --------------------------------------------------------------------------
 
 _ids = itertools.count(1)
-#: (id(code), offset) -> (code, instance counter) per creation site.
-_instances: dict[tuple[int, int], tuple[CodeType, Iterator[int]]] = {}
-_unknown_site_instances = itertools.count(1)
 #: id -> weak reference to every live traced primitive.
 _live: dict[int, weakref.ReferenceType[Any]] = {}
 
 
-def identify(prim: Any, kind: str, name: str | None, site: Site | tuple[()]) -> Identity:
-    """Give a new primitive its identity (``prim._meta``) and make it visible
-    to ``stats()``."""
+_weakref = weakref.ref
+
+
+def new(cls: type, kind: str, name: str | None, make: Callable[..., Any], *args: Any) -> Any:
+    """A new traced primitive, or None when the caller must make the stdlib's.
+
+    Called from a primitive class's ``__new__``: the creating frame decides
+    (the stdlib's when tracedsync is disabled, on an internal thread, or when
+    an excluded module made it); ``make(cls, *args)`` builds the object with
+    all its state, which then gets its identity (``_meta``) and only then is
+    made visible. This runs for every primitive the program makes: one call.
+    """
     if name is not None and type(name) is not str:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
         name = str(name)
-    if site:
-        code, offset = site
-        key = (id(code), offset)
-        entry = _instances.get(key)
+    if not _settings.current.enabled or _get_ident() in _internal:
+        return None
+    try:
+        frame: FrameType | None = _getframe(2)
+    except ValueError:
+        frame = None
+    # The first frame out of tracedsync's decides (its code object classified
+    # once), and gives the creation site.
+    site = UNKNOWN_SITE
+    kinds = _code_kinds
+    while frame is not None:
+        code = frame.f_code
+        entry = kinds.get(id(code))
         if entry is None or entry[0] is not code:
-            if len(_instances) > _CACHE_LIMIT:
-                _instances.clear()
-            entry = _instances[key] = (code, itertools.count(1))
-        identity = Identity(next(_ids), kind, next(entry[1]), site, name)
-    else:
-        identity = Identity(next(_ids), kind, next(_unknown_site_instances), None, name)
-    prim._meta = identity  # before it is visible: readers of _live use it
-    _live[identity.id] = weakref.ref(prim)
-    return identity
+            entry = _classify(frame)
+        decides = entry[1]
+        if decides is _USER:
+            sites = entry[2]
+            offset = frame.f_lasti
+            found = sites.get(offset)
+            if found is None:
+                found = sites[offset] = CreationSite(code, offset)
+            site = found
+            break
+        if decides is _EXCLUDED:
+            return None
+        frame = frame.f_back
+    prim = make(cls, *args)
+    counter = site._counters.get(kind) or site.counter(kind)
+    ident = next(_ids)
+    prim._meta = _new_identity(Identity, (ident, kind, next(counter), site, name))
+    _live[ident] = _weakref(prim)
+    return prim
 
 
 def live_primitives() -> list[Any]:
@@ -223,10 +264,11 @@ def slow_stats(prim: Any) -> SlowStats:
     """``prim``'s slow-path counters, made on first use."""
     st: SlowStats | None = prim._st
     if st is None:
+        made = SlowStats()  # outside the lock: the lock only settles who wins
         with stats_lock:
             st = prim._st
             if st is None:
-                st = prim._st = SlowStats()
+                st = prim._st = made
     return st
 
 
@@ -294,12 +336,7 @@ def _lock_acquisitions(prim: Any, st: SlowStats | None, hold_hist: list[int], li
 
 def used(prim: Any) -> bool:
     """True when a primitive counted anything (else its collection is not kept)."""
-    return bool(
-        prim._st is not None
-        or getattr(prim, "_hsum", 0)
-        or getattr(prim, "_acq", 0)
-        or getattr(prim, "_wfast", 0)
-    )
+    return prim._st is not None or bool(prim._used())
 
 
 #: (identity, counters) of collected primitives that were used, appended
@@ -317,8 +354,8 @@ def collected(prim: Any) -> None:
     it was used. Never raises."""
     try:
         meta = prim._meta
-        _live.pop(meta.id, None)
-        if used(prim):
+        del _live[meta[0]]
+        if prim._st is not None or prim._used():
             _graveyard.append((meta, read_counters(prim, live=False)))
             if len(_graveyard) > _GRAVEYARD_LIMIT and not _settings.current.recording:
                 fold_collected()
@@ -334,16 +371,33 @@ def anything_used() -> bool:
 
 
 def fold_collected() -> None:
-    """Fold the graveyard into the per-(name, kind) totals."""
-    with stats_lock:
-        while _graveyard:
-            meta, counters = _graveyard.popleft()
+    """Fold the graveyard into the per-(name, kind) totals.
+
+    Folded first on the side, then added under the lock in one go: the
+    program's threads take ``stats_lock`` on their slow paths.
+    """
+    if not _graveyard:
+        return
+    batch: dict[tuple[str, str], Counters] = {}
+    pop = _graveyard.popleft
+    try:
+        while True:
+            meta, counters = pop()
             key = (meta.name, meta.kind)
+            into = batch.get(key)
+            if into is None:
+                batch[key] = counters
+            else:
+                into.add(counters)
+    except IndexError:
+        pass
+    with stats_lock:
+        for key, counters in batch.items():
             folded = _folded.get(key)
             if folded is None:
-                folded = _folded[key] = Counters()
-                folded.instances = 0
-            folded.add(counters)
+                _folded[key] = counters
+            else:
+                folded.add(counters)
 
 
 def stats() -> list[PrimitiveStats]:
