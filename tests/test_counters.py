@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 
 from tracedsync.counters import (
@@ -58,7 +57,7 @@ def test_stats_are_derived_from_the_raw_counters() -> None:
     """to_stats gives every PrimitiveStats field, seconds for durations."""
     c = _random_counters(random.Random(3))
     s = c.to_stats("x", "lock", 1)
-    assert [f.name for f in dataclasses.fields(PrimitiveStats)][3:] == list(RAW_FIELDS)
+    assert list(PrimitiveStats._fields)[3:] == list(RAW_FIELDS)
     assert s.wait_total == c.wait_sum / 1e9 and s.hold_max == c.hold_max / 1e9
     assert s.wait_histogram == fold_histogram(c.wait_hist)
     assert sum(s.hold_histogram) == sum(c.hold_hist)

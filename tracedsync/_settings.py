@@ -9,7 +9,7 @@ acquisition reads ``_settings.current.<field>`` through this one reference
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from typing import Any
 
 from tracedsync import _impl
 
@@ -23,36 +23,69 @@ NEVER = 1 << 62
 HOLD_OFF_NS = (1 << 30) - 1
 
 
-@dataclass(frozen=True, slots=True)
 class Settings:
-    """Thresholds and limits, in the units the recorder compares."""
+    """Thresholds and limits, in the units the recorder compares (replaced
+    whole, never changed in place)."""
 
-    #: A blocking wait this long (ns) becomes a record.
-    wait_ns: int = 1_000_000
-    #: A hold this long (ns) becomes a record (the configured value).
-    hold_ns: int = 10_000_000
-    #: Spans kept per primitive, per second, per kind (wait/hold); NEVER: no budget.
-    spans_per_second: int = 1000
-    #: Records the buffer holds before dropping.
-    buffer_capacity: int = 65536
-    #: False: every constructor returns the stdlib's object.
-    enabled: bool = True
-    #: True while a pipeline consumes records.
-    recording: bool = False
-    #: Frames of stack kept with a record (0: the call site only).
-    stack_depth: int = 32
-    #: A lock-like wait blocked this long (ns) is stuck.
-    stuck_after_ns: int = 5_000_000_000
-    #: An idle wait (Event, Condition, Barrier) blocked this long (ns) is stuck.
-    idle_stuck_after_ns: int = 60_000_000_000
-    #: What the pure-Python release compares a hold with: ``hold_ns`` while
-    #: recording, else ``HOLD_OFF_NS``.
-    hold_gate_ns: int = HOLD_OFF_NS
+    __slots__ = (
+        "buffer_capacity",
+        "enabled",
+        "hold_gate_ns",
+        "hold_ns",
+        "idle_stuck_after_ns",
+        "recording",
+        "spans_per_second",
+        "stack_depth",
+        "stuck_after_ns",
+        "wait_ns",
+    )
+
+    def __init__(
+        self,
+        *,
+        wait_ns: int = 1_000_000,
+        hold_ns: int = 10_000_000,
+        spans_per_second: int = 1000,
+        buffer_capacity: int = 65536,
+        enabled: bool = True,
+        recording: bool = False,
+        stack_depth: int = 32,
+        stuck_after_ns: int = 5_000_000_000,
+        idle_stuck_after_ns: int = 60_000_000_000,
+    ) -> None:
+        #: A blocking wait this long (ns) becomes a record.
+        self.wait_ns = wait_ns
+        #: A hold this long (ns) becomes a record (the configured value).
+        self.hold_ns = hold_ns
+        #: Spans kept per primitive, per second, per kind (wait/hold); NEVER: no budget.
+        self.spans_per_second = spans_per_second
+        #: Records the buffer holds before dropping.
+        self.buffer_capacity = buffer_capacity
+        #: False: every constructor returns the stdlib's object.
+        self.enabled = enabled
+        #: True while a pipeline consumes records.
+        self.recording = recording
+        #: Frames of stack kept with a record (0: the call site only).
+        self.stack_depth = stack_depth
+        #: A lock-like wait blocked this long (ns) is stuck.
+        self.stuck_after_ns = stuck_after_ns
+        #: An idle wait (Event, Condition, Barrier) blocked this long (ns) is stuck.
+        self.idle_stuck_after_ns = idle_stuck_after_ns
+        #: What the pure-Python release compares a hold with: ``hold_ns`` while
+        #: recording, else ``HOLD_OFF_NS``.
+        self.hold_gate_ns = hold_ns if recording else HOLD_OFF_NS
 
     @property
     def budgeted(self) -> bool:
         """True when the per-primitive span budget applies."""
         return self.spans_per_second < NEVER
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` (``hold_gate_ns`` follows)."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        del values["hold_gate_ns"]
+        return Settings(**values)
 
 
 #: The settings in force.
@@ -60,9 +93,8 @@ current = Settings()
 
 
 def use(new: Settings) -> Settings:
-    """Make ``new`` the settings in force (``hold_gate_ns`` is derived here)."""
+    """Make ``new`` the settings in force."""
     global current
-    new = replace(new, hold_gate_ns=new.hold_ns if new.recording else HOLD_OFF_NS)
     current = new
     speedups = _impl.speedups
     if speedups is not None:
@@ -70,6 +102,6 @@ def use(new: Settings) -> Settings:
     return new
 
 
-def update(**changes: object) -> Settings:
-    """``use(replace(current, **changes))``."""
-    return use(replace(current, **changes))  # type: ignore[arg-type]
+def update(**changes: Any) -> Settings:
+    """``use(current.replace(**changes))``."""
+    return use(current.replace(**changes))

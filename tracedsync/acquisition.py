@@ -12,16 +12,18 @@ holder's frames without running any code).
 
 from __future__ import annotations
 
-import ast
 import builtins
-import inspect
-import linecache
 import sys
 from types import CodeType, FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ast
 
 from tracedsync import _sites
 
+#: filename -> its parsed source (ast, inspect and linecache are imported the
+#: first time a holder's stack is read: never in a program without contention).
 _ast_cache: dict[str, ast.Module | None] = {}
 _AST_CACHE_LIMIT = 512
 _MISSING = object()
@@ -66,6 +68,8 @@ def inferred(prim: Any, frames: list[FrameType], skip_current: bool = False) -> 
     the innermost frame's own line is an acquisition of ``prim`` under way
     (a thread blocking on a lock it holds), not the one looked for.
     """
+    import ast
+
     for depth, frame in enumerate(frames):
         tree = _parsed(frame.f_code.co_filename)
         if tree is None:
@@ -100,6 +104,9 @@ def inferred(prim: Any, frames: list[FrameType], skip_current: bool = False) -> 
 def _parsed(filename: str) -> ast.Module | None:
     if filename in _ast_cache:
         return _ast_cache[filename]
+    import ast
+    import linecache
+
     tree = None
     try:
         source = "".join(linecache.getlines(filename))
@@ -117,6 +124,9 @@ def _resolve(node: ast.AST, frame: FrameType) -> Any:
     """The object a ``name`` or ``name.attr.attr`` expression denotes in
     ``frame``, read statically (no property, no ``__getattr__`` runs), else
     a sentinel."""
+    import ast
+    import inspect
+
     if isinstance(node, ast.Name):
         try:
             namespaces = (frame.f_locals, frame.f_globals, vars(builtins))
@@ -148,6 +158,8 @@ def _resolve(node: ast.AST, frame: FrameType) -> Any:
 
 def _resolve_constant(node: ast.AST, frame: FrameType) -> Any:
     """An int or str index: a constant, or a name bound to one."""
+    import ast
+
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, str)):
         return node.value
     value = _resolve(node, frame)
@@ -155,6 +167,8 @@ def _resolve_constant(node: ast.AST, frame: FrameType) -> Any:
 
 
 def _same_function(tree: ast.Module, a: int, b: int) -> bool:
+    import ast
+
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             start, end = node.lineno, node.end_lineno or node.lineno

@@ -16,9 +16,7 @@ import math
 import os
 import re
 import sys
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from tracedsync import _impl
@@ -31,8 +29,7 @@ _MAX_MS = 86_400_000.0  # one day
 _MAX_COUNT = 100_000_000
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """The active configuration (see ``configure()`` for each field)."""
 
     exporters: tuple[Any, ...] = ()
@@ -54,7 +51,7 @@ class Config:
     enabled: bool = True
     file_max_bytes: int = 64 * 1024 * 1024
     metric_export_interval_ms: float = 10_000.0
-    run_id: str = field(default="")
+    run_id: str = ""
 
 
 # --------------------------------------------------------------------------
@@ -313,7 +310,7 @@ def resolve(explicit: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     values["run_id"] = env.get("TRACEDSYNC_RUN_ID") or _process_run_id()
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", values["run_id"]):
         values["run_id"] = _process_run_id()
-    return replace(defaults, **values)
+    return defaults._replace(**values)
 
 
 _RUN_ID = ""
@@ -322,5 +319,5 @@ _RUN_ID = ""
 def _process_run_id() -> str:
     global _RUN_ID
     if not _RUN_ID:
-        _RUN_ID = uuid.uuid4().hex[:12]
+        _RUN_ID = os.urandom(6).hex()
     return _RUN_ID

@@ -5,15 +5,14 @@ on the primitive; the slow paths keep theirs in a :class:`Counters` made on
 first use. :class:`Counters` is also what sums of several primitives are
 made of. Both derive their fields from :class:`PrimitiveStats`, the public
 frozen form, through :data:`RAW_FIELDS`: adding a counter means adding it
-there and to the dataclass, nowhere else. The metrics, the exit summary and
+there and to the named tuple, nowhere else. The metrics, the exit summary and
 ``tracedsync.stats()`` are all built from these.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 #: Primitives count durations in raw buckets indexed by ``ns.bit_length()``
 #: (no comparison on the hot path). Exported histograms fold them into these
@@ -36,8 +35,7 @@ def raw_bucket(ns: int) -> int:
     return ns.bit_length()
 
 
-@dataclass(frozen=True)
-class PrimitiveStats:
+class PrimitiveStats(NamedTuple):
     """What one primitive (or all collected ones of a name and kind) measured.
 
     Durations are in seconds. ``wait_histogram`` and ``hold_histogram`` count
@@ -102,7 +100,7 @@ RAW_FIELDS: dict[str, tuple[str, str, Callable[[Any], Any] | None]] = {
     "spans_suppressed": ("suppressed", "sum", None),
 }
 _IDENTITY_FIELDS = ("name", "kind", "id")
-if [f.name for f in fields(PrimitiveStats)] != [*_IDENTITY_FIELDS, *RAW_FIELDS]:
+if list(PrimitiveStats._fields) != [*_IDENTITY_FIELDS, *RAW_FIELDS]:
     raise AssertionError("counters.RAW_FIELDS must list PrimitiveStats' counter fields")
 
 #: The raw counters by how they combine (``Counters.__init__`` and ``add``

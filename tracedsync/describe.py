@@ -9,7 +9,7 @@ Imports nothing heavy: the watchdog uses it inside traced programs.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import time
 from typing import Any
 
 from tracedsync import _sites
@@ -26,7 +26,7 @@ def iso_timestamp(epoch_ns: int) -> str:
     second, micro = divmod((epoch_ns + 500) // 1000, 1_000_000)
     cached = _last_second
     if cached[0] != second:
-        text = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         cached = _last_second = (second, text)
     return f"{cached[1]}.{micro:06d}Z"
 

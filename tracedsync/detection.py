@@ -32,8 +32,7 @@ import time
 from _thread import RLock as _RawRLock
 from _thread import get_ident as _get_ident
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from tracedsync import (
     _settings,
@@ -42,7 +41,6 @@ from tracedsync import (
     _threads,
     acquisition,
     describe,
-    lifecycle,
     primitives,
     recorder,
     registry,
@@ -83,8 +81,7 @@ def held_by(ident: int) -> list[Any]:
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ThreadState:
+class ThreadState(NamedTuple):
     """A thread holding or waiting for a primitive."""
 
     ident: int
@@ -97,8 +94,7 @@ class ThreadState:
     stack: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class PrimitiveState:
+class PrimitiveState(NamedTuple):
     """Holders and waiters of one primitive at the moment of the snapshot."""
 
     name: str
@@ -902,7 +898,9 @@ def declare_lock_order(*locks: Any) -> None:
 _watchdog: Watchdog | None = None
 
 
-def _start(cfg: Config, pipeline: Any) -> None:
+def start(cfg: Config, pipeline: Any) -> None:
+    """Apply ``cfg`` (called by ``lifecycle.apply``): the lock-order checker,
+    and the watchdog when a pipeline runs."""
     global _watchdog, _order
     recorder.self_deadlock_hook = on_self_deadlock
     if cfg.lock_order and cfg.enabled:
@@ -915,7 +913,8 @@ def _start(cfg: Config, pipeline: Any) -> None:
         _watchdog.start()
 
 
-def _stop() -> None:
+def stop() -> None:
+    """Stop the watchdog (``lifecycle`` calls this before a new configuration)."""
     global _watchdog
     watchdog, _watchdog = _watchdog, None
     if watchdog is not None:
@@ -925,6 +924,3 @@ def _stop() -> None:
 def watchdog() -> Watchdog | None:
     """The running watchdog, if any."""
     return _watchdog
-
-
-lifecycle.register_component(_start, _stop)

@@ -12,7 +12,7 @@ sure what was recorded leaves the process:
 - fork: the child keeps the configuration, not the parent's threads,
   records or waiters; ``multiprocessing``'s fork children leave by
   ``os._exit`` and flush through its finalizer;
-- SIGTERM under ``tracedsync run`` (``runner.bootstrap_child``).
+- SIGTERM under ``tracedsync run`` (``child.bootstrap_child``).
 """
 
 from __future__ import annotations
@@ -25,14 +25,13 @@ from _thread import RLock as _RawRLock
 from collections.abc import Callable
 from typing import Any
 
-from tracedsync import _settings, _threads, budget, records, registry, summary, waits
+from tracedsync import _settings, _threads, budget, detection, records, registry, summary, waits
+from tracedsync._version import __version__
 from tracedsync.config import Config, resolve
 
 _state_lock = _RawRLock()
 _active: Config | None = None
 _pipeline: Any = None
-#: (start, stop) of components that live with the pipeline (detection).
-_components: list[tuple[Callable[[Config, Any], None], Callable[[], None]]] = []
 _extra_stoppers: list[Callable[[], None]] = []
 _hooks_installed = False
 
@@ -43,11 +42,6 @@ def warn(message: str) -> None:
         sys.stderr.write(f"tracedsync: {message}\n")
     except Exception:
         pass
-
-
-def register_component(start: Callable[[Config, Any], None], stop: Callable[[], None]) -> None:
-    """``start(config, pipeline_or_None)`` after every ``apply``; ``stop()`` before."""
-    _components.append((start, stop))
 
 
 def active() -> Config | None:
@@ -86,20 +80,47 @@ def apply(config: Config, keep_records: bool = False) -> Config:
         if config.enabled and (config.exporters or config.tracer_provider is not None):
             _pipeline = _start_pipeline(config)
         if config.enabled and config.meter_provider is not None:
-            from tracedsync._version import __version__
             from tracedsync.pipeline import observe_with_meter_provider
 
             _extra_stoppers.append(observe_with_meter_provider(config.meter_provider, __version__))
-        for start, _ in _components:
-            try:
-                start(config, _pipeline)
-            except Exception as exc:
-                warn(f"could not start {getattr(start, '__module__', start)}: {exc}")
+        try:
+            detection.start(config, _pipeline)
+        except Exception as exc:
+            warn(f"could not start the detection: {exc}")
         return config
 
 
+#: Exporters a ``tracedsync run`` child may start late: files, read after the
+#: run. With only these, its pipeline is deferred (tracedsync.deferred). Not
+#: the console: a finding printed there must show while the program runs,
+#: not after the SDK's imports.
+_LOCAL_EXPORTERS = frozenset({"jsonfile"})
+
+
 def _start_pipeline(config: Config) -> Any:
-    from tracedsync._version import __version__
+    """The pipeline for ``config``, started. In a ``tracedsync run`` child
+    whose exporters all write files, only its thread starts now: the exporters,
+    OpenTelemetry's SDK and structlog are loaded when there is something to
+    export (a child that records nothing never loads them)."""
+    deferrable = (
+        os.environ.get("TRACEDSYNC_RUN") == "1"
+        and config.tracer_provider is None
+        and all(isinstance(e, str) and e in _LOCAL_EXPORTERS for e in config.exporters)
+    )
+    if deferrable:
+        from tracedsync.deferred import DeferredPipeline
+
+        pipe: Any = DeferredPipeline(
+            lambda: _build_pipeline(config, inline_lanes=True),
+            config.metric_export_interval_ms / 1000,
+        )
+    else:
+        pipe = _build_pipeline(config, inline_lanes=False)
+    pipe.start()
+    return pipe
+
+
+def _build_pipeline(config: Config, inline_lanes: bool) -> Any:
     from tracedsync.exporters import create_exporters
     from tracedsync.pipeline import Pipeline, build_resource, scope
 
@@ -109,24 +130,22 @@ def _start_pipeline(config: Config) -> Any:
         warn(f"{exc}; the {name} exporter is off")
 
     sinks = create_exporters(config, resource, scope(__version__), unavailable)
-    pipe = Pipeline(
+    return Pipeline(
         sinks,
         resource,
         __version__,
         tracer_provider=config.tracer_provider,
         metric_interval_s=config.metric_export_interval_ms / 1000,
+        inline_lanes=inline_lanes,
     )
-    pipe.start()
-    return pipe
 
 
 def _stop_pipeline(timeout_s: float, keep_records: bool = False) -> None:
     global _pipeline
-    for _, stop in _components:
-        try:
-            stop()
-        except Exception:
-            pass
+    try:
+        detection.stop()
+    except Exception:
+        pass
     while _extra_stoppers:
         try:
             _extra_stoppers.pop()()

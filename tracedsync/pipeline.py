@@ -96,9 +96,37 @@ def context_getter() -> Callable[[], Any]:
 
 
 def build_resource(run_id: str) -> Resource:
-    """``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES`` and the SDK's
-    detectors, plus the process id and the tracedsync run id."""
-    return Resource.create({"process.pid": os.getpid(), "tracedsync.run_id": run_id})
+    """What ``Resource.create`` gives (the SDK's attributes, its configured
+    detectors, ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME``, the
+    ``unknown_service:<executable>`` default), plus the process id and the
+    tracedsync run id.
+
+    The detectors run one after another on the calling thread rather than
+    in ``Resource.create``'s thread pool: a pipeline built late (at
+    interpreter exit, ``tracedsync.deferred``) may no longer start threads
+    nor register their atexit join, and a failing detector costs only its
+    own attributes, as in the SDK.
+    """
+    from opentelemetry.sdk import resources
+
+    # The SDK's telemetry.sdk.* attributes and detector list are private
+    # names; an SDK without them still gets the OTEL_* variables applied.
+    merged = getattr(resources, "_DEFAULT_RESOURCE", None) or Resource.get_empty()
+    try:
+        detectors = resources._build_resource_detectors()
+    except Exception:
+        detectors = [resources.OTELResourceDetector()]
+    for detector in detectors:
+        try:
+            merged = merged.merge(detector.detect())
+        except Exception:
+            continue
+    merged = merged.merge(Resource({"process.pid": os.getpid(), "tracedsync.run_id": run_id}))
+    if not merged.attributes.get(resources.SERVICE_NAME):
+        executable = os.path.basename(sys.executable) if sys.executable else ""
+        default = f"unknown_service:{executable}" if executable else "unknown_service"
+        merged = merged.merge(Resource({resources.SERVICE_NAME: default}))
+    return merged
 
 
 #: Records turned into spans and delivered at a time: what one exporter call
@@ -122,6 +150,7 @@ class Pipeline:
         poll_interval_s: float = 0.2,
         metrics_enabled: bool = True,
         lane_records: int | None = None,
+        inline_lanes: bool = False,
     ) -> None:
         self.sinks = list(sinks)
         self.resource = resource
@@ -134,7 +163,13 @@ class Pipeline:
         self._metric_sinks = [s for s in self.sinks if s.wants_metrics]
         # Delivery: one lane per exporter (tracedsync.exporters.lanes).
         self.lanes = [
-            Lane(sink, name, self._report_failure, lane_records or lanes_module.LANE_RECORDS)
+            Lane(
+                sink,
+                name,
+                self._report_failure,
+                lane_records or lanes_module.LANE_RECORDS,
+                inline=inline_lanes,
+            )
             for sink, name in zip(self.sinks, lanes_module.unique_names(self.sinks), strict=True)
         ]
         if self.metrics_enabled:
@@ -204,16 +239,29 @@ class Pipeline:
     def start(self) -> None:
         """Start the pipeline thread and every exporter's lane (and a pull
         exporter's own server thread): all of them now, never lazily."""
+        self._start_lanes()
+        self._thread = threading.Thread(target=self._run, name="tracedsync-pipeline", daemon=True)
+        self._thread.start()
+        records.connect(self.wakeup, self.context_reader)
+        _settings.update(recording=True)
+
+    def run_here(self) -> None:
+        """What :meth:`start` does, on the calling thread: it becomes the
+        pipeline thread and runs the loop until the pipeline stops (a
+        deferred pipeline's thread, ``tracedsync.deferred``)."""
+        self._start_lanes()
+        self._thread = threading.current_thread()
+        records.connect(self.wakeup, self.context_reader)
+        _settings.update(recording=True)
+        self._run()
+
+    def _start_lanes(self) -> None:
         for lane in self.lanes:
             try:
                 lane.exporter.start()
             except Exception as exc:
                 self._report_failure(lane, exc, 0.0)
             lane.start()
-        self._thread = threading.Thread(target=self._run, name="tracedsync-pipeline", daemon=True)
-        self._thread.start()
-        records.connect(self.wakeup, self.context_reader)
-        _settings.update(recording=True)
 
     def wakeup(self) -> None:
         self._wake.set()

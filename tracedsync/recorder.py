@@ -20,7 +20,7 @@ release), ``_blame`` (a span id a waiter reserved), ``_track`` /
 
 from __future__ import annotations
 
-import random
+import os
 import sys
 from _thread import allocate_lock as _allocate_lock
 from _thread import get_ident as _get_ident
@@ -43,7 +43,8 @@ from tracedsync.records import Finding, Hold, Holder, Wait, WaitingOn
 
 
 def new_span_id() -> int:
-    return random.getrandbits(64) or 1
+    """A span id reserved for a hold a waiter will link to (rare: no PRNG kept)."""
+    return int.from_bytes(os.urandom(8), "big") or 1
 
 
 # --------------------------------------------------------------------------

@@ -26,8 +26,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import uuid
-from typing import Any
 
 from tracedsync import config, summary
 from tracedsync.cli import CliError
@@ -129,7 +127,7 @@ def _child_environment(args: argparse.Namespace) -> tuple[dict[str, str], str, s
         raise CliError("; ".join(_problem_text(p, from_flag) for p in problems))
     output_dir = os.path.abspath(env.get("TRACEDSYNC_OUTPUT_DIR") or "tracedsync-out")
     env["TRACEDSYNC_OUTPUT_DIR"] = output_dir
-    run_id = uuid.uuid4().hex[:12]
+    run_id = os.urandom(6).hex()
     env["TRACEDSYNC_RUN_ID"] = run_id
     env["TRACEDSYNC_RUN"] = "1"
     if not args.quiet:
@@ -249,55 +247,6 @@ def _wait_forwarding(pid: int, watched: set[signal.Signals]) -> int:
             os.kill(pid, info.si_signo)
         except ProcessLookupError:
             pass
-
-
-# --------------------------------------------------------------------------
-# In the program's processes
-# --------------------------------------------------------------------------
-
-
-def bootstrap_child() -> None:
-    """Install tracedsync in a process started by ``tracedsync run``."""
-    from tracedsync import patching
-
-    patching.install()
-    _flush_on_sigterm()
-    dump = os.environ.get("TRACEDSYNC_DUMP_SIGNAL")
-    if dump and dump.isdigit():
-        _dump_on_signal(int(dump))
-
-
-def _flush_on_sigterm() -> None:
-    """SIGTERM (e.g. forwarded by the parent): export what is buffered, then die of it."""
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        try:
-            from tracedsync import lifecycle
-
-            lifecycle.final_flush()
-        finally:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-
-
-def _dump_on_signal(signum: int) -> None:
-    def on_signal(number: int, frame: Any) -> None:
-        try:
-            from tracedsync import detection
-
-            sys.stderr.write(detection.format_snapshot(detection.snapshot(), stacks=True))
-            sys.stderr.flush()
-        except Exception as exc:
-            sys.stderr.write(f"tracedsync: snapshot failed: {exc}\n")
-
-    try:
-        signal.signal(signum, on_signal)
-    except (ValueError, OSError) as exc:
-        sys.stderr.write(f"tracedsync: cannot handle signal {signum}: {exc}\n")
 
 
 # --------------------------------------------------------------------------

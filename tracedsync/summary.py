@@ -23,9 +23,6 @@ The format (``"format": "tracedsync-summary/1"``)::
 
 from __future__ import annotations
 
-import dataclasses
-import glob
-import json
 import os
 import sys
 import time
@@ -82,7 +79,7 @@ def _primitives() -> list[dict[str, Any]]:
     for (kind, name), counters in sorted(registry.aggregated_counters().items()):
         if not _used(counters):
             continue
-        out.append(dataclasses.asdict(counters.to_stats(name, kind, None)))
+        out.append(counters.to_stats(name, kind, None)._asdict())
     return out
 
 
@@ -117,6 +114,9 @@ def write(telemetry: Mapping[str, Any], output_dir: str | None, final: bool) -> 
     directory = os.environ.get(DIRECTORY_VARIABLE)
     if not directory:
         return None
+    import glob
+    import json
+
     try:
         pid = os.getpid()
         run = os.environ.get("TRACEDSYNC_RUN_ID", "run")
@@ -153,6 +153,9 @@ def at_fork_child() -> None:
 
 def read(directory: str) -> list[dict[str, Any]]:
     """Every readable summary in ``directory``."""
+    import glob
+    import json
+
     out = []
     for path in sorted(glob.glob(os.path.join(glob.escape(directory), "summary-*.json"))):
         try:

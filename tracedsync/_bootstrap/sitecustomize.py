@@ -25,7 +25,7 @@ def _tracedsync_install() -> None:
     if os.environ.get("TRACEDSYNC_RUN") != "1" or not _daemon_threads_allowed():
         return
     try:
-        from tracedsync import runner
+        from tracedsync import child
     except Exception as exc:  # tracedsync not installed for this interpreter
         sys.stderr.write(
             f"tracedsync: not installed for {sys.executable} ({type(exc).__name__}: {exc}); "
@@ -33,7 +33,7 @@ def _tracedsync_install() -> None:
         )
         return
     try:
-        runner.bootstrap_child()
+        child.bootstrap_child()
     except Exception as exc:
         sys.stderr.write(f"tracedsync: could not install ({type(exc).__name__}: {exc})\n")
 
