@@ -841,7 +841,7 @@ def test_racing_double_release_succeeds_exactly_once(cls: Any) -> None:
 # -- stacks: captured raw, resolved off-thread -------------------------------------
 
 _sites = sys.modules["tracedsync._sites"]
-_FAKE_PACKAGE_FILE = os.path.join(_sites._PACKAGE_DIR, "_fake_wrapper_for_tests.py")
+_FAKE_PACKAGE_FILE = os.path.join(_sites.PACKAGE_DIR, "_fake_wrapper_for_tests.py")
 #: Functions whose frames look like tracedsync's own (their file is in the package).
 _PACKAGE_SRC = """
 def via_package(fn):
@@ -888,6 +888,30 @@ def test_a_stack_from_another_thread_names_that_thread_s_frames() -> None:
     run_threads(body)
     (stack,) = out
     assert stacks.frames(stack)[1].endswith(" in body")
+
+
+@pytest.mark.skipif(stacks._stack_key is None, reason="pure Python: no compiled stack walk")
+@pytest.mark.parametrize("depth", [0, 1, 2, 3, 500])
+def test_the_compiled_stack_key_is_the_python_walk_s(depth: int) -> None:
+    """_speedups.stack_key walks the frames as stacks.walk does: same frames
+    (tracedsync's own skipped, also between user frames), same offsets, same
+    depth limit (clamped to 1..256)."""
+
+    def both() -> tuple[Any, Any]:
+        frame = sys._getframe(1)  # the lambda's, suspended here during both walks
+        return stacks._stack_key(frame, depth, _sites.PACKAGE_DIR), stacks.walk(
+            frame, min(depth, 256)
+        )
+
+    compiled, (key, codes) = _package_ns["via_package"](lambda: both())
+    assert compiled == key and len(codes) == len(key) // 2
+    assert all(id(c) == i for c, i in zip(codes, key[::2], strict=True))
+    assert not any(_sites.is_tracedsync_file(c.co_filename) for c in codes)
+    assert (
+        len(codes) >= 2 or depth < 2
+    )  # the lambda and this test, the package frame between skipped
+    with pytest.raises(TypeError):
+        stacks._stack_key(None, depth, _sites.PACKAGE_DIR)
 
 
 def test_stack_lines_follow_the_instruction_not_the_function() -> None:

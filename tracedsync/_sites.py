@@ -8,13 +8,13 @@ few dictionary lookups.
 
 from __future__ import annotations
 
-import dis
 import os
 import sys
 import threading
 from types import CodeType, FrameType
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: tracedsync's own directory, with the separator (a file inside it starts with this).
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 #: Files whose frames are never "the call site in user code": tracedsync itself
 #: and the stdlib modules that wrap a primitive (a wait inside ``Queue.get`` is
@@ -44,7 +44,7 @@ _CACHE_LIMIT = 100_000
 
 def is_tracedsync_file(filename: str) -> bool:
     """True for a file inside the tracedsync package."""
-    return filename.startswith(_PACKAGE_DIR)
+    return filename.startswith(PACKAGE_DIR)
 
 
 def assigned_name(code: CodeType, offset: int) -> str | None:
@@ -67,6 +67,8 @@ def assigned_name(code: CodeType, offset: int) -> str | None:
 
 
 def _scan_store(code: CodeType, lasti: int) -> str | None:
+    import dis  # the first time a primitive's name is asked for
+
     try:
         instructions = list(dis.get_instructions(code))
     except Exception:
@@ -181,7 +183,7 @@ def thread_stack(ident: int, limit: int = 30) -> list[str]:
     out: list[str] = []
     while frame is not None and len(out) < limit:
         code = frame.f_code
-        if not code.co_filename.startswith(_PACKAGE_DIR):
+        if not code.co_filename.startswith(PACKAGE_DIR):
             out.append(f"{relative_path(code.co_filename)}:{frame.f_lineno} in {code.co_name}")
         frame = frame.f_back
     return out

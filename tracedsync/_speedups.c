@@ -939,7 +939,92 @@ mod_adopt_methods(PyObject *Py_UNUSED(module), PyObject *cls)
     return PyLong_FromLong(adopted);
 }
 
+/* stack_key(frame, depth, prefix): the interning key of tracedsync.stacks
+ * (id(code), f_lasti, ...) for the first `depth` frames from `frame` outwards
+ * whose file does not start with `prefix` (tracedsync's own files). The walk
+ * the Python loop in stacks.capture does, without its per-frame bytecode: a
+ * record crossing a threshold pays it on the program's thread. */
+static PyObject *str_co_filename = NULL;
+static PyObject *str_f_lasti = NULL;
+#define STACK_KEY_MAX 256
+
+static PyObject *
+mod_stack_key(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyFrame_Check(args[0]) || !PyLong_Check(args[1]) ||
+        !PyUnicode_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "stack_key(frame, depth: int, prefix: str)");
+        return NULL;
+    }
+    Py_ssize_t depth = PyLong_AsSsize_t(args[1]);
+    if (depth == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    depth = depth < 1 ? 1 : (depth > STACK_KEY_MAX ? STACK_KEY_MAX : depth);
+    PyObject *prefix = args[2];
+    PyObject *items[2 * STACK_KEY_MAX];
+    Py_ssize_t n = 0;
+    PyFrameObject *frame = (PyFrameObject *)args[0];
+    Py_INCREF(frame);
+    while (frame != NULL && depth > 0) {
+        PyCodeObject *code = PyFrame_GetCode(frame);
+        PyObject *filename = PyObject_GetAttr((PyObject *)code, str_co_filename);
+        if (filename == NULL) {
+            Py_DECREF(code);
+            goto error;
+        }
+        Py_ssize_t ours =
+            PyUnicode_Check(filename) ? PyUnicode_Tailmatch(filename, prefix, 0, PY_SSIZE_T_MAX, -1) : 0;
+        Py_DECREF(filename);
+        if (ours < 0) {
+            Py_DECREF(code);
+            goto error;
+        }
+        if (!ours) {
+#if PY_VERSION_HEX >= 0x030B0000
+            PyObject *lasti = PyLong_FromLong(PyFrame_GetLasti(frame));
+#else
+            PyObject *lasti = PyObject_GetAttr((PyObject *)frame, str_f_lasti);
+#endif
+            PyObject *id = PyLong_FromVoidPtr(code);
+            if (lasti == NULL || id == NULL) {
+                Py_XDECREF(lasti);
+                Py_XDECREF(id);
+                Py_DECREF(code);
+                goto error;
+            }
+            items[n++] = id;
+            items[n++] = lasti;
+            depth--;
+        }
+        Py_DECREF(code);
+        PyFrameObject *back = PyFrame_GetBack(frame);
+        Py_DECREF(frame);
+        frame = back;
+    }
+    Py_XDECREF(frame);
+    PyObject *key = PyTuple_New(n);
+    if (key == NULL) {
+        while (n > 0) {
+            Py_DECREF(items[--n]);
+        }
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyTuple_SET_ITEM(key, i, items[i]);
+    }
+    return key;
+error:
+    Py_XDECREF(frame);
+    while (n > 0) {
+        Py_DECREF(items[--n]);
+    }
+    return NULL;
+}
+
 static PyMethodDef module_methods[] = {
+    {"stack_key", (PyCFunction)(void (*)(void))mod_stack_key, METH_FASTCALL,
+     "stack_key(frame, depth, prefix): tracedsync.stacks' interning key of a stack"},
     {"adopt_methods", mod_adopt_methods, METH_O,
      "adopt_methods(cls): cls's own descriptors for the C methods it inherits (faster calls)"},
     {"_bind", mod_bind, METH_O, "_bind(recorder): where the slow paths live"},
@@ -969,6 +1054,11 @@ PyInit__speedups(void)
     str_timeout = PyUnicode_InternFromString("timeout");
     str_acquire = PyUnicode_InternFromString("acquire");
     minus_one = PyLong_FromLong(-1);
+    str_co_filename = PyUnicode_InternFromString("co_filename");
+    str_f_lasti = PyUnicode_InternFromString("f_lasti");
+    if (!str_co_filename || !str_f_lasti) {
+        return NULL;
+    }
     if (!str_acquire_slow || !str_hold_end || !str_blocking || !str_timeout || !str_acquire ||
         !minus_one) {
         return NULL;

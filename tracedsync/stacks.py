@@ -17,7 +17,11 @@ from __future__ import annotations
 
 from types import CodeType, FrameType
 
-from tracedsync import _sites
+from tracedsync import _impl, _sites
+
+#: The compiled walk (``_speedups.stack_key``): the key of a stack seen
+#: before without the Python loop below; None in pure Python.
+_stack_key = getattr(_impl.speedups, "stack_key", None)
 
 
 class Stack:
@@ -62,24 +66,36 @@ def capture(frame: FrameType | None, depth: int) -> Stack | None:
         frame = frame.f_back
     if frame is None:
         return None
+    if _stack_key is not None:
+        stack = _interned.get(_stack_key(frame, depth, _sites.PACKAGE_DIR))
+        if stack is not None:
+            return stack
+    key, codes = walk(frame, depth)
+    stack = _interned.get(key)
+    if stack is None:
+        if len(_interned) > _INTERNED_LIMIT:
+            _interned.clear()
+        stack = _interned[key] = Stack(tuple(codes), key[1::2])
+    return stack
+
+
+def walk(frame: FrameType | None, depth: int) -> tuple[tuple[int, ...], list[CodeType]]:
+    """The interning key ``(id(code), f_lasti, ...)`` and the code objects of
+    the first ``depth`` frames (at least 1) from ``frame`` outwards that are
+    not tracedsync's own (``_speedups.stack_key`` computes the same key)."""
     key: list[int] = []
     codes: list[CodeType] = []
     n = depth if depth > 1 else 1
+    prefix = _sites.PACKAGE_DIR
     while frame is not None and n:
         code = frame.f_code
-        if not _sites.is_tracedsync_file(code.co_filename):
+        if not code.co_filename.startswith(prefix):  # _sites.is_tracedsync_file, inlined
             key.append(id(code))
             key.append(frame.f_lasti)
             codes.append(code)
             n -= 1
         frame = frame.f_back
-    k = tuple(key)
-    stack = _interned.get(k)
-    if stack is None:
-        if len(_interned) > _INTERNED_LIMIT:
-            _interned.clear()
-        stack = _interned[k] = Stack(tuple(codes), tuple(key[1::2]))
-    return stack
+    return tuple(key), codes
 
 
 #: (id(code), offset) -> (code, "path:line in function", CallSite)
