@@ -56,6 +56,7 @@ def machine() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "system": f"{platform.system()} {platform.release()}",
         "tracedsync_implementation": primitives.IMPLEMENTATION,
+        "bytecode_cache": not sys.flags.dont_write_bytecode,
     }
 
 
@@ -208,6 +209,11 @@ def format_text(out: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['system']}, "
         f"{m['implementation']} {m['python']}; tracedsync.Lock is {m['tracedsync_implementation']}."
     )
+    if not m["bytecode_cache"]:
+        lines.append(
+            "PYTHONDONTWRITEBYTECODE is set: modules without a cached .pyc are compiled "
+            "at every start, so the start-up figures are higher than a user's."
+        )
     if out["remeasured"]:
         lines.append(f"Measured twice (over the limit at first): {', '.join(out['remeasured'])}.")
     if out["check_failures"]:
