@@ -25,7 +25,7 @@ from tests.telemetry_counts import counted
 from tracedsync import _threads, lifecycle, records
 from tracedsync.exporters import Exporter, lanes
 from tracedsync.exporters.console import ConsoleExporter
-from tracedsync.testing import LogCollector, run_threads
+from tracedsync.testing import LogCollector, blocked_on, run_threads, wait_until
 
 HERE = os.path.abspath(__file__)
 
@@ -118,6 +118,43 @@ def test_wait_duration_matches_the_real_wait(spans: InMemorySpanExporter) -> Non
     span_ns = wait.end_time - wait.start_time
     assert span_ns >= 45_000_000
     assert abs(span_ns - c.measured_ns) < 5_000_000
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        tracedsync.Lock,
+        tracedsync.RLock,
+        lambda: tracedsync.Semaphore(1),
+        lambda: tracedsync.BoundedSemaphore(1),
+    ],
+    ids=["Lock", "RLock", "Semaphore", "BoundedSemaphore"],
+)
+def test_a_hold_starts_where_the_wait_that_led_to_it_ends(
+    spans: InMemorySpanExporter, make: Any
+) -> None:
+    """The waiter's hold span starts at its wait span's end, to the nanosecond
+    (one clock reading): in a timeline the hold never starts before the wait
+    ends on the same thread."""
+    tracedsync.configure(exporters=[spans], wait_threshold_ms=0, hold_threshold_ms=0)
+    prim = make()
+    prim.acquire()
+
+    def waiter() -> None:
+        with prim:
+            pass
+
+    t = threading.Thread(target=waiter, name="waiter")
+    t.start()
+    wait_until(blocked_on(prim))
+    prim.release()
+    t.join(10)
+    assert not t.is_alive()
+    assert tracedsync.flush(10)
+    mine = [s for s in spans.get_finished_spans() if s.attributes["thread.name"] == "waiter"]
+    (wait,) = [s for s in mine if s.name.endswith(".wait")]
+    (hold,) = [s for s in mine if s.name.endswith(".hold")]
+    assert hold.start_time == wait.end_time
 
 
 @pytest.mark.parametrize(

@@ -726,8 +726,10 @@ class Semaphore(_Traced):
     def _used(self) -> bool:
         return bool(self._acq)
 
-    def _took(self, code: Any, offset: int) -> None:
-        """A unit was taken (under the mutex): note the hold."""
+    def _took(self, code: Any, offset: int) -> int:
+        """A unit was taken (under the mutex): note the hold. Returns its
+        start, which is also the end of the wait that led to it (one clock
+        reading: in a timeline the hold never starts before the wait ends)."""
         self._acq += 1
         me = _get_ident()
         holds = self._holds.get(me)
@@ -735,13 +737,16 @@ class Semaphore(_Traced):
             holds = self._holds[me] = []
         elif len(holds) >= _MAX_HOLDS_PER_THREAD:
             del holds[0]
-        holds.append((_now(), code, offset))
+        now = _now()
+        holds.append((now, code, offset))
+        return now
 
     def _block(self, timeout: float | None, code: Any, offset: int) -> bool:
         t0 = _now()
         began = recorder.lock_wait_begin(self, t0)
         got = False
         finished = False
+        took_at = 0
         try:
             with self._mutex:
                 cond = self._cond
@@ -761,7 +766,7 @@ class Semaphore(_Traced):
                         cond.wait(timeout)
                     else:
                         self._value -= 1
-                        self._took(code, offset)
+                        took_at = self._took(code, offset)
                         got = True
                 finally:
                     self._nwait -= 1
@@ -769,7 +774,7 @@ class Semaphore(_Traced):
         finally:
             waits.end()
             if finished:
-                recorder.lock_wait_end(self, t0, got, began)
+                recorder.lock_wait_end(self, t0, took_at if got else _now(), got, began)
         return got
 
     def _check_release(self, n: int) -> None:

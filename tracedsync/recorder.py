@@ -296,11 +296,12 @@ def lock_wait_begin(prim: Any, t0: int) -> tuple[waits.Blocked, Holder | None, b
 def lock_wait_end(
     prim: Any,
     t0: int,
+    t1: int,
     acquired: bool,
     began: tuple[waits.Blocked, Holder | None, bool, Any],
 ) -> None:
-    """A semaphore acquire that blocked is over (acquired, or timed out)."""
-    t1 = _now()
+    """A semaphore acquire that blocked is over at ``t1`` (acquired: the
+    hold's start, the same clock reading; or timed out)."""
     entry, holder, released_before, stack = began
     st = registry.slow_stats(prim)
     wait = t1 - t0
