@@ -96,6 +96,29 @@ def test_counter(tmp_path: Path) -> None:
     assert metric_total(tmp_path / "out", "tracedsync.contentions", "counter_lock") > 0
 
 
+def test_counter_s_slowest_wait_is_kept_as_a_span(tmp_path: Path) -> None:
+    """With thresholds 0 the span budget keeps the slowest waits of each
+    second, not the first: the slowest lock.wait span is the counters'
+    longest wait (counter.py prints it from tracedsync.stats())."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "tracedsync", "run", "--output-dir", str(out)]
+    thresholds = ["--wait-threshold-ms", "0", "--hold-threshold-ms", "0"]
+    program = ["--", sys.executable, str(EXAMPLES / "counter.py")]
+    result = subprocess.run(
+        [*command, *thresholds, *program],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    longest_ms = float(result.stdout.split("longest wait ")[1].split(" ms")[0])
+    waits = named(read_output(out), "lock.wait", "counter_lock")
+    assert waits
+    slowest_ns = max(int(s["endTimeUnixNano"]) - int(s["startTimeUnixNano"]) for s in waits)
+    assert abs(slowest_ns / 1e6 - longest_ms) <= 0.05  # printed to 0.1 ms
+
+
 def contended(stdout: str) -> int:
     """The contended count from counter.py's last line."""
     return int(stdout.split(" acquisitions, ")[1].split(" contended")[0])
