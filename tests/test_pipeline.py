@@ -157,6 +157,24 @@ def test_a_hold_starts_where_the_wait_that_led_to_it_ends(
     assert hold.start_time == wait.end_time
 
 
+def test_huge_names_are_cut_to_1_kib_and_marked(spans: InMemorySpanExporter) -> None:
+    """A 100,000-character lock name or thread name reaches spans cut to
+    1,024 characters, with how much was cut."""
+    tracedsync.configure(exporters=[spans], hold_threshold_ms=0)
+    lock = tracedsync.Lock(name="L" * 100_000)
+
+    def hold() -> None:
+        with lock:
+            pass
+
+    run_threads(hold, names=["T" * 100_000])
+    assert tracedsync.flush(10)
+    (hold_span,) = by_name(spans, "lock.hold")
+    for key, letter in (("sync.name", "L"), ("thread.name", "T")):
+        value = hold_span.attributes[key]
+        assert value.startswith(letter * 1024) and value[1024:] == "…[98,976 more characters cut]"
+
+
 @pytest.mark.parametrize(
     "make",
     [tracedsync.Lock, tracedsync.RLock, lambda: tracedsync.Semaphore(1)],

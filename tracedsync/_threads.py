@@ -13,6 +13,8 @@ import sys
 import threading
 from _thread import get_ident
 
+from tracedsync._format import MAX_TEXT, cap
+
 #: threading's registry of running threads (a dict it never rebinds).
 active: dict[int, threading.Thread] = threading._active  # type: ignore[attr-defined]
 
@@ -42,13 +44,15 @@ def internal_idents() -> set[int]:
 
 
 def name_of(thread: threading.Thread | None, ident: int) -> str:
-    """A Thread's name, or ``thread-<ident>``."""
+    """A Thread's name (cut at ``_format.MAX_TEXT`` characters, marked), or
+    ``thread-<ident>``."""
     if thread is None:
         return f"thread-{ident}"
     try:
-        return str(thread.name)
+        name = str(thread.name)
     except Exception:
         return f"thread-{ident}"
+    return name if len(name) <= MAX_TEXT else cap(name)
 
 
 def thread_name(ident: int) -> str:

@@ -28,6 +28,7 @@ from types import CodeType, FrameType
 from typing import Any
 
 from tracedsync import _settings, _sites
+from tracedsync._format import MAX_TEXT, cap
 from tracedsync._threads import internal as _internal
 from tracedsync.counters import Counters, PrimitiveStats, SlowStats
 
@@ -202,6 +203,8 @@ def new(cls: type, kind: str, name: str | None, make: Callable[..., Any], *args:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {type(name).__name__}")
         name = str(name)
+    if name is not None and len(name) > MAX_TEXT:
+        name = cap(name)  # spans, events and reports carry it: 1 KiB at most
     if not _settings.current.enabled or _get_ident() in _internal:
         return None
     try:
