@@ -495,8 +495,10 @@ def test_ctrl_c_interrupts_a_blocked_acquire(
     assert main is not None
 
     def interrupter() -> None:
+        # Noted as blocked: from here the signal lands just before the
+        # blocking call (raised at the next instruction) or inside it (the
+        # wait is woken); both must leave the same lock behind.
         wait_until(blocked_on(lock))
-        time.sleep(0.05)  # let it settle into the wait
         signal.pthread_kill(main, signal.SIGINT)
         # A wait that ignored the signal would now acquire the freed lock and
         # see KeyboardInterrupt only afterwards: caught below as still_held False.
@@ -551,8 +553,7 @@ def test_signal_handlers_run_while_blocked(cls: Any) -> None:
     assert main is not None
 
     def interrupter() -> None:
-        wait_until(blocked_on(lock))
-        time.sleep(0.05)
+        wait_until(blocked_on(lock))  # the handler runs before or during the blocking call
         signal.pthread_kill(main, signal.SIGUSR1)
 
     try:

@@ -244,8 +244,7 @@ def signal_when_ready(
         while not ready.exists():
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.02)
-        time.sleep(0.1)  # let the program reach its wait
-        proc.send_signal(sig)
+        proc.send_signal(sig)  # the program is past READY: any later moment must do
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -280,8 +279,8 @@ def test_sigint_sent_with_kill_is_forwarded(tmp_path: Path) -> None:
         tmp_path,
         """
         import threading
-        open(READY, "w").close()
         try:
+            open(READY, "w").close()
             threading.Event().wait(60)
         except KeyboardInterrupt:
             print("interrupted")
