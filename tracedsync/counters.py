@@ -149,7 +149,8 @@ class Counters:
         self.hold_hist = [0] * RAW_BUCKETS
 
     def add(self, other: Counters) -> None:
-        """Add ``other`` into these counters."""
+        """Add ``other`` into these counters (whose histograms are their own
+        lists: every Counters is made fresh or copied by ``read_counters``)."""
         self.instances += other.instances
         self.acquisitions += other.acquisitions
         self.reentries += other.reentries
@@ -164,8 +165,13 @@ class Counters:
             self.wait_max = other.wait_max
         if other.hold_max > self.hold_max:
             self.hold_max = other.hold_max
-        self.wait_hist = list(map(int.__add__, self.wait_hist, other.wait_hist))
-        self.hold_hist = list(map(int.__add__, self.hold_hist, other.hold_hist))
+        # In place, the buckets that counted only (most are 0): folding the
+        # primitives a program makes and drops (a Future's Condition per
+        # task) adds two histograms each.
+        for mine, theirs in ((self.wait_hist, other.wait_hist), (self.hold_hist, other.hold_hist)):
+            for i, n in enumerate(theirs):
+                if n:
+                    mine[i] += n
 
     def used(self) -> bool:
         """True when anything was counted."""
