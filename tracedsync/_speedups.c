@@ -884,9 +884,8 @@ mod_monotonic_ns(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
  * how many. CPython's specialised calls of a C method (3.11+:
  * PRECALL/CALL_NO_KW_METHOD_DESCRIPTOR_*) require type(self) to BE the
  * descriptor's type; an inherited one makes every call of lock.release() or
- * lock.locked() on the subclass take the generic path, about twice as slow
- * (lock.locked(): 49 ns against 23 here). Methods overridden on the way stay
- * as they are. */
+ * lock.locked() on the subclass take the generic, slower path. Methods
+ * overridden on the way stay as they are. */
 static PyObject *
 mod_adopt_methods(PyObject *Py_UNUSED(module), PyObject *cls)
 {

@@ -3,9 +3,10 @@
 Every Python process ``tracedsync run`` starts is traced from its first line.
 Most of them record nothing past a threshold (a build tool's helpers, a test
 runner's workers): they must not pay for OpenTelemetry's SDK, structlog and
-the exporters (about 200 ms of imports here). So when the exporters only
-write files (``jsonfile``), the pipeline's thread starts at
-configuration, as every internal thread does (a thread appearing later
+the exporters, the largest part of a traced start-up (``tracedsync bench
+--startup`` shows a child that records beside one that does not). So when
+the exporters only write files (``jsonfile``), the pipeline's thread starts
+at configuration, as every internal thread does (a thread appearing later
 breaks programs that count threads), and waits. It builds the real pipeline
 (``tracedsync.pipeline``: the imports, the exporters) on itself, and runs it
 there with inline lanes (no further thread), only when there is something to
