@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 
 import tracedsync
 
@@ -45,13 +46,16 @@ def increment_safely(counter_lock: threading.Lock) -> None:
             counter = work(counter)
 
 
-def run(target: object, *args: object) -> int:
+def run(target: Callable[..., None], *args: object) -> int:
     global counter
     counter = 0
-    threads = [
-        threading.Thread(target=target, args=args, name=f"worker-{i}")  # type: ignore[arg-type]
-        for i in range(THREADS)
-    ]
+    start = threading.Barrier(THREADS)  # all loops start together, as in a busy service
+
+    def worker() -> None:
+        start.wait()
+        target(*args)
+
+    threads = [threading.Thread(target=worker, name=f"worker-{i}") for i in range(THREADS)]
     for t in threads:
         t.start()
     for t in threads:
