@@ -69,17 +69,17 @@ def main() -> int:
     counter_lock = threading.Lock()
     expected = THREADS * INCREMENTS
     # Each thread would finish its loop within one 5 ms time slice; switching
-    # threads every 0.1 ms makes the race show up in a short run. A real
-    # program just needs a longer loop, or bad luck.
+    # threads every 0.1 ms makes the race, and the lock's contention, show up
+    # in a short run. A real program just needs a longer loop, or bad luck.
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-4)
     try:
         unsafe = run(increment_unsafely)
+        print(f"without a lock: {unsafe} of {expected} increments ({expected - unsafe} lost)")
+        safe = run(increment_safely, counter_lock)
+        print(f"with a lock:    {safe} of {expected} increments")
     finally:
         sys.setswitchinterval(interval)
-    print(f"without a lock: {unsafe} of {expected} increments ({expected - unsafe} lost)")
-    safe = run(increment_safely, counter_lock)
-    print(f"with a lock:    {safe} of {expected} increments")
     s = counter_lock.statistics()  # type: ignore[attr-defined]
     print(
         f"counter_lock: {s.acquisitions} acquisitions, {s.contentions} contended "

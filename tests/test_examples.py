@@ -99,19 +99,25 @@ def test_counter(tmp_path: Path) -> None:
 def test_counter_s_slowest_wait_is_kept_as_a_span(tmp_path: Path) -> None:
     """With thresholds 0 the span budget keeps the slowest waits of each
     second, not the first: the slowest lock.wait span is the counters'
-    longest wait (counter.py prints it from tracedsync.stats())."""
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "tracedsync", "run", "--output-dir", str(out)]
+    longest wait (counter.py prints it from tracedsync.stats()). Whether the
+    lock is contended at all is up to the scheduler: up to three runs."""
     thresholds = ["--wait-threshold-ms", "0", "--hold-threshold-ms", "0"]
-    program = ["--", sys.executable, str(EXAMPLES / "counter.py")]
-    result = subprocess.run(
-        [*command, *thresholds, *program],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=_env(),
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    for attempt in range(3):
+        out = tmp_path / f"out-{attempt}"
+        command = [sys.executable, "-m", "tracedsync", "run", "--output-dir", str(out)]
+        program = ["--", sys.executable, str(EXAMPLES / "counter.py")]
+        result = subprocess.run(
+            [*command, *thresholds, *program],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=_env(),
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        if contended(result.stdout):
+            break
+    else:
+        pytest.fail("counter_lock was never contended in three runs")
     longest_ms = float(result.stdout.split("longest wait ")[1].split(" ms")[0])
     waits = named(read_output(out), "lock.wait", "counter_lock")
     assert waits

@@ -38,6 +38,7 @@ def encode_spans_reference(spans: list[SpanData], resource: Any, scope: Any) -> 
     }
     return json.dumps(request, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
+
 RESOURCE = Resource.create({"service.name": "svc", "process.pid": 42, "x.ratio": 0.5})
 SCOPE = InstrumentationScope("tracedsync", "0.1.0")
 
