@@ -138,6 +138,26 @@ def test_threading_internals_and_excluded_modules_stay_untraced(installed: Any) 
     assert not isinstance(provider._active_span_processor._lock, tracedsync.Lock)
 
 
+def test_a_queue_or_future_an_excluded_module_makes_stays_untraced(installed: Any) -> None:
+    """queue and concurrent.futures make primitives for their caller: made for
+    an excluded module (grpc's server submitting work) they are the
+    stdlib's; made for the program, traced and named where the stdlib makes
+    them."""
+    code = "q = queue.Queue(); f = concurrent.futures.Future()"
+    made = {}
+    for module in ("grpc._server", "myapp.jobs"):
+        scope: dict[str, Any] = {"__name__": module, "queue": queue, "concurrent": concurrent}
+        exec(code, scope)
+        made[module] = scope
+    grpc, mine = made["grpc._server"], made["myapp.jobs"]
+    assert type(grpc["q"].mutex) is type(_stdlib.Lock())
+    assert type(grpc["f"]._condition) is _stdlib.Condition
+    assert type(mine["q"].mutex) is tracedsync.Lock
+    assert type(mine["f"]._condition) is tracedsync.Condition
+    assert mine["q"].mutex.name.startswith("mutex (queue.py:")
+    assert mine["f"]._condition.name.startswith("_condition (concurrent/futures/_base.py:")
+
+
 def test_include_logging_traces_its_locks(spans: InMemorySpanExporter) -> None:
     """include=["logging"] opts logging's handler locks back in."""
     tracedsync.install(exporters=[spans], include=["logging"])

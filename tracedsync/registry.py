@@ -132,8 +132,11 @@ _excluded_modules: dict[str, bool] = {}
 
 #: id(code) -> (code, what a creation in it means, its creation sites by
 #: offset): _USER is traced there, _OURS is a tracedsync frame (look further
-#: out), _EXCLUDED is untraced.
-_USER, _OURS, _EXCLUDED = 0, 1, 2
+#: out), _EXCLUDED is untraced, _WRAPPER is a stdlib module that makes
+#: primitives for its caller (``queue``, ``concurrent.futures``): the
+#: creation site is there, but an excluded caller further out (grpc's
+#: server making a Future) keeps it untraced.
+_USER, _OURS, _EXCLUDED, _WRAPPER = 0, 1, 2, 3
 _code_kinds: dict[int, tuple[CodeType, int, dict[int, CreationSite]]] = {}
 _CACHE_LIMIT = 100_000
 #: threading.Timer's Event (``finished``) is one users wait on: traced.
@@ -171,7 +174,12 @@ def _classify(frame: FrameType) -> tuple[CodeType, int, dict[int, CreationSite]]
         kind = _USER
     else:
         module = frame.f_globals.get("__name__") or ""
-        kind = _EXCLUDED if module_excluded(str(module)) else _USER
+        if module_excluded(str(module)):
+            kind = _EXCLUDED
+        elif _sites.skipped_file(code.co_filename):
+            kind = _WRAPPER
+        else:
+            kind = _USER
     if len(_code_kinds) > _CACHE_LIMIT:
         _code_kinds.clear()
     entry = _code_kinds[id(code)] = (code, kind, {})
@@ -211,9 +219,10 @@ def new(cls: type, kind: str, name: str | None, make: Callable[..., Any], *args:
         frame: FrameType | None = _getframe(2)
     except ValueError:
         frame = None
-    # The first frame out of tracedsync's decides (its code object classified
-    # once), and gives the creation site.
-    site = UNKNOWN_SITE
+    # The first frame out of tracedsync's and the stdlib wrappers' decides
+    # (its code object classified once); the first frame out of tracedsync's
+    # gives the creation site.
+    site: CreationSite | None = None
     kinds = _code_kinds
     while frame is not None:
         code = frame.f_code
@@ -221,17 +230,19 @@ def new(cls: type, kind: str, name: str | None, make: Callable[..., Any], *args:
         if entry is None or entry[0] is not code:
             entry = _classify(frame)
         decides = entry[1]
-        if decides is _USER:
-            sites = entry[2]
-            offset = frame.f_lasti
-            found = sites.get(offset)
-            if found is None:
-                found = sites[offset] = CreationSite(code, offset)
-            site = found
-            break
         if decides is _EXCLUDED:
             return None
+        if decides is not _OURS and site is None:
+            sites = entry[2]
+            offset = frame.f_lasti
+            site = sites.get(offset)
+            if site is None:
+                site = sites[offset] = CreationSite(code, offset)
+        if decides is _USER:
+            break
         frame = frame.f_back
+    if site is None:
+        site = UNKNOWN_SITE
     prim = make(cls, *args)
     counter = site._counters.get(kind) or site.counter(kind)
     ident = next(_ids)
