@@ -46,6 +46,15 @@ classes = pytest.mark.parametrize("cls", list(CLASSES.values()), ids=list(CLASSE
 # -- which implementation ------------------------------------------------------
 
 
+def _sleeping(thread: threading.Thread) -> bool:
+    """The OS thread of ``thread`` is asleep (blocked in the kernel)."""
+    try:
+        with open(f"/proc/self/task/{thread.native_id}/stat", encoding="ascii") as f:
+            return f.read().rpartition(")")[2].split()[0] == "S"
+    except OSError:
+        return False
+
+
 def test_expected_implementation_is_loaded() -> None:
     """tracedsync.IMPLEMENTATION is what TRACEDSYNC_EXPECT_IMPLEMENTATION (set by CI) says."""
     assert tracedsync.IMPLEMENTATION in ("compiled", "pure")
@@ -889,6 +898,46 @@ def test_a_stack_from_another_thread_names_that_thread_s_frames() -> None:
     run_threads(body)
     (stack,) = out
     assert stacks.frames(stack)[1].endswith(" in body")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+@classes
+def test_a_wait_that_ends_within_the_threshold_is_counted(cls: Any) -> None:
+    """A blocked acquire that gets the lock within the wait threshold (the
+    compiled path waits that part in C) is one contention with its wait in
+    the sums and histogram, and makes no record; the acquirer is the owner,
+    an RLock at depth 1."""
+    previous = _settings.current.wait_ns
+    _settings.update(wait_ns=60 * 10**9)  # every wait here ends within it
+    try:
+        _wait_within_the_threshold(cls)
+    finally:
+        _settings.update(wait_ns=previous)
+
+
+def _wait_within_the_threshold(cls: Any) -> None:
+    lock = cls()
+    lock.acquire()
+    got = threading.Event()
+
+    def waiter() -> None:
+        lock.acquire()
+        got.set()
+        assert lock._owner == threading.get_ident()
+        if hasattr(lock, "_count"):
+            assert lock._count == 1
+        lock.release()
+
+    t = threading.Thread(target=waiter, daemon=True)
+    t.start()
+    wait_until(lambda: _sleeping(t) and not got.is_set())
+    lock.release()
+    t.join(10)
+    assert not t.is_alive() and got.is_set()
+    s = lock.statistics()
+    assert (s.acquisitions, s.contentions, s.timeouts) == (2, 1, 0)
+    assert 0 < s.wait_max <= s.wait_total and sum(s.wait_histogram) == 2
+    assert not records.buffer
 
 
 @pytest.mark.skipif(stacks._stack_key is None, reason="pure Python: no compiled stack walk")

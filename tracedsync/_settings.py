@@ -99,9 +99,13 @@ def use(new: Settings) -> Settings:
     speedups = _impl.speedups
     if speedups is not None:
         speedups.set_hold_threshold(new.hold_ns if new.recording else NEVER)
+        speedups.set_wait_threshold(new.wait_ns)
     return new
 
 
 def update(**changes: Any) -> Settings:
     """``use(current.replace(**changes))``."""
     return use(current.replace(**changes))
+
+
+use(current)  # the compiled path's copies of the thresholds, from the start

@@ -44,6 +44,10 @@
 
 /* Holds at least this long (ns) go to recorder.hold_end (set_hold_threshold). */
 static long long hold_ns = NEVER;
+/* A blocking acquire first waits this long (ns) here, counting a wait that
+ * ends within it itself; past it, or when 0, recorder.acquire_slow takes
+ * over (set_wait_threshold). */
+static long long wait_ns = 0;
 
 /* tracedsync.recorder (bound by _bind) and interned names. */
 static PyObject *recorder = NULL;
@@ -92,6 +96,13 @@ typedef struct {
     int acq_lasti;
     PyObject *weakreflist;
     unsigned long long hhist[RAW_BUCKETS]; /* _hhist */
+    /* Waits that ended within the wait threshold in C (call_slow), counted
+     * apart from the recorder's SlowStats (which Python updates under
+     * registry.stats_lock) and added to them by registry.read_counters. */
+    unsigned long long wcont; /* _wcont */
+    unsigned long long wsum;  /* _wsum */
+    unsigned long long wmax;  /* _wmax */
+    unsigned long long *whist; /* _whist: RAW_BUCKETS counts, made at the first such wait */
 } CoreObject;
 
 /* -- the underlying lock, as CPython's _thread.lock ------------------------ */
@@ -384,6 +395,34 @@ check_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject 
     return raise_like_stdlib(args, nargs, kwnames) < 0 ? -1 : 0;
 }
 
+static PyTypeObject RLockCore_Type;
+
+/* A wait that ended within the wait threshold: counted here (no record is
+ * made for it). 0, or -1 with MemoryError set (the lock is held then). */
+static int
+count_short_wait(CoreObject *self, long long wait)
+{
+    if (self->whist == NULL) {
+        self->whist = PyMem_Calloc(RAW_BUCKETS, sizeof(unsigned long long));
+        if (self->whist == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    unsigned long long w = wait > 0 ? (unsigned long long)wait : 0;
+    self->wcont++;
+    self->wsum += w;
+    if (w > self->wmax) {
+        self->wmax = w;
+    }
+    self->whist[bit_length(w)]++;
+    return 0;
+}
+
+/* The try failed. A default blocking acquire first waits up to wait_ns here,
+ * as recorder._block's first phase does: most contended waits end there and
+ * need no Python. Past it, recorder.acquire_slow(self, blocking, timeout,
+ * t0) goes on with the wait begun at t0 (else with t0 None). */
 static PyObject *
 call_slow(CoreObject *self, PyObject *blocking, PyObject *timeout)
 {
@@ -391,14 +430,44 @@ call_slow(CoreObject *self, PyObject *blocking, PyObject *timeout)
         PyErr_SetString(PyExc_RuntimeError, "tracedsync._speedups is not bound to the recorder");
         return NULL;
     }
+    PyObject *began = Py_None;
+    Py_INCREF(began);
+    if (wait_ns > 0 && (blocking == NULL || blocking == Py_True) && is_default_timeout(timeout)) {
+        long long t0 = now_ns();
+        PyLockStatus r = acquire_timed(self->lock, wait_ns);
+        if (r == PY_LOCK_INTR) {
+            Py_DECREF(began);
+            return NULL;
+        }
+        if (r == PY_LOCK_ACQUIRED) {
+            Py_DECREF(began);
+            self->locked = 1;
+            self->track = 1; /* contended: from now on acquisitions note their site */
+            if (PyObject_TypeCheck((PyObject *)self, &RLockCore_Type)) {
+                self->count = 1;
+                self->depth = 1;
+            }
+            taken(self, PyThread_get_thread_ident());
+            if (count_short_wait(self, self->t - t0) < 0) {
+                PyErr_Clear(); /* the wait goes uncounted; the lock is taken */
+            }
+            Py_RETURN_TRUE;
+        }
+        Py_SETREF(began, PyLong_FromLongLong(t0));
+        if (began == NULL) {
+            return NULL;
+        }
+    }
     PyObject *fn = PyObject_GetAttr(recorder, str_acquire_slow);
     if (fn == NULL) {
+        Py_DECREF(began);
         return NULL;
     }
-    PyObject *argv[3] = {(PyObject *)self, blocking ? blocking : Py_True,
-                         timeout ? timeout : minus_one};
-    PyObject *res = PyObject_Vectorcall(fn, argv, 3, NULL);
+    PyObject *argv[4] = {(PyObject *)self, blocking ? blocking : Py_True,
+                         timeout ? timeout : minus_one, began};
+    PyObject *res = PyObject_Vectorcall(fn, argv, 4, NULL);
     Py_DECREF(fn);
+    Py_DECREF(began);
     return res;
 }
 
@@ -638,11 +707,11 @@ core_at_fork_reinit(CoreObject *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-/* _used(): counted something on the hot path (a hold, or one under way). */
+/* _used(): counted something on the hot path (a hold, one under way, a wait). */
 static PyObject *
 core_used(CoreObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return PyBool_FromLong(self->hsum != 0 || self->t != 0);
+    return PyBool_FromLong(self->hsum != 0 || self->t != 0 || self->wcont != 0);
 }
 
 static PyObject *
@@ -654,6 +723,27 @@ core_hhist(CoreObject *self, void *Py_UNUSED(closure))
     }
     for (Py_ssize_t i = 0; i < RAW_BUCKETS; i++) {
         PyObject *v = PyLong_FromUnsignedLongLong(self->hhist[i]);
+        if (v == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, v);
+    }
+    return list;
+}
+
+static PyObject *
+core_whist(CoreObject *self, void *Py_UNUSED(closure))
+{
+    if (self->whist == NULL) {
+        Py_RETURN_NONE;
+    }
+    PyObject *list = PyList_New(RAW_BUCKETS);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < RAW_BUCKETS; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(self->whist[i]);
         if (v == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -677,6 +767,8 @@ core_set_acq_at(CoreObject *self, PyObject *value, void *Py_UNUSED(closure))
 {
     if (value == NULL || value == Py_None) {
         Py_CLEAR(self->acq_code);
+    PyMem_Free(self->whist);
+    self->whist = NULL;
         return 0;
     }
     PyObject *code;
@@ -737,6 +829,9 @@ core_dealloc(CoreObject *self)
     {"_track", T_BOOL, offsetof(CoreObject, track), 0, NULL},                            \
     {"_hsum", T_ULONGLONG, offsetof(CoreObject, hsum), 0, NULL},                         \
     {"_hmax", T_ULONGLONG, offsetof(CoreObject, hmax), 0, NULL},                         \
+    {"_wcont", T_ULONGLONG, offsetof(CoreObject, wcont), READONLY, NULL},                \
+    {"_wsum", T_ULONGLONG, offsetof(CoreObject, wsum), READONLY, NULL},                  \
+    {"_wmax", T_ULONGLONG, offsetof(CoreObject, wmax), READONLY, NULL},                  \
     {"_hsup", T_ULONGLONG, offsetof(CoreObject, hsup), 0, NULL},                         \
     {"_admit", T_LONGLONG, offsetof(CoreObject, admit), 0, NULL},                        \
     {"_window", T_LONGLONG, offsetof(CoreObject, window), 0, NULL},                      \
@@ -759,6 +854,8 @@ static PyMemberDef rlock_members[] = {
 
 static PyGetSetDef core_getset[] = {
     {"_hhist", (getter)core_hhist, NULL, "raw hold histogram (a copy)", NULL},
+    {"_whist", (getter)core_whist, NULL,
+     "raw histogram of the waits counted in C (a copy), or None", NULL},
     {"_acq_at", (getter)core_get_acq_at, (setter)core_set_acq_at,
      "(code, offset) where the current hold was taken, or None", NULL},
     {NULL},
@@ -863,6 +960,19 @@ mod_set_hold_threshold(PyObject *Py_UNUSED(module), PyObject *arg)
     }
     if (in_main_interpreter()) {
         hold_ns = v;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mod_set_wait_threshold(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    long long v = PyLong_AsLongLong(arg);
+    if (v == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (in_main_interpreter()) {
+        wait_ns = v > 0 ? v : 0;
     }
     Py_RETURN_NONE;
 }
@@ -1030,6 +1140,8 @@ static PyMethodDef module_methods[] = {
     {"set_hold_threshold", mod_set_hold_threshold, METH_O,
      "set_hold_threshold(ns): holds at least this long go to recorder.hold_end"},
     {"hold_threshold", mod_hold_threshold, METH_NOARGS, "the current hold threshold (ns)"},
+    {"set_wait_threshold", mod_set_wait_threshold, METH_O,
+     "set_wait_threshold(ns): blocking acquires wait this long in C first (0: never)"},
     {"monotonic_ns", mod_monotonic_ns, METH_NOARGS, "the clock the hot path reads (ns)"},
     {"in_main_interpreter", mod_in_main_interpreter, METH_NOARGS,
      "True in the main interpreter (the only one that may use the compiled types)"},

@@ -108,23 +108,24 @@ def validate_acquire_args(blocking: Any, timeout: Any) -> None:
     _allocate_lock().acquire(blocking, timeout)
 
 
-def acquire_slow(prim: Any, blocking: Any, timeout: Any) -> bool:
+def acquire_slow(prim: Any, blocking: Any, timeout: Any, began: int | None = None) -> bool:
     """A Lock or RLock acquire whose non-blocking try failed (arguments
     already checked): a failed non-blocking try is counted, anything else
-    blocks."""
+    blocks. ``began``: the compiled path already waited, from then, the wait
+    threshold through (its first phase, see ``_block``)."""
     if not blocking or timeout == 0:
         st = registry.slow_stats(prim)
         with registry.stats_lock:
             st.would_block += 1
         return False
-    return _block(prim, timeout)
+    return _block(prim, timeout, began)
 
 
 #: The self-deadlock detector (``tracedsync.detection`` plugs it in).
 self_deadlock_hook: Any = None
 
 
-def _block(prim: Any, timeout: float) -> bool:
+def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
     """Block on ``prim``'s underlying lock, measuring the wait.
 
     Phase 1 waits up to the wait threshold with no bookkeeping: most
@@ -133,8 +134,10 @@ def _block(prim: Any, timeout: float) -> bool:
     lock, where it is, what it waits for), reserves the span id of the
     holder's hold (the wait span links to it), notes the wait for the
     watchdog, and from then on the primitive records its acquisition sites.
+    The compiled Lock and RLock run phase 1 in C (counting the waits that
+    end there themselves) and come here at ``began`` past it.
     """
-    t0 = _now()
+    t0 = _now() if began is None else began
     me = _get_ident()
     try_acquire = prim._try
     settings = _settings.current
@@ -148,7 +151,7 @@ def _block(prim: Any, timeout: float) -> bool:
     stack = None
     entry = None
     try:
-        if threshold_s <= 0:
+        if threshold_s <= 0 or began is not None:
             remaining = float(timeout)
         elif timeout < 0 or timeout > threshold_s:
             got = try_acquire(True, threshold_s)

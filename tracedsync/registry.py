@@ -316,6 +316,17 @@ def read_counters(prim: Any, live: bool = True) -> Counters:
         c.wait_max = st.wait_max
         c.suppressed += st.suppressed
         c.wait_hist = list(st.wait_hist)
+    short = getattr(prim, "_wcont", 0)
+    if short:
+        # Waits the compiled Lock/RLock saw end within the wait threshold,
+        # counted in C (_speedups.call_slow) rather than in ``_st``.
+        c.contentions += short
+        c.wait_sum += prim._wsum
+        if prim._wmax > c.wait_max:
+            c.wait_max = prim._wmax
+        for i, n in enumerate(prim._whist or ()):
+            if n:
+                c.wait_hist[i] += n
     if kind in LOCK_KINDS:
         # Uncontended acquisitions never reach the slow path: they waited 0 ns.
         c.wait_hist[0] += max(0, c.acquisitions - (c.contentions - c.timeouts))
