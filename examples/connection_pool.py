@@ -39,8 +39,10 @@ def main() -> int:
     pool = [FakeConnection(i) for i in range(max_connections)]
     pool_lock = threading.Lock()
     results: list[int] = []
+    start = threading.Barrier(WORKERS)  # the requests arrive together
 
     def worker() -> None:
+        start.wait()
         with semaphore:
             with pool_lock:
                 connection = pool.pop()

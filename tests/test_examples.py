@@ -169,7 +169,7 @@ def test_connection_pool(tmp_path: Path) -> None:
     assert "40 queries on 10 connections" in direct.stdout
     _, output = run_traced(tmp_path, "connection_pool.py")
     waits = named(output, "bounded_semaphore.wait", "semaphore (connection_pool.py:")
-    assert len(waits) >= 20
+    assert len(waits) >= 20  # 30 of the 40 arrive to find the 10 connections taken
     assert {w["attrs"]["sync.outcome"] for w in waits} == {"acquired"}
 
 

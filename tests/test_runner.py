@@ -500,7 +500,9 @@ def test_findings_are_alerted_while_the_program_runs(tmp_path: Path) -> None:
     own last line), once even with the console exporter, and --quiet turns
     the alerts off but not the summary."""
     script = write(tmp_path, "app.py", _STUCK_PROGRAM + "import sys; sys.stderr.write('end\\n')\n")
-    env = {"TRACEDSYNC_STUCK_AFTER_MS": "200"}
+    # The hold lasts 1.5 s: found at 200 ms by a watchdog that looks every
+    # 100 ms, long before the program's last line even on a loaded machine.
+    env = {"TRACEDSYNC_STUCK_AFTER_MS": "200", "TRACEDSYNC_WATCHDOG_INTERVAL_MS": "100"}
     alert = "MainThread has been stuck waiting for lock lock (app.py:4) #1"
     for exporters, quiet, alerts in (
         ("jsonfile", False, 1),
