@@ -55,17 +55,6 @@ from tracedsync.spans import SCOPE_NAME, SpanBuilder, blocked_gauges
 
 #: Set (to 1) by ``tracedsync run`` unless ``--quiet``.
 ALERTS_VARIABLE = "TRACEDSYNC_ALERTS"
-#: The log events that are a live alert under ``tracedsync run``.
-ALERT_EVENTS = frozenset(
-    {
-        "self_deadlock_suspected",
-        "deadlock_detected",
-        "stuck_wait",
-        "abandoned_hold",
-        "barrier_broken",
-        "lock_order_inversion",
-    }
-)
 #: What ``stop`` keeps of its timeout to abort a hanging export and join.
 _ABORT_RESERVE_S = 0.5
 #: What the pipeline thread leaves ``stop`` to close the lanes after draining.
@@ -462,7 +451,7 @@ class Pipeline:
         """Under ``tracedsync run``: one line on stderr per finding, when it
         happens (the console exporter prints them itself)."""
         for event in logs:
-            if event.get("event") in ALERT_EVENTS:
+            if event.get("event") in summary.FINDING_EVENTS:  # a live alert
                 _stderr(f"tracedsync: {clean(str(event.get('message') or event.get('event')))}")
 
     def _deliver(self, batch: Batch) -> None:

@@ -37,7 +37,8 @@ from tracedsync.describe import iso_timestamp
 FORMAT = "tracedsync-summary/1"
 #: Set by ``tracedsync run`` for the program and its children.
 DIRECTORY_VARIABLE = "TRACEDSYNC_SUMMARY_DIR"
-#: Log events that are findings (kept in the summary).
+#: The findings: what the watchdog and the recorder report about the program
+#: (also the live alerts of ``tracedsync run``).
 FINDING_EVENTS = frozenset(
     {
         "self_deadlock_suspected",
@@ -46,10 +47,10 @@ FINDING_EVENTS = frozenset(
         "abandoned_hold",
         "barrier_broken",
         "lock_order_inversion",
-        "exporter_failed",
-        "telemetry_dropped",
     }
 )
+#: Log events kept in the summary: the findings and the telemetry's own trouble.
+KEPT_EVENTS = FINDING_EVENTS | {"exporter_failed", "telemetry_dropped"}
 #: Findings kept per process (a flood of them is counted, not listed).
 FINDINGS_LIMIT = 1000
 
@@ -68,7 +69,7 @@ def note(events: Iterable[Mapping[str, Any]]) -> None:
         name = event.get("event")
         if name == "unfinished_wait":
             _unfinished[(event.get("thread.id"), event.get("since"))] = dict(event)
-        elif name in FINDING_EVENTS:
+        elif name in KEPT_EVENTS:
             _findings_seen += 1
             if len(_findings) < FINDINGS_LIMIT:
                 _findings.append(dict(event))
