@@ -2,9 +2,10 @@
 (``pip install tracedsync[fast]``).
 
 ``msgspec`` decodes an OTLP JSON export request straight into the typed
-structs below, skipping every field the report does not read (trace ids,
-status, stacks stay undecoded), so a span costs a few small objects instead
-of dozens of dicts. :func:`decode_span` reads the same fields as
+structs below, skipping every field the report does not read (trace ids and
+status stay undecoded; a stack stays raw JSON until a profile wants it), so
+a span costs a few small objects instead of dozens of dicts.
+:func:`decode_span` reads the same fields as
 :func:`tracedsync.report.read.decode_span` does from the standard library's
 dicts, with the same result (``tests/report/test_decoders.py`` holds them to
 it); a line whose types are not the ones tracedsync writes is decoded by the
@@ -18,7 +19,7 @@ from typing import Any
 import msgspec
 
 from tracedsync._format import MAX_TEXT, cap
-from tracedsync.report.read import INT_FIELDS, SPAN_FIELDS, SpanRecord, any_value
+from tracedsync.report.read import SPAN_FIELDS, SpanRecord, any_value, set_fields
 
 # Union[...] (not X | Y): msgspec evaluates these annotations at run time,
 # and the package supports Python 3.10 where the annotations are strings.
@@ -135,7 +136,7 @@ def decode_span(
     span: Span, known: tuple[str, bool], run: str | None, pid: int | None
 ) -> SpanRecord | None:
     """The record of a typed span, or None when it needs the careful path."""
-    kind = name = site = path = line = None
+    kind = name = site = path = line = stack = None
     fields: dict[str, Any] = {}
     get = SPAN_FIELDS.get
     try:
@@ -143,7 +144,7 @@ def decode_span(
             key = kv.key
             target = get(key)
             if target is not None:
-                v = kv.value.stringValue if target[1] else kv.value.intValue
+                v = getattr(kv.value, target[1])
                 if v is None:
                     return None
                 fields[target[0]] = v
@@ -154,6 +155,10 @@ def decode_span(
             elif key == "sync.site":
                 site = kv.value.stringValue
                 if site is None:
+                    return None
+            elif key == "sync.stack":
+                stack = kv.value.arrayValue
+                if stack is None:
                     return None
             elif key == "code.file.path":
                 path = kv.value
@@ -174,13 +179,7 @@ def decode_span(
             span.spanId,
             [li.spanId for li in span.links if li.spanId] if span.links else [],
         )
-        for field, v in fields.items():
-            if v.__class__ is str:
-                if field in INT_FIELDS:
-                    v = int(v)
-                elif len(v) > MAX_TEXT:
-                    v = cap(v)
-            setattr(rec, field, v)
+        set_fields(rec, fields)
         if site is not None:
             rec.site = site if len(site) <= MAX_TEXT else cap(site)
         elif path is not None:
@@ -188,6 +187,8 @@ def decode_span(
             if text is not None:
                 number = line.python() if line is not None else None
                 rec.site = f"{text}:{number}" if number is not None else str(text)
+        # The raw JSON of the array: decoded only if a profile asks (stack_frames).
+        rec.stack = stack
         return rec
     except (TypeError, ValueError, OverflowError):
         return None

@@ -35,7 +35,9 @@ from tracedsync.report.metrics import (
     decode_metrics,
     summary_snapshot,
 )
+from tracedsync.report.profile import Profile
 from tracedsync.report.read import (
+    IDLE_KINDS,
     SCOPE,
     SPAN_NAMES,
     InputFile,
@@ -58,10 +60,6 @@ from tracedsync.report.timeline import Timeline
 PARALLEL_MIN_BYTES = 64 << 20
 #: The smallest pieces spans files are cut into for the workers.
 CHUNK_BYTES = 24 << 20
-#: Kinds whose waits are contention (the PRIMITIVES section).
-LOCK_KINDS = frozenset({"lock", "rlock", "semaphore", "bounded_semaphore"})
-#: Kinds whose waits are waits for work or a signal (the IDLE WAITS section).
-IDLE_KINDS = frozenset({"event", "condition", "barrier"})
 #: Span durations kept exactly per primitive (for exact percentiles); past
 #: this, the sketch alone.
 MAX_EXACT = 2048
@@ -157,12 +155,24 @@ class HolderAgg:
 class SiteAgg:
     """Waits from one call site on one primitive, and who blocked them."""
 
-    __slots__ = ("blocked", "count", "function", "holders", "max", "sketch", "timeouts", "total")
+    __slots__ = (
+        "blocked",
+        "count",
+        "function",
+        "holders",
+        "max",
+        "released_before",
+        "sketch",
+        "timeouts",
+        "total",
+    )
 
     def __init__(self, function: str) -> None:
         self.function = function
         #: Waits still blocked at the end (counted in ``count`` too).
         self.blocked = 0
+        #: Waits whose holder released before the waiter looked (no holder named).
+        self.released_before = 0
         self.count = 0
         self.total = 0
         self.max = 0
@@ -172,6 +182,7 @@ class SiteAgg:
 
     def merge(self, other: SiteAgg) -> None:
         self.blocked += other.blocked
+        self.released_before += other.released_before
         self.count += other.count
         self.total += other.total
         self.max = max(self.max, other.max)
@@ -189,6 +200,9 @@ class PrimAgg:
     """One primitive (kind and name, summed over processes)."""
 
     __slots__ = (
+        "handoff_total",
+        "handoff_wait_total",
+        "handoff_waits",
         "hold_exact",
         "hold_max",
         "hold_sketch",
@@ -197,6 +211,7 @@ class PrimAgg:
         "kind",
         "metrics",
         "name",
+        "released_before",
         "sites",
         "unfinished",
         "wait_exact",
@@ -226,6 +241,13 @@ class PrimAgg:
         self.hold_exact: list[int] | None = []
         #: Waits still blocked at the end (filled when the reading is done).
         self.unfinished: list[Unfinished] = []
+        #: Wait spans whose holder released before the waiter looked.
+        self.released_before = 0
+        #: Wait spans carrying sync.wait.handoff: how many, the hand-off
+        #: (release to the waiter's return) in all, and their waits in all (ns).
+        self.handoff_waits = 0
+        self.handoff_total = 0
+        self.handoff_wait_total = 0
 
     @property
     def idle(self) -> bool:
@@ -239,6 +261,10 @@ class PrimAgg:
         self.wait_max = max(self.wait_max, other.wait_max)
         self.wait_timeouts += other.wait_timeouts
         self.wait_sketch.merge(other.wait_sketch)
+        self.released_before += other.released_before
+        self.handoff_waits += other.handoff_waits
+        self.handoff_total += other.handoff_total
+        self.handoff_wait_total += other.handoff_wait_total
         self.hold_spans += other.hold_spans
         self.hold_total += other.hold_total
         self.hold_max = max(self.hold_max, other.hold_max)
@@ -472,6 +498,8 @@ class Analysis:
         self.jobs = 1
         #: The spans the timelines draw (html, perfetto), when one is wanted.
         self.timeline: Timeline | None = None
+        #: Wait time by stack (pprof, folded, the HTML flame graph), when wanted.
+        self.profile: Profile | None = None
         #: "stdlib" or "msgspec" (read.decoder_name()).
         self.decoder = decoder_name()
 
@@ -580,6 +608,8 @@ class Analysis:
                 gc.enable()
         self._finish_metrics()
         self._finish_unfinished()
+        if self.profile is not None:
+            self.profile.finish()
         if self.timeline is not None:
             self.timeline.site_name = self.site_namer()
 
@@ -612,6 +642,7 @@ class Analysis:
         chunk = max(CHUNK_BYTES, total // (self.jobs * 4))
         tasks = [(f.path, rng) for f in spans for rng in split_lines(f.path, chunk)]
         limit = self.timeline.limit if self.timeline is not None else 0
+        profile = (self.profile.side, self.profile.waits) if self.profile is not None else None
         # spawn: the parent may have threads (fork would copy their locks).
         context = multiprocessing.get_context("spawn")
         try:
@@ -639,6 +670,7 @@ class Analysis:
                                 self.max_line_bytes,
                                 limit,
                                 floor,
+                                profile,
                             )
                         )
 
@@ -705,6 +737,8 @@ class Analysis:
                 known.merge(thread)
         for ukey, u in part.unfinished.items():
             self._note_unfinished(ukey, u)
+        if self.profile is not None and part.profile is not None:
+            self.profile.merge(part.profile)
 
     def _read_otlp(self, f: InputFile, span: tuple[int, int, int] | None = None) -> None:
         fast = self._fast()
@@ -868,6 +902,8 @@ class Analysis:
             _add_wait(prim, thread, key, rec)
         if self.timeline is not None:
             self.timeline.add(rec)
+        if self.profile is not None:
+            self.profile.add(rec)
 
     # -- metrics ---------------------------------------------------------------------------
 
@@ -1125,15 +1161,21 @@ def read_chunk(
     max_line_bytes: int | None,
     timeline_limit: int,
     timeline_floor: int = 0,
+    profile: tuple[str, str] | None = None,
 ) -> tuple[Analysis, str | None]:
     """In a worker process: the aggregates of one range of a spans file and,
     when a timeline is drawn, a private file holding the slowest spans of it
-    (longer than ``timeline_floor`` ns) for :meth:`Timeline.merge`."""
+    (longer than ``timeline_floor`` ns) for :meth:`Timeline.merge`;
+    ``profile``: (side, waits) of the wait-time-by-stack profile wanted."""
     gc.disable()
     part = Analysis(filters, max_line_bytes=max_line_bytes)
     if timeline_limit:
         part.timeline = Timeline(timeline_limit, timeline_floor)
+    if profile is not None:
+        part.profile = Profile(*profile)
     part._read_otlp(InputFile(path, signal="spans"), rng)
+    if part.profile is not None:
+        part.profile = part.profile.part()
     bars = None
     if part.timeline is not None:
         fd, bars = tempfile.mkstemp(prefix="tracedsync-report-", suffix=".jsonl")
@@ -1187,6 +1229,14 @@ def _add_wait(prim: PrimAgg, thread: ThreadAgg, key: tuple[str, str], rec: SpanR
         sketch.max = dur
     if rec.holder_site is not None or rec.holder is not None:
         _add_holder(s, rec.holder_site, rec.holder, rec.acquired_at, dur)
+    elif rec.released_before:
+        s.released_before += 1
+        prim.released_before += 1
+    handoff = rec.handoff_ns
+    if handoff is not None:
+        prim.handoff_waits += 1
+        prim.handoff_total += handoff if handoff < dur else dur
+        prim.handoff_wait_total += dur
     if prim.kind in IDLE_KINDS:
         thread.idle_waits += 1
         thread.idle_total += dur

@@ -503,6 +503,11 @@ def parse_timestamp(text: Any) -> int | None:
 
 SCOPE = "tracedsync"
 KINDS = ("lock", "rlock", "condition", "semaphore", "bounded_semaphore", "event", "barrier")
+#: Kinds whose waits are contention (the PRIMITIVES section); a condition's
+#: lock is one of them, its ``wait()`` is not.
+LOCK_KINDS = frozenset({"lock", "rlock", "semaphore", "bounded_semaphore"})
+#: Kinds whose waits are waits for work or a signal (the IDLE WAITS section).
+IDLE_KINDS = frozenset({"event", "condition", "barrier"})
 #: ``<kind>.wait`` / ``<kind>.hold`` -> (kind, is a wait)
 SPAN_NAMES = {f"{k}.{w}": (k, w == "wait") for k in KINDS for w in ("wait", "hold")}
 
@@ -513,12 +518,16 @@ class SpanRecord:
     ``site`` is ``sync.site`` or, for files written before spans carried it,
     ``code.file.path:code.line.number`` as it is (the model prints it).
     Strings are capped as :func:`attributes` caps them; absent ones are None.
+    ``stack`` is ``sync.stack`` as it was read (undecoded until a profile
+    asks: :func:`stack_frames`); ``handoff_ns`` is ``sync.wait.handoff``;
+    ``released_before`` is ``sync.holder.released_before_wait``.
     """
 
     __slots__ = (
         "acquired_at",
         "end_ns",
         "function",
+        "handoff_ns",
         "holder",
         "holder_id",
         "holder_site",
@@ -529,9 +538,11 @@ class SpanRecord:
         "name",
         "outcome",
         "pid",
+        "released_before",
         "run",
         "site",
         "span_id",
+        "stack",
         "start_ns",
         "thread",
         "thread_id",
@@ -568,21 +579,60 @@ class SpanRecord:
         self.holder_site: str | None = None
         self.acquired_at: str | None = None
         self.instance: int | None = None
+        self.stack: Any = None
+        self.handoff_ns: int | None = None
+        self.released_before = False
 
 
-#: span attribute -> (SpanRecord field, is a string)
+#: span attribute -> (SpanRecord field, the AnyValue key tracedsync writes it
+#: under). ``sync.stack`` is kept as its AnyValue (decoded by stack_frames).
 SPAN_FIELDS = {
-    "thread.name": ("thread", True),
-    "thread.id": ("thread_id", False),
-    "code.function.name": ("function", True),
-    "sync.outcome": ("outcome", True),
-    "sync.holder.thread.name": ("holder", True),
-    "sync.holder.thread.id": ("holder_id", False),
-    "sync.holder.site": ("holder_site", True),
-    "sync.holder.acquired_at": ("acquired_at", True),
-    "sync.instance": ("instance", False),
+    "thread.name": ("thread", "stringValue"),
+    "thread.id": ("thread_id", "intValue"),
+    "code.function.name": ("function", "stringValue"),
+    "sync.outcome": ("outcome", "stringValue"),
+    "sync.holder.thread.name": ("holder", "stringValue"),
+    "sync.holder.thread.id": ("holder_id", "intValue"),
+    "sync.holder.site": ("holder_site", "stringValue"),
+    "sync.holder.acquired_at": ("acquired_at", "stringValue"),
+    "sync.instance": ("instance", "intValue"),
+    "sync.wait.handoff": ("handoff_ns", "doubleValue"),
+    "sync.holder.released_before_wait": ("released_before", "boolValue"),
 }
-INT_FIELDS = frozenset(f for f, is_str in SPAN_FIELDS.values() if not is_str)
+INT_FIELDS = frozenset(f for f, t in SPAN_FIELDS.values() if t == "intValue")
+STR_FIELDS = frozenset(f for f, t in SPAN_FIELDS.values() if t == "stringValue")
+
+
+def seconds_ns(value: Any) -> int | None:
+    """A duration in seconds (a ``doubleValue``) as nanoseconds; None unless
+    it is a finite number >= 0."""
+    if value.__class__ is not float and value.__class__ is not int:
+        return None
+    if not value >= 0 or value == math.inf:
+        return None
+    return round(value * 1e9)
+
+
+def set_fields(rec: SpanRecord, fields: dict[str, Any]) -> None:
+    """Store the ``SPAN_FIELDS`` values read from a span in ``rec``, checked
+    and converted; TypeError when one has a type tracedsync does not write."""
+    for name, v in fields.items():
+        if name in STR_FIELDS:
+            if v.__class__ is not str:
+                raise TypeError
+            if len(v) > MAX_TEXT:
+                v = cap(v)
+        elif name in INT_FIELDS:
+            if v.__class__ is not str and v.__class__ is not int:
+                raise TypeError
+            v = int(v)
+        elif name == "handoff_ns":
+            v = seconds_ns(v)
+            if v is None:
+                raise TypeError
+        elif v.__class__ is not bool:  # released_before
+            raise TypeError
+        setattr(rec, name, v)
 
 
 def decode_span(
@@ -596,7 +646,7 @@ def decode_span(
     strings) without a call per attribute; any other encoding or a malformed
     span is decoded by :func:`attributes`, the one decoder, with the same result.
     """
-    kind = name = site = path = line = None
+    kind = name = site = path = line = stack = None
     fields: dict[str, Any] = {}
     get = SPAN_FIELDS.get
     try:
@@ -604,13 +654,15 @@ def decode_span(
             key = a["key"]
             target = get(key)
             if target is not None:
-                fields[target[0]] = a["value"]["stringValue" if target[1] else "intValue"]
+                fields[target[0]] = a["value"][target[1]]
             elif key == "sync.kind":
                 kind = a["value"]["stringValue"]
             elif key == "sync.name":
                 name = a["value"]["stringValue"]
             elif key == "sync.site":
                 site = a["value"]["stringValue"]
+            elif key == "sync.stack":
+                stack = a["value"]
             elif key == "code.file.path":
                 path = a["value"]
             elif key == "code.line.number":
@@ -631,16 +683,7 @@ def decode_span(
             span["spanId"],
             [li["spanId"] for li in links if li["spanId"]] if links else [],
         )
-        for field, v in fields.items():
-            if field in INT_FIELDS:
-                if v.__class__ is not str and v.__class__ is not int:
-                    raise TypeError
-                v = int(v)
-            elif v.__class__ is not str:
-                raise TypeError
-            elif len(v) > MAX_TEXT:
-                v = cap(v)
-            setattr(rec, field, v)
+        set_fields(rec, fields)
         if site is not None:
             if site.__class__ is not str:
                 raise TypeError
@@ -650,6 +693,10 @@ def decode_span(
             if text is not None:
                 number_ = any_value(line) if line is not None else None
                 rec.site = f"{text}:{number_}" if number_ is not None else str(text)
+        if stack is not None:
+            if stack.__class__ is not dict or "arrayValue" not in stack:
+                raise TypeError
+            rec.stack = stack
         if rec.span_id.__class__ is not str or any(x.__class__ is not str for x in rec.links):
             raise TypeError
         return rec
@@ -689,13 +736,17 @@ def _decode_span_carefully(
     rec = SpanRecord(
         run, pid, kind, name, known[1], start, max(start, end), str(span.get("spanId")), linked
     )
-    for key, (field_, is_str) in SPAN_FIELDS.items():
+    for key, (field_, encoding) in SPAN_FIELDS.items():
         value = attrs.get(key)
-        if is_str:
+        if encoding == "stringValue":
             if value is not None:
                 setattr(rec, field_, str(value))
-        else:
+        elif encoding == "intValue":
             setattr(rec, field_, int_or_none(value))
+        elif encoding == "doubleValue":
+            setattr(rec, field_, seconds_ns(value))
+        else:
+            setattr(rec, field_, value is True)
     site = attrs.get("sync.site")
     if isinstance(site, str):
         rec.site = site
@@ -703,4 +754,34 @@ def _decode_span_carefully(
         path, line = attrs.get("code.file.path"), attrs.get("code.line.number")
         if path is not None:
             rec.site = f"{path}:{line}" if line is not None else str(path)
+    stack = attrs.get("sync.stack")
+    if isinstance(stack, list):
+        rec.stack = tuple(f for f in stack if isinstance(f, str)) or None
     return rec
+
+
+def stack_frames(value: Any) -> tuple[str, ...] | None:
+    """``sync.stack`` as its frames (``"path:line in function"``, innermost
+    first): from a span's AnyValue (``{"arrayValue": ...}``), the raw JSON
+    of its arrayValue (bytes, or msgspec's Raw: the fast decoder leaves it
+    so), or frames already decoded. Entries that are not strings are left
+    out, and long ones cut; None when no frame is left."""
+    if value.__class__ is tuple:
+        return value or None
+    if value.__class__ is dict:
+        array = value.get("arrayValue")
+    else:
+        try:
+            array = json.loads(bytes(value))
+        except (TypeError, ValueError, RecursionError):
+            return None
+    items = array.get("values") if array.__class__ is dict else None
+    if items.__class__ is not list:
+        return None
+    frames = []
+    for item in items:
+        if item.__class__ is dict:
+            text = item.get("stringValue")
+            if text.__class__ is str:
+                frames.append(text if len(text) <= MAX_TEXT else cap(text))
+    return tuple(frames) or None
