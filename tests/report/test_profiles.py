@@ -392,3 +392,30 @@ def test_pprof_to_a_pipe(profile_run: Path, tmp_path: Path) -> None:
     piped = subprocess.run(cmd, check=True, capture_output=True, timeout=120).stdout
     assert piped == to_file.read_bytes()
     assert varints(gzip.decompress(piped))[0][0] == 1  # a sample type first
+
+
+def test_holder_side_joins_across_worker_chunks() -> None:
+    """A wait read by one worker whose hold another worker read before it: the
+    parent charges it to the hold's stack when it merges the parts in order; a
+    wait whose hold never comes is charged to "(holder unknown)"."""
+    from tracedsync.report.profile import HOLDER_UNKNOWN, Profile
+    from tracedsync.report.read import SpanRecord
+
+    def span(span_id: str, wait: bool, stack: tuple[str, ...], links: list[str]) -> SpanRecord:
+        rec = SpanRecord("r", 1, "lock", "l (a.py:1)", wait, 0, 5_000, span_id, links)
+        rec.stack = stack
+        return rec
+
+    first, second = Profile("holder"), Profile("holder")
+    first.add(span("h1", False, ("a.py:9 in release_it", "a.py:20 in main"), []))
+    second.add(span("w1", True, ("a.py:5 in wait_it",), ["h1"]))
+    second.add(span("w2", True, ("a.py:5 in wait_it",), ["never"]))
+    whole = Profile("holder")
+    for part in (first.part(), second.part()):
+        whole.merge(part)
+    whole.finish()
+    assert {s[0]: (s[3], s[4]) for s in whole.sorted_samples()} == {
+        ("a.py:9 in release_it", "a.py:20 in main"): (1, 5_000),
+        (HOLDER_UNKNOWN,): (1, 5_000),
+    }
+    assert whole.count == 2 and whole.unresolved == 1

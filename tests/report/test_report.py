@@ -938,6 +938,13 @@ def test_worker_processes_give_the_same_report(
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tracedsync")] == []
     assert traces[0] == traces[1]
     assert len(traces[0][2]) == 12  # 6 waits, each an arrow from its holder's release
+    # The profiles too, the holder side included (a wait's hold may be in the
+    # chunk before).
+    for side in ("waiter", "holder"):
+        folded = [report(capsys, str(r.out), "-j", j, "-f", "folded", "--profile-side", side)
+                  for j in ("1", "2")]  # fmt: skip
+        assert folded[0] == folded[1] and folded[0][0] == 0
+        assert "(holder unknown)" not in folded[0][1]
     # An error in a later chunk still names the right line of the file.
     lines = spans.read_text().splitlines()
     lines[-2] = "{broken"

@@ -381,7 +381,8 @@ def handoff_text(p: dict[str, Any]) -> str | None:
     if not h or not h["waits"] or h["share"] is None:
         return None
     share = (
-        f"hand-off {h['share'] * 100:.1f}% of {_d(h['wait_total'])} waited ({h['waits']:,} waits)"
+        f"hand-off {h['share'] * 100:.1f}% of {_d(h['wait_total'])} waited, "
+        f"over {h['waits']:,} waits"
     )
     if h["scheduling_bound"]:
         return f"! {SCHEDULING_BOUND} ({share})"
