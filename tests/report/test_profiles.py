@@ -399,12 +399,12 @@ def test_holder_side_joins_across_worker_chunks() -> None:
     parent charges it to the hold's stack when it merges the parts in order; a
     wait whose hold never comes is charged to "(holder unknown)"."""
     from tracedsync.report.profile import HOLDER_UNKNOWN, Profile
-    from tracedsync.report.read import SpanRecord
+    from tracedsync.report.read import NO_HOLDER, SpanAttrs, SpanRecord
 
     def span(span_id: str, wait: bool, stack: tuple[str, ...], links: list[str]) -> SpanRecord:
-        rec = SpanRecord("r", 1, "lock", "l (a.py:1)", wait, 0, 5_000, span_id, links)
-        rec.stack = stack
-        return rec
+        attrs = SpanAttrs("lock", "l (a.py:1)")
+        attrs.stack = stack
+        return SpanRecord(attrs, NO_HOLDER, "r", 1, wait, 0, 5_000, span_id, links, None)
 
     first, second = Profile("holder"), Profile("holder")
     first.add(span("h1", False, ("a.py:9 in release_it", "a.py:20 in main"), []))

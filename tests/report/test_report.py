@@ -1033,12 +1033,13 @@ def test_a_traced_program_never_imports_the_report(tmp_path: Path) -> None:
 def test_wait_folding_buckets_like_the_sketch() -> None:
     """The wait path writes Sketch.add out for speed: the same buckets, count and max."""
     from tracedsync.report.model import Analysis
-    from tracedsync.report.read import SpanRecord
+    from tracedsync.report.read import NO_HOLDER, SpanAttrs, SpanRecord
 
     analysis = Analysis()
     reference = Sketch()
+    attrs = SpanAttrs("lock", "l")
     for i, dur in enumerate([0, 1, 15, 16, 17, 1000, 123_456, 10**9, 7 * 10**9 + 3]):
-        rec = SpanRecord("r", 1, "lock", "l", True, 10**18, 10**18 + dur, f"s{i}", [])
+        rec = SpanRecord(attrs, NO_HOLDER, "r", 1, True, 10**18, 10**18 + dur, f"s{i}", [], None)
         analysis.add_span(rec)
         reference.add(dur)
     prim = analysis.prims[("lock", "l")]

@@ -101,7 +101,8 @@ class Profile:
 
     def frames(self, rec: SpanRecord) -> tuple[str, ...]:
         """The span's stack, innermost first (its site when it has none)."""
-        raw = rec.stack
+        a = rec.a
+        raw = a.stack
         if raw is not None:
             if raw.__class__ is tuple or raw.__class__ is dict:
                 found = stack_frames(raw)
@@ -123,41 +124,40 @@ class Profile:
                     self._raw[key] = found
                 if found is not None:
                     return found
-        site = (rec.site, rec.function)
+        site = (a.site, a.function)
         one = self._sites.get(site)
         if one is None:
-            fn = rec.function or "?"
-            one = self._sites[site] = (f"{rec.site} in {fn}",)
+            fn = a.function or "?"
+            one = self._sites[site] = (f"{a.site} in {fn}",)
         return one
 
     # -- folding --------------------------------------------------------------------
 
     def add(self, rec: SpanRecord) -> None:
         """Fold one span in (the model calls this for every span it keeps)."""
+        a = rec.a
+        kind = a.kind
         if not rec.is_wait:
-            if self.side == "holder" and rec.kind in LOCK_KINDS:
+            if self.side == "holder" and kind in LOCK_KINDS:
                 self._hold(rec.span_id, self.frames(rec))
             return
-        if rec.kind not in self.kinds:
+        if kind not in self.kinds:
             return
         dur = rec.end_ns - rec.start_ns
         self.count += 1
-        if self.side == "waiter":
-            self._sample(self.frames(rec), rec.kind, rec.name, 1, dur)
-            return
-        if rec.kind not in LOCK_KINDS:
+        if self.side == "waiter" or kind not in LOCK_KINDS:
             # Events, conditions and barriers have no holder: their waits
             # stay with the waiter's stack on either side.
-            self._sample(self.frames(rec), rec.kind, rec.name, 1, dur)
+            self._sample(self.frames(rec), kind, a.name, 1, dur)
             return
         for link in rec.links[:1]:
             frames = self._recent.get(link)
             if frames is not None:
-                self._sample(frames, rec.kind, rec.name, 1, dur)
+                self._sample(frames, kind, a.name, 1, dur)
             else:
-                self._wanted.setdefault(link, []).append((rec.kind, rec.name, 1, dur))
+                self._wanted.setdefault(link, []).append((kind, a.name, 1, dur))
             return
-        self._unknown(rec.released_before, rec.kind, rec.name, 1, dur)
+        self._unknown(rec.h.released_before, kind, a.name, 1, dur)
 
     def _unknown(self, released_before: bool, kind: str, name: str, n: int, dur: int) -> None:
         self.unresolved += n

@@ -99,22 +99,23 @@ class Timeline:
 
     def bar(self, rec: SpanRecord) -> Bar:
         i = self._intern
+        a, h = rec.a, rec.h
         return Bar(
             rec.pid,
             i(rec.run),
-            rec.thread_id,
-            i(rec.thread),
+            a.thread_id,
+            i(a.thread),
             rec.start_ns,
             rec.end_ns,
             rec.is_wait,
-            i(rec.kind),
-            i(rec.name),
-            i(rec.site),
-            i(rec.function),
-            i(rec.holder),
-            rec.holder_id,
-            i(rec.holder_site),
-            i(rec.outcome),
+            i(a.kind),
+            i(a.name),
+            i(a.site),
+            i(a.function),
+            i(h.holder),
+            h.holder_id,
+            i(h.holder_site),
+            i(h.outcome),
             rec.span_id,
             tuple(rec.links),
         )
