@@ -42,9 +42,9 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+from tracedsync import HISTOGRAM_BOUNDS
 from tracedsync.exporters.base import SharedAttributes, SpanData
 from tracedsync.exporters.jsonfile import JsonFileExporter
-from tracedsync import HISTOGRAM_BOUNDS
 
 RUN = "scale"
 
@@ -149,6 +149,7 @@ def write_input(directory: str, spans: int, processes: int, seed: int = 1) -> fl
         events: list[dict[str, object]] = []
         made = 0
         stats: dict[tuple[str, str], list[float]] = {}
+        # As the runtime does, spans alike share one attribute dict.
         shared: dict[tuple[Any, ...], SharedAttributes] = {}
         while made < per_process:
             prim = work.primitive()
@@ -162,54 +163,29 @@ def write_input(directory: str, spans: int, processes: int, seed: int = 1) -> fl
             hold_span = rng.getrandbits(63) | 1
             wait_ns = int(rng.lognormvariate(14, 1.5))
             hold_ns = wait_ns + int(rng.lognormvariate(13, 1))
-            base = (kind, name, prim_id, 1 + prim_id % 3)
-
-            def attrs(key: tuple[Any, ...], make: Any) -> SharedAttributes:
-                found = shared.get(key)
-                if found is None:
-                    found = shared[key] = SharedAttributes(make())
-                return found
-
-            def common(thread: int, path: str, line: int, fn: str, site: str, stack: Any) -> Any:
-                return {
-                    "sync.kind": kind,
-                    "sync.name": name,
-                    "sync.id": prim_id,
-                    "sync.instance": 1 + prim_id % 3,
-                    "thread.id": 140_000_000 + thread,
-                    "thread.name": f"worker-{thread}",
-                    "code.function.name": fn,
-                    "code.file.path": path,
-                    "code.line.number": line,
-                    "sync.site": site,
-                    "sync.stack": stack,
-                }
-
-            hold_attrs = attrs(
-                ("hold", base, holder, hsite, id(hstack)),
-                lambda: common(holder, hpath, hline, hfn, hsite, hstack),
-            )
             released_before = not idle and rng.random() < 0.1
             outcome = "timeout" if rng.random() < 0.01 else ("acquired" if not idle else "notified")
-
-            def wait_make() -> Any:
-                out = common(waiter, wpath, wline, wfn, wsite, wstack)
-                out["sync.outcome"] = outcome
+            hkey = ("hold", prim_id, holder, hsite, id(hstack))
+            hold_attrs = shared.get(hkey)
+            if hold_attrs is None:
+                hold_attrs = shared[hkey] = SharedAttributes(
+                    _common(prim, holder, hpath, hline, hfn, hsite, hstack)
+                )
+            wkey = ("wait", prim_id, waiter, wsite, id(wstack), outcome, released_before, holder)
+            wait_attrs: dict[str, Any] | None = shared.get(wkey)
+            if wait_attrs is None:
+                wait_attrs = _common(prim, waiter, wpath, wline, wfn, wsite, wstack)
+                wait_attrs["sync.outcome"] = outcome
                 if idle:
-                    return out
-                if released_before:
-                    out["sync.holder.released_before_wait"] = True
+                    pass
+                elif released_before:
+                    wait_attrs["sync.holder.released_before_wait"] = True
                 else:
-                    out["sync.holder.thread.name"] = f"worker-{holder}"
-                    out["sync.holder.thread.id"] = 140_000_000 + holder
-                    out["sync.holder.acquired_at"] = hsite
-                    out["sync.holder.site"] = hsite
-                return out
-
-            wait_attrs: dict[str, Any] = attrs(
-                ("wait", base, waiter, wsite, id(wstack), outcome, released_before, holder),
-                wait_make,
-            )
+                    wait_attrs["sync.holder.thread.name"] = f"worker-{holder}"
+                    wait_attrs["sync.holder.thread.id"] = 140_000_000 + holder
+                    wait_attrs["sync.holder.acquired_at"] = hsite
+                    wait_attrs["sync.holder.site"] = hsite
+                wait_attrs = shared[wkey] = SharedAttributes(wait_attrs)
             if not idle:
                 # As the runtime does: a copy of the shared attributes with
                 # this wait's own hand-off time.
@@ -261,6 +237,26 @@ def write_input(directory: str, spans: int, processes: int, seed: int = 1) -> fl
         exporter.metrics_file.write_lines([_metrics_line(pid, start_ns, now, stats)])
         exporter.shutdown(1.0)
     return time.perf_counter() - t0
+
+
+def _common(
+    prim: tuple[Any, ...], thread: int, path: str, line: int, fn: str, site: str, stack: Any
+) -> dict[str, Any]:
+    """The attributes every span of ``prim`` has, in the runtime's order."""
+    prim_id, kind, name = prim[:3]
+    return {
+        "sync.kind": kind,
+        "sync.name": name,
+        "sync.id": prim_id,
+        "sync.instance": 1 + prim_id % 3,
+        "thread.id": 140_000_000 + thread,
+        "thread.name": f"worker-{thread}",
+        "code.function.name": fn,
+        "code.file.path": path,
+        "code.line.number": line,
+        "sync.site": site,
+        "sync.stack": stack,
+    }
 
 
 STACK = [f"app/module_{i}.py:{100 + 7 * i} in handler_{i}" for i in range(12)]
