@@ -29,16 +29,8 @@ def timeline_data(timeline: Timeline, base_ns: int | None) -> dict[str, Any]:
     bars = timeline.bars()
     if base_ns is None:
         base_ns = bars[0].start_ns if bars else 0
-    strings: dict[str, int] = {}
-
-    def s(text: str | None) -> int:
-        if text is None:
-            return -1
-        index = strings.get(text)
-        if index is None:
-            index = strings[text] = len(strings)
-        return index
-
+    strings: dict[str | None, int] = {None: -1}
+    setdefault = strings.setdefault
     threads: dict[tuple[Any, Any, str], int] = {}
     out = []
     for b in bars:
@@ -52,16 +44,17 @@ def timeline_data(timeline: Timeline, base_ns: int | None) -> dict[str, Any]:
                 round((b.start_ns - base_ns) / 1000, 3),
                 round((b.end_ns - b.start_ns) / 1000, 3),
                 1 if b.is_wait else 0,
-                s(b.kind),
-                s(b.name),
-                s(b.site),
-                s(b.function),
-                s(b.holder),
-                s(b.holder_site),
-                s(b.outcome),
-                s(b.span_id),
+                setdefault(b.kind, len(strings) - 1),
+                setdefault(b.name, len(strings) - 1),
+                setdefault(b.site, len(strings) - 1),
+                setdefault(b.function, len(strings) - 1),
+                setdefault(b.holder, len(strings) - 1),
+                setdefault(b.holder_site, len(strings) - 1),
+                setdefault(b.outcome, len(strings) - 1),
+                setdefault(b.span_id, len(strings) - 1),
             ]
         )
+    del strings[None]
     return {
         "threads": [{"name": name, "pid": pid, "id": tid} for (pid, tid, name) in threads],
         "strings": list(strings),
