@@ -337,7 +337,8 @@ def test_go_tool_pprof_reads_the_profile(
     profile_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The real go tool pprof: -top ranks the hot lock first with its delay;
-    -traces shows its stack, innermost first, with the kind and primitive labels."""
+    -traces shows its stack, innermost first, with the kind and primitive labels,
+    and with -lines each frame's file and line."""
     hot, cold = hot_and_cold(capsys, profile_run)
     path = tmp_path / "waits.pb.gz"
     rc, _, err = report(capsys, str(profile_run), "-f", "pprof", "-o", str(path))
@@ -358,6 +359,15 @@ def test_go_tool_pprof_reads_the_profile(
     assert labels == {"kind": "lock", "primitive": "hot_lock (app.py:6)"}
     assert frames[:3] == ["lock.wait hot_lock (app.py:6)", "load_user", "serve_request"]
     assert frames[-1] == "_bootstrap"
+    _, frames = trace_of(
+        go_pprof("-traces", "-lines", str(path), cwd=tmp_path), "lock.wait hot_lock"
+    )
+    assert frames[:3] == [
+        "lock.wait hot_lock (app.py:6) app.py:6",
+        f"load_user app.py:{line_of('HOT-WAIT')}",
+        f"serve_request app.py:{line_of('# CALL')}",
+    ]
+    assert re.fullmatch(r"_bootstrap threading\.py:\d+", frames[-1])
 
     counts = go_pprof("-top", "-sample_index=contentions", str(path), cwd=tmp_path)
     assert re.search(r"^\s*3\s+[\d.]+%.*lock\.wait hot_lock", counts, re.M)
