@@ -133,6 +133,16 @@ def test_bidi_controls_are_escaped_in_every_output(
     assert doc["primitives"][0]["name"] == f"lock{BIDI}"  # JSON escapes, same value
 
 
+def test_a_cut_name_is_not_cut_again() -> None:
+    """The runtime cuts a giant name where it is made; the report's cut of the
+    cut text keeps it, first count and all. A text that only looks cut (a mark
+    with a hundred digits) is cut."""
+    once = cap("L" * 100_000)
+    assert cap(once) == once
+    fake = "L" * MAX_TEXT + "…[" + "9" * 100 + " more characters cut]"
+    assert cap(fake) == "L" * MAX_TEXT + f"…[{len(fake) - MAX_TEXT} more characters cut]"
+
+
 def test_giant_names_are_cut_and_marked_everywhere(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
