@@ -1,10 +1,15 @@
 """How long ``tracedsync report`` takes on a large input, and how much memory.
 
 For each size (default 100,000, 1,000,000 and 3,000,000 spans) writes a run
-of several processes with the real ``jsonfile`` exporter: waits with their
-holder, link and site and the holds they link to, each span's ``long_wait``
-or ``long_hold`` log event (with a stack, as the runtime writes them), a few
-findings, and each process's metrics line. Then runs ``tracedsync report``
+of several processes with the real ``jsonfile`` exporter, drawn as a
+threaded service makes them, so that attribute lists repeat as in real
+files: 200 primitives of which a few are hot (Zipf weights), mostly locks
+and queue conditions; 64 worker threads, some busier; one to five call
+sites per primitive and one to four stacks (9 to 19 frames) per site. Lock
+waits carry their holder (or, one in ten, that it released before the
+waiter looked), their own hand-off time and a link to the hold span that
+blocked them; each span has its ``long_wait``/``long_hold`` log event; a
+few findings; each process's metrics line. Then runs ``tracedsync report``
 on it for each format, with the standard library's JSON decoder and with
 the fast one when installed (``pip install tracedsync[fast]``), one after
 the other in this run, and prints wall-clock seconds, CPU seconds, the peak
@@ -24,6 +29,7 @@ in the input size.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -34,13 +40,13 @@ import sys
 import tempfile
 import time
 from types import SimpleNamespace
+from typing import Any
 
-from tracedsync.exporters.base import SpanData
+from tracedsync import HISTOGRAM_BOUNDS
+from tracedsync.exporters.base import SharedAttributes, SpanData
 from tracedsync.exporters.jsonfile import JsonFileExporter
-from tracedsync.recorder import HISTOGRAM_BOUNDS
 
 RUN = "scale"
-KINDS = ("lock", "rlock", "semaphore", "condition", "event")
 
 
 def _attr(key: str, value: object) -> dict[str, object]:
@@ -51,15 +57,86 @@ def _attr(key: str, value: object) -> dict[str, object]:
     return {"key": key, "value": {"intValue": str(value)}}
 
 
+#: Kinds by how often their spans come, as in a threaded service: mostly
+#: locks, queues (a condition's wait and its mutex), a few events and
+#: semaphores.
+KIND_WEIGHTS = {
+    "lock": 45,
+    "rlock": 10,
+    "condition": 20,
+    "semaphore": 8,
+    "bounded_semaphore": 4,
+    "event": 8,
+    "barrier": 1,
+}
+PRIMITIVES = 200
+THREADS = 64
+#: Frames shared by every stack (the thread's bootstrap and a framework),
+#: outermost last as sync.stack lists them.
+BASE_FRAMES = [
+    "threading.py:1002 in _bootstrap",
+    "threading.py:1045 in _bootstrap_inner",
+    "threading.py:982 in run",
+    "concurrent/futures/thread.py:83 in _worker",
+    "concurrent/futures/thread.py:58 in run",
+    "app/server.py:212 in handle",
+    "app/middleware.py:57 in __call__",
+]
+
+
+def _zipf(rng: random.Random, n: int, s: float = 1.1) -> list[float]:
+    """Cumulative weights of ranks 1..n ~ 1/rank^s, shuffled ranks."""
+    weights = [1 / (rank**s) for rank in range(1, n + 1)]
+    rng.shuffle(weights)
+    return list(itertools.accumulate(weights))
+
+
+class Workload:
+    """Who waits where on what, drawn once: a realistic repetition of
+    primitives (a few hot ones), threads (a pool of workers), call sites (a
+    few per primitive) and stacks (a few per site)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        kinds = list(KIND_WEIGHTS)
+        kind_cum = list(itertools.accumulate(KIND_WEIGHTS.values()))
+        self.prims = []
+        for i in range(PRIMITIVES):
+            kind = rng.choices(kinds, cum_weights=kind_cum)[0]
+            module = f"app/module_{i % 40}.py"
+            name = f"{kind}_{i} ({module}:{10 + i})"
+            sites = []
+            for j in range(rng.choice((1, 1, 2, 2, 3, 5))):
+                line = 100 + 10 * i + j
+                fn = f"handler_{i}_{j}"
+                stacks = []
+                for k in range(rng.choice((1, 1, 2, 3, 4))):
+                    middle = [
+                        f"app/module_{(i + m + k) % 40}.py:{300 + 7 * m + k} in step_{m}"
+                        for m in range(rng.randrange(1, 12))
+                    ]
+                    stacks.append([f"{module}:{line} in {fn}", *middle, *BASE_FRAMES[::-1]])
+                sites.append((f"/srv/{module}", line, fn, f"{module}:{line}", stacks))
+            self.prims.append((i, kind, name, sites, _zipf(rng, len(sites))))
+        self.prim_cum = _zipf(rng, PRIMITIVES, 1.2)
+        self.thread_cum = _zipf(rng, THREADS, 0.6)
+
+    def primitive(self) -> tuple[int, str, str, list[Any], list[float]]:
+        return self.rng.choices(self.prims, cum_weights=self.prim_cum)[0]
+
+    def thread(self) -> int:
+        return self.rng.choices(range(THREADS), cum_weights=self.thread_cum)[0]
+
+    def site(self, prim: tuple[int, str, str, list[Any], list[float]]) -> tuple[Any, ...]:
+        site = self.rng.choices(prim[3], cum_weights=prim[4])[0]
+        return (*site[:4], self.rng.choice(site[4]))
+
+
 def write_input(directory: str, spans: int, processes: int, seed: int = 1) -> float:
     """Write the files; returns the seconds it took."""
     rng = random.Random(seed)
+    work = Workload(rng)
     t0 = time.perf_counter()
-    primitives = [
-        (i, KINDS[i % len(KINDS)], f"prim_{i} (app/module_{i % 40}.py:{10 + i})")
-        for i in range(200)
-    ]
-    sites = [(f"/srv/app/module_{i % 40}.py", 100 + i, f"handler_{i}") for i in range(2000)]
     start_ns = 1_800_000_000_000_000_000
     per_process = spans // processes
     scope = SimpleNamespace(name="tracedsync", version="0.1.0")
@@ -72,51 +149,58 @@ def write_input(directory: str, spans: int, processes: int, seed: int = 1) -> fl
         events: list[dict[str, object]] = []
         made = 0
         stats: dict[tuple[str, str], list[float]] = {}
+        # As the runtime does, spans alike share one attribute dict.
+        shared: dict[tuple[Any, ...], SharedAttributes] = {}
         while made < per_process:
-            prim_id, kind, name = primitives[rng.randrange(len(primitives))]
-            # Code touches a lock at a few places: 10 sites per primitive.
-            holder_site = sites[prim_id * 10 + rng.randrange(10)]
-            waiter_site = sites[prim_id * 10 + rng.randrange(10)]
-            holder, waiter = rng.randrange(64), rng.randrange(64)
+            prim = work.primitive()
+            prim_id, kind, name = prim[:3]
+            holder, waiter = work.thread(), work.thread()
+            if holder == waiter:
+                waiter = (waiter + 1) % THREADS
+            hpath, hline, hfn, hsite, hstack = work.site(prim)
+            wpath, wline, wfn, wsite, wstack = work.site(prim)
+            idle = kind in ("condition", "event", "barrier")
             hold_span = rng.getrandbits(63) | 1
             wait_ns = int(rng.lognormvariate(14, 1.5))
             hold_ns = wait_ns + int(rng.lognormvariate(13, 1))
-            base = {
-                "sync.kind": kind,
-                "sync.name": name,
-                "sync.id": prim_id,
-                "sync.instance": 1 + prim_id % 3,
-            }
-            hsite = f"app/module_{holder_site[1] % 40}.py:{holder_site[1]}"
-            wsite = f"app/module_{waiter_site[1] % 40}.py:{waiter_site[1]}"
-            hold_attrs = {
-                **base,
-                "thread.id": 140_000_000 + holder,
-                "thread.name": f"worker-{holder}",
-                "code.function.name": holder_site[2],
-                "code.file.path": holder_site[0],
-                "code.line.number": holder_site[1],
-                "sync.site": hsite,
-            }
-            wait_attrs = {
-                **base,
-                "sync.outcome": "acquired",
-                "thread.id": 140_000_000 + waiter,
-                "thread.name": f"worker-{waiter}",
-                "code.function.name": waiter_site[2],
-                "code.file.path": waiter_site[0],
-                "code.line.number": waiter_site[1],
-                "sync.site": wsite,
-                "sync.holder.thread.name": f"worker-{holder}",
-                "sync.holder.thread.id": 140_000_000 + holder,
-                "sync.holder.site": hsite,
-                "sync.holder.acquired_at": hsite,
-                "sync.wait.handoff": 0.000012,
-            }
+            released_before = not idle and rng.random() < 0.1
+            outcome = "timeout" if rng.random() < 0.01 else ("acquired" if not idle else "notified")
+            hkey = ("hold", prim_id, holder, hsite, id(hstack))
+            hold_attrs = shared.get(hkey)
+            if hold_attrs is None:
+                hold_attrs = shared[hkey] = SharedAttributes(
+                    _common(prim, holder, hpath, hline, hfn, hsite, hstack)
+                )
+            wkey = ("wait", prim_id, waiter, wsite, id(wstack), outcome, released_before, holder)
+            wait_attrs: dict[str, Any] | None = shared.get(wkey)
+            if wait_attrs is None:
+                wait_attrs = _common(prim, waiter, wpath, wline, wfn, wsite, wstack)
+                wait_attrs["sync.outcome"] = outcome
+                if idle:
+                    pass
+                elif released_before:
+                    wait_attrs["sync.holder.released_before_wait"] = True
+                else:
+                    wait_attrs["sync.holder.thread.name"] = f"worker-{holder}"
+                    wait_attrs["sync.holder.thread.id"] = 140_000_000 + holder
+                    wait_attrs["sync.holder.acquired_at"] = hsite
+                    wait_attrs["sync.holder.site"] = hsite
+                wait_attrs = shared[wkey] = SharedAttributes(wait_attrs)
+            if not idle:
+                # As the runtime does: a copy of the shared attributes with
+                # this wait's own hand-off time.
+                wait_attrs = SharedAttributes(wait_attrs)
+                wait_attrs["sync.wait.handoff"] = rng.lognormvariate(-11, 1.2)
             trace = rng.getrandbits(127) | 1
-            batch.append(
-                SpanData(f"{kind}.hold", trace, hold_span, 0, now, now + hold_ns, hold_attrs)
-            )
+            links = [] if idle or released_before else [(trace, hold_span, {})]
+            if links:
+                batch.append(
+                    SpanData(f"{kind}.hold", trace, hold_span, 0, now, now + hold_ns, hold_attrs)
+                )
+                events.append(
+                    _mirror("long_hold", now + hold_ns, hold_ns, trace, hold_span, hold_attrs)
+                )
+                made += 1
             wait_start = now + hold_ns - wait_ns
             wait_trace, wait_span = rng.getrandbits(127) | 1, rng.getrandbits(63) | 1
             batch.append(
@@ -128,18 +212,15 @@ def write_input(directory: str, spans: int, processes: int, seed: int = 1) -> fl
                     wait_start,
                     now + hold_ns + 2000,
                     wait_attrs,
-                    links=[(trace, hold_span, {})],
+                    links=links,
                 )
-            )
-            events.append(
-                _mirror("long_hold", now + hold_ns, hold_ns, trace, hold_span, hold_attrs)
             )
             events.append(
                 _mirror("long_wait", now + hold_ns, wait_ns, wait_trace, wait_span, wait_attrs)
             )
             if made % 200_000 == 0:
                 events.append(_finding(now, name, kind, f"worker-{waiter}", f"worker-{holder}"))
-            made += 2
+            made += 1
             entry = stats.setdefault((kind, name), [0, 0, 0.0, 0.0])
             entry[0] += 1
             entry[1] += 1
@@ -158,6 +239,26 @@ def write_input(directory: str, spans: int, processes: int, seed: int = 1) -> fl
     return time.perf_counter() - t0
 
 
+def _common(
+    prim: tuple[Any, ...], thread: int, path: str, line: int, fn: str, site: str, stack: Any
+) -> dict[str, Any]:
+    """The attributes every span of ``prim`` has, in the runtime's order."""
+    prim_id, kind, name = prim[:3]
+    return {
+        "sync.kind": kind,
+        "sync.name": name,
+        "sync.id": prim_id,
+        "sync.instance": 1 + prim_id % 3,
+        "thread.id": 140_000_000 + thread,
+        "thread.name": f"worker-{thread}",
+        "code.function.name": fn,
+        "code.file.path": path,
+        "code.line.number": line,
+        "sync.site": site,
+        "sync.stack": stack,
+    }
+
+
 STACK = [f"app/module_{i}.py:{100 + 7 * i} in handler_{i}" for i in range(12)]
 
 
@@ -167,9 +268,9 @@ def _stamp(ns: int) -> str:
 
 
 def _mirror(
-    event: str, end_ns: int, dur_ns: int, trace: int, span: int, attrs: dict[str, object]
+    event: str, end_ns: int, dur_ns: int, trace: int, span: int, attrs: dict[str, Any]
 ) -> dict[str, object]:
-    """The long_wait/long_hold event the runtime logs for a span (with its stack)."""
+    """The long_wait/long_hold event the runtime logs for a span."""
     return {
         "timestamp": _stamp(end_ns),
         "level": "info",
@@ -178,7 +279,6 @@ def _mirror(
         "span_id": f"{span:016x}",
         "duration_ms": dur_ns / 1e6,
         **attrs,
-        "sync.stack": STACK,
     }
 
 

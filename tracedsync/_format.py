@@ -18,11 +18,27 @@ def clean(text: object) -> str:
     return str(text).translate(_CONTROL)
 
 
+#: The end of the mark of a cut text.
+_CUT = " more characters cut]"
+
+
 def cap(text: str, limit: int = MAX_TEXT) -> str:
-    """``text`` cut to ``limit`` characters, the cut marked with how much went."""
+    """``text`` cut to ``limit`` characters, the cut marked with how much went.
+
+    A text cut already (a name is cut where it is made, then again by the
+    report) is returned as it is, so the mark keeps the count of the first cut.
+    """
     if len(text) <= limit:
         return text
-    return f"{text[:limit]}…[{len(text) - limit:,} more characters cut]"
+    mark = text[limit:]
+    if (
+        len(mark) <= 40
+        and mark.startswith("…[")
+        and mark.endswith(_CUT)
+        and mark[2 : -len(_CUT)].replace(",", "").isdigit()
+    ):
+        return text
+    return f"{text[:limit]}…[{len(text) - limit:,}{_CUT}"
 
 
 def duration(seconds: float) -> str:

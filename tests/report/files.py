@@ -1,6 +1,9 @@
-"""Writing tracedsync's files by hand, for what the runtime cannot produce here
-(waits still blocked at exit, summary files, hostile values): the same OTLP
-JSON and structlog lines the exporters write."""
+"""Writing tracedsync's files by hand, only for what a real run cannot make on
+purpose: summary files (the runtime does not write them yet), impossible
+metric numbers and re-encoded or broken attributes (bad input), and a hold
+that starts microseconds before the wait that led to it ends (two clock
+readings). Everything else the report tests read comes from real runs. The
+lines are the OTLP JSON and structlog lines the exporters write."""
 
 from __future__ import annotations
 

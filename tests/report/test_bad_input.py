@@ -9,10 +9,13 @@ from typing import Any
 
 import pytest
 
+import tracedsync
+from tests.helpers import Contention
 from tests.report import files
 from tests.report.test_report import report
 from tracedsync._format import MAX_TEXT, cap, clean
 from tracedsync.report.read import available_decoders
+from tracedsync.testing import run_threads
 
 LOCK = "db_lock (app.py:3)"
 
@@ -82,14 +85,23 @@ def test_impossible_metric_numbers_are_refused_with_file_and_line(
 BIDI = "\u202eevil\u202c \u2066x\u2069"
 
 
+def hostile_run(out: Path, lock_name: str, waiter: str, rounds: int = 1) -> Path:
+    """A real contended run: a lock named ``lock_name`` waited for by a thread
+    named ``waiter``, ``rounds`` times."""
+    tracedsync.configure(
+        exporters=["jsonfile"], output_dir=str(out), wait_threshold_ms=0, hold_threshold_ms=0
+    )
+    lock = tracedsync.Lock(name=lock_name)
+    for _ in range(rounds):
+        c = Contention(lock, extra_hold=0.001)
+        run_threads(c.holder, c.waiter, names=["holder", waiter])
+    assert tracedsync.flush()
+    tracedsync.shutdown()
+    return out
+
+
 def bidi_run(tmp_path: Path) -> Path:
-    name = f"lock{BIDI} (app.py:3)"
-    spans = [
-        files.span("lock", name, True, 0, 5, "w1", f"worker{BIDI}", 1, "app.py:9"),
-        files.span("lock", name, False, 0, 6, "h1", "holder", 2, "app.py:8"),
-    ]
-    files.write(tmp_path / "spans-r1-7.jsonl", [files.spans_line("r1", 7, spans)])
-    return tmp_path
+    return hostile_run(tmp_path / "out", f"lock{BIDI}", f"worker{BIDI}")
 
 
 def test_bidi_controls_are_escaped_in_every_output(
@@ -101,19 +113,34 @@ def test_bidi_controls_are_escaped_in_every_output(
     assert clean(BIDI) == "\\u202eevil\\u202c \\u2066x\\u2069"
     rc, table, _ = report(capsys, str(d), "--width", "200")
     assert rc == 0 and clean(BIDI) in table
-    for fmt in ("json", "html", "perfetto"):
+    for fmt in ("json", "html", "perfetto", "folded"):
         target = tmp_path / f"r.{fmt}"
         assert report(capsys, str(d), "-f", fmt, "-o", str(target))[0] == 0
         text = target.read_text()
         assert not any(c in text for c in controls), fmt
         if fmt == "perfetto":  # escaped in the JSON text, the same value once decoded
             events = json.loads(text)["traceEvents"]
-            assert {e["args"]["primitive"] for e in events if e["ph"] == "X"} == {
-                f"lock{BIDI} (app.py:3)"
-            }
+            assert {e["args"]["primitive"] for e in events if e["ph"] == "X"} == {f"lock{BIDI}"}
+            assert f"worker{BIDI}" in {e["args"]["thread"] for e in events if e["ph"] == "X"}
+        if fmt == "folded":
+            assert (
+                text.splitlines()[0]
+                .rpartition(" ")[0]
+                .endswith(f"lock.wait {clean('lock' + BIDI)}")
+            )
     rc, out, _ = report(capsys, str(d), "-f", "json")
     doc = json.loads(out)
-    assert doc["primitives"][0]["name"] == f"lock{BIDI} (app.py:3)"  # JSON escapes, same value
+    assert doc["primitives"][0]["name"] == f"lock{BIDI}"  # JSON escapes, same value
+
+
+def test_a_cut_name_is_not_cut_again() -> None:
+    """The runtime cuts a giant name where it is made; the report's cut of the
+    cut text keeps it, first count and all. A text that only looks cut (a mark
+    with a hundred digits) is cut."""
+    once = cap("L" * 100_000)
+    assert cap(once) == once
+    fake = "L" * MAX_TEXT + "…[" + "9" * 100 + " more characters cut]"
+    assert cap(fake) == "L" * MAX_TEXT + f"…[{len(fake) - MAX_TEXT} more characters cut]"
 
 
 def test_giant_names_are_cut_and_marked_everywhere(
@@ -122,20 +149,16 @@ def test_giant_names_are_cut_and_marked_everywhere(
     """A 100 KB lock name: cut to 1 KiB and marked in the table, JSON, HTML and
     Perfetto, which stay small."""
     giant = "L" * 100_000
-    spans = [
-        files.span("lock", giant, True, i, i + 5, f"w{i}", "worker", 1, "app.py:9")
-        for i in range(50)
-    ]
-    files.write(tmp_path / "spans-r1-7.jsonl", [files.spans_line("r1", 7, spans)])
+    out = hostile_run(tmp_path / "out", giant, "worker", rounds=5)
     marked = cap(giant)
     assert marked.startswith("L" * MAX_TEXT) and marked.endswith("…[98,976 more characters cut]")
-    rc, table, _ = report(capsys, str(tmp_path), "--width", "2000")
+    rc, table, _ = report(capsys, str(out), "--width", "2000")
     assert rc == 0 and "more characters cut]" in table and "L" * (MAX_TEXT + 1) not in table
-    rc, out, _ = report(capsys, str(tmp_path), "-f", "json")
-    assert json.loads(out)["primitives"][0]["name"] == marked
-    for fmt in ("html", "perfetto"):
+    rc, text, _ = report(capsys, str(out), "-f", "json")
+    assert json.loads(text)["primitives"][0]["name"] == marked
+    for fmt in ("html", "perfetto", "folded"):
         target = tmp_path / f"r.{fmt}"
-        assert report(capsys, str(tmp_path), "-f", fmt, "-o", str(target))[0] == 0
+        assert report(capsys, str(out), "-f", fmt, "-o", str(target))[0] == 0
         text = target.read_text()
         assert "more characters cut]" in text and "L" * (MAX_TEXT + 1) not in text
         assert len(text) < 200_000, (fmt, len(text))

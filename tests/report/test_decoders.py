@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from tests.report import files
 from tests.report.test_fuzz import valid_spans_request
+from tests.report.test_profiles import run_app
 from tests.report.test_report import record, report
 from tests.report.test_sections import deadlocked_run
 from tracedsync.report.read import available_decoders
@@ -33,16 +34,36 @@ def both(
     return out
 
 
-def test_same_report_on_real_and_written_files(
+def both_profiles(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> list[list[tuple[int, str, str]]]:
+    """The folded profiles (waiter and holder side) by each decoder."""
+    out = []
+    for decoder in ("stdlib", "msgspec"):
+        monkeypatch.setenv("TRACEDSYNC_REPORT_DECODER", decoder)
+        out.append(
+            [
+                report(capsys, *args, "-f", "folded", "--profile-side", side)
+                for side in ("waiter", "holder")
+            ]
+        )
+    return out
+
+
+def test_same_report_on_real_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A real jsonfile run and a deadlock written by hand: identical documents."""
+    """A real jsonfile run, a deadlocked program and a program with stacks and
+    hand-offs: identical documents and profiles."""
     run = record(tmp_path / "real")
     (tmp_path / "dl").mkdir()
-    for path in (run.out, deadlocked_run(tmp_path / "dl")):
+    (tmp_path / "profile").mkdir()
+    for path in (run.out, deadlocked_run(tmp_path / "dl"), run_app(tmp_path / "profile")):
         (a, b) = both(capsys, monkeypatch, str(path))
         assert a[0] == b[0] == 0
         assert json.loads(a[1]) == json.loads(b[1])
+        (pa, pb) = both_profiles(capsys, monkeypatch, str(path))
+        assert pa == pb and all(rc == 0 and text for rc, text, _ in pa)
 
 
 def _variants() -> st.SearchStrategy[dict[str, Any]]:
@@ -50,6 +71,7 @@ def _variants() -> st.SearchStrategy[dict[str, Any]]:
     keys = [
         "thread.name", "thread.id", "sync.outcome", "sync.holder.thread.name",
         "sync.holder.site", "code.line.number", "code.file.path", "sync.name", "sync.site",
+        "sync.stack", "sync.wait.handoff", "sync.holder.released_before_wait",
     ]  # fmt: skip
     values = st.sampled_from(
         [
@@ -58,8 +80,14 @@ def _variants() -> st.SearchStrategy[dict[str, Any]]:
             {"stringValue": "x" * 2000},
             {"stringValue": "w\u202eorker"},
             {"doubleValue": 1.5},
+            {"doubleValue": -1.0},
+            {"doubleValue": "0.25"},
             {"boolValue": True},
+            {"boolValue": "true"},
             {"arrayValue": {"values": [{"stringValue": "a"}]}},
+            {"arrayValue": {"values": [{"stringValue": "app.py:3 in f"}, {"intValue": "7"}]}},
+            {"arrayValue": {"values": []}},
+            {"arrayValue": "app.py:3 in f"},
             {},
             {"stringValue": None},
         ]
@@ -101,5 +129,7 @@ def test_same_result_for_every_legal_or_broken_encoding(
     assert a[0] == b[0]
     if a[0] == 0:
         assert json.loads(a[1]) == json.loads(b[1])
+        (pa, pb) = both_profiles(capsys, monkeypatch, str(d))
+        assert pa == pb
     else:
         assert a[2] == b[2]

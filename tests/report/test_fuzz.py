@@ -35,6 +35,20 @@ def valid_spans_request() -> dict[str, Any]:
         "sync.holder.thread.name": "worker-2",
         "sync.holder.site": "app.py:12",
     }
+    extra = [
+        {"key": "sync.wait.handoff", "value": {"doubleValue": 0.000125}},
+        {
+            "key": "sync.stack",
+            "value": {
+                "arrayValue": {
+                    "values": [
+                        {"stringValue": "app.py:9 in work"},
+                        {"stringValue": "app.py:30 in main"},
+                    ]
+                }
+            },
+        },
+    ]
     return {
         "resourceSpans": [
             {
@@ -52,7 +66,7 @@ def valid_spans_request() -> dict[str, Any]:
                                 "kind": 1,
                                 "startTimeUnixNano": "1700000000000000000",
                                 "endTimeUnixNano": "1700000000050000000",
-                                "attributes": [_attr(k, v) for k, v in attrs.items()],
+                                "attributes": [_attr(k, v) for k, v in attrs.items()] + extra,
                                 "links": [
                                     {
                                         "traceId": "0af7651916cd43dd8448eb211c80319c",
@@ -151,7 +165,7 @@ def _replace(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
 def run_report(tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str, *extra: str) -> int:
     out = tmp_path / f"out.{fmt}"
     args = ["report", str(tmp_path), "--format", fmt, *extra]
-    if fmt in ("html", "perfetto"):
+    if fmt in ("html", "perfetto", "pprof"):
         args += ["-o", str(out)]
     code = cli.main(args)
     captured = capsys.readouterr()
@@ -173,7 +187,7 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-FORMATS = st.sampled_from(["table", "json", "html", "perfetto"])
+FORMATS = st.sampled_from(["table", "json", "html", "perfetto", "pprof", "folded"])
 
 
 @FUZZ

@@ -9,6 +9,8 @@ browser test skips and says how to get one.
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import os
 import re
@@ -409,4 +411,74 @@ def test_both_sections_visible_in_chromium(browser: Page, tmp_path: Path) -> Non
         assert box[0] > 0 and box[1] > 0, section
         assert name in box[2], (section, box[2][:200])
     assert "not_empty" not in browser.js("document.getElementById('primitives').textContent")
+    assert browser.problems() == []
+
+
+def test_flame_graph_in_chromium(browser: Page, tmp_path: Path) -> None:
+    """The flame graph: the root spans the width, each frame as wide as its share
+    of the time waited, the hot lock's stack under it; a click zooms into a
+    frame, hovering tells its total; reset shows everything."""
+    from tests.report.test_profiles import run_app
+
+    out = run_app(tmp_path)
+    capture = io.StringIO()
+    with contextlib.redirect_stdout(capture):
+        assert main(["report", str(out), "-f", "folded"]) == 0
+    folded = {
+        line.rpartition(" ")[0]: int(line.rpartition(" ")[2])
+        for line in capture.getvalue().splitlines()
+    }
+    total = sum(folded.values())
+    hot = next(v for k, v in folded.items() if k.endswith("lock.wait hot_lock (app.py:6)"))
+    page_path = tmp_path / "flame.html"
+    assert main(["report", str(out), "-f", "html", "-o", str(page_path)]) == 0
+    browser.call("Page.navigate", url=page_path.as_uri())
+    browser.wait_event("Page.loadEventFired")
+    assert browser.js("document.body.getAttribute('data-ready')") == "1"
+    browser.frame()
+
+    def box(frame: str) -> list[float]:
+        found: list[float] = browser.js(
+            "(() => { const e = Array.from(document.querySelectorAll('#flame-graph .frame'))"
+            f".find(e => e.dataset.frame === {json.dumps(frame)} && e.style.display !== 'none');"
+            " if (!e) return null; const r = e.getBoundingClientRect();"
+            " return [r.x, r.y, r.width, r.height, Number(e.dataset.value)]; })()"
+        )
+        assert found is not None, frame
+        return found
+
+    root = box("all contention waits")
+    assert root[4] == total
+    leaf = box("lock.wait hot_lock (app.py:6)")
+    assert leaf[4] == hot
+    assert leaf[2] / root[2] == pytest.approx(hot / total, abs=0.01)
+    assert leaf[1] > root[1]  # the primitive below the frames (an icicle)
+    [load_user] = [k.split(";")[-2] for k in folded if k.endswith("hot_lock (app.py:6)")]
+    caller = box(load_user)
+    assert caller[2] == pytest.approx(leaf[2], abs=1)
+
+    # Hover: the tooltip tells the frame, its total and share.
+    browser.call("Input.dispatchMouseEvent", type="mouseMoved", x=leaf[0] + 3, y=leaf[1] + 5)
+    browser.frame()
+    tip = browser.js("document.getElementById('tip').textContent")
+    assert "lock.wait hot_lock (app.py:6)" in tip and "waited" in tip and "3 waits" in tip
+
+    # Click the caller: it spans the whole width; reset: back to the root.
+    browser.call(
+        "Input.dispatchMouseEvent", type="mousePressed", x=caller[0] + 3, y=caller[1] + 5,
+        button="left", clickCount=1,
+    )  # fmt: skip
+    browser.call(
+        "Input.dispatchMouseEvent", type="mouseReleased", x=caller[0] + 3, y=caller[1] + 5,
+        button="left", clickCount=1,
+    )  # fmt: skip
+    browser.frame()
+    assert browser.js("document.getElementById('flame-graph').dataset.focus") != "0"
+    assert box(load_user)[2] == pytest.approx(root[2], abs=1)
+    assert "zoomed into" in browser.js("document.getElementById('flame-focus').textContent")
+    browser.js("document.getElementById('flame-reset').click()")
+    browser.frame()
+    assert box(load_user)[2] == pytest.approx(caller[2], abs=1)
+    shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
+    (tmp_path / "flame.png").write_bytes(shot)
     assert browser.problems() == []

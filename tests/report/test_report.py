@@ -938,6 +938,13 @@ def test_worker_processes_give_the_same_report(
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tracedsync")] == []
     assert traces[0] == traces[1]
     assert len(traces[0][2]) == 12  # 6 waits, each an arrow from its holder's release
+    # The profiles too, the holder side included (a wait's hold may be in the
+    # chunk before).
+    for side in ("waiter", "holder"):
+        folded = [report(capsys, str(r.out), "-j", j, "-f", "folded", "--profile-side", side)
+                  for j in ("1", "2")]  # fmt: skip
+        assert folded[0] == folded[1] and folded[0][0] == 0
+        assert "(holder unknown)" not in folded[0][1]
     # An error in a later chunk still names the right line of the file.
     lines = spans.read_text().splitlines()
     lines[-2] = "{broken"
@@ -1026,12 +1033,13 @@ def test_a_traced_program_never_imports_the_report(tmp_path: Path) -> None:
 def test_wait_folding_buckets_like_the_sketch() -> None:
     """The wait path writes Sketch.add out for speed: the same buckets, count and max."""
     from tracedsync.report.model import Analysis
-    from tracedsync.report.read import SpanRecord
+    from tracedsync.report.read import NO_HOLDER, SpanAttrs, SpanRecord
 
     analysis = Analysis()
     reference = Sketch()
+    attrs = SpanAttrs("lock", "l")
     for i, dur in enumerate([0, 1, 15, 16, 17, 1000, 123_456, 10**9, 7 * 10**9 + 3]):
-        rec = SpanRecord("r", 1, "lock", "l", True, 10**18, 10**18 + dur, f"s{i}", [])
+        rec = SpanRecord(attrs, NO_HOLDER, "r", 1, True, 10**18, 10**18 + dur, f"s{i}", [], None)
         analysis.add_span(rec)
         reference.add(dur)
     prim = analysis.prims[("lock", "l")]

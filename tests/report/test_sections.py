@@ -241,56 +241,69 @@ def _waiting(prim_: Any) -> list[Any]:
 # -- waits still blocked at the end ----------
 
 
+#: Two threads deadlocked over lock_a and lock_b (instances from two sites)
+#: and a worker idle in queue.get(), all daemons: the program ends once all
+#: three are blocked, and the runtime reports their waits still blocked.
+BANK = """\
+import queue
+import threading
+
+from tracedsync.testing import blocked_on, wait_until
+
+lock_a = threading.Lock()
+lock_b = threading.Lock()
+jobs = queue.Queue()
+both = threading.Barrier(2)
+
+
+def t1():
+    with lock_a:
+        both.wait()
+        with lock_b:  # T1-WAIT
+            pass
+
+
+def t2():
+    with lock_b:
+        both.wait()
+        with lock_a:  # T2-WAIT
+            pass
+
+
+def worker():
+    jobs.get()  # IDLE-WAIT
+
+
+threads = [
+    threading.Thread(target=t1, name="t1", daemon=True),
+    threading.Thread(target=t2, name="t2", daemon=True),
+    threading.Thread(target=worker, name="worker-1", daemon=True),
+]
+for t in threads:
+    t.start()
+wait_until(blocked_on(lock_a))
+wait_until(blocked_on(lock_b))
+wait_until(blocked_on(jobs.not_empty, idle=True))
+"""
+
+
+def bank_line(marker: str) -> int:
+    return next(i for i, text in enumerate(BANK.splitlines(), 1) if marker in text)
+
+
 def deadlocked_run(directory: Path) -> Path:
-    """A deadlock and an idle worker, as the runtime writes them at exit: unfinished
-    wait spans, unfinished_wait events, metrics without the blocked waits."""
-    a, b = "lock_a (bank.py:3)", "lock_b (bank.py:4)"
-    q = "not_empty (queue.py:46)"
-    spans = [
-        files.span("lock", a, False, 0, 5000, "a0", "t1", 1, "bank.py:10"),
-        files.span("lock", b, False, 1, 5000, "b0", "t2", 2, "bank.py:20"),
-        files.span(
-            "lock", b, True, 2, 5000, "w1", "t1", 1, "bank.py:11", ("b0",),
-            sync__outcome="unfinished", sync__holder__thread__name="t2",
-            sync__holder__site="bank.py:20",
-        ),
-        files.span(
-            "lock", a, True, 3, 5000, "w2", "t2", 2, "bank.py:21", ("a0",),
-            sync__outcome="unfinished", sync__holder__thread__name="t1",
-            sync__holder__site="bank.py:10",
-        ),
-        files.span(
-            "condition", q, True, 2000, 5000, "w3", "worker-1", 3, "pool.py:7",
-            sync__outcome="unfinished",
-        ),
-    ]  # fmt: skip
-    prims = [
-        files.counters("lock", a, acquisitions=1, contentions=0, uncontended=1),
-        files.counters("lock", b, acquisitions=1, contentions=0, uncontended=1),
-        files.counters("condition", q, acquisitions=0, contentions=4, waits=[0.5] * 4),
-    ]
-    events = [
-        files.event(
-            "unfinished_wait", 5000, level="error", idle=False, waited_ms=4998.0,
-            thread__name="t1", sync__kind="lock", sync__name=b, site="bank.py:11",
-            message="t1 still waits for lock_b (bank.py:4) held by t2",
-        ),
-        files.event(
-            "unfinished_wait", 5000, level="error", idle=False, waited_ms=4997.0,
-            thread__name="t2", sync__kind="lock", sync__name=a, site="bank.py:21",
-            message="t2 still waits for lock_a (bank.py:3) held by t1",
-        ),
-        files.event(
-            "unfinished_wait", 5000, level="info", idle=True, waited_ms=3000.0,
-            idle_stuck_after_ms=60000, thread__name="worker-1", sync__kind="condition",
-            sync__name=q, site="pool.py:7", message="worker-1 still waits for work",
-        ),
-        files.event("long_wait", 10, thread__name="t1", sync__name=b),
-    ]  # fmt: skip
-    files.write(directory / "spans-dl-7.jsonl", [files.spans_line("dl", 7, spans)])
-    files.write(directory / "metrics-dl-7.jsonl", [files.metrics_line("dl", 7, prims, 5000)])
-    files.write(directory / "logs-dl-7.jsonl", [json.dumps(e) for e in events])
-    return directory
+    """BANK under ``tracedsync run``: its output directory (unfinished wait
+    spans and unfinished_wait events at exit, metrics without those waits)."""
+    app = directory / "bank.py"
+    app.write_text(BANK)
+    out = directory / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracedsync", "run", "--output-dir", str(out), "--",
+         sys.executable, str(app)],
+        capture_output=True, text=True, timeout=120, cwd=str(directory),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return out
 
 
 def test_still_blocked_waits_count_in_both_sections(
@@ -300,29 +313,55 @@ def test_still_blocked_waits_count_in_both_sections(
     blocked; the idle worker is "still waiting", listed and gated, not a finding."""
     d = deadlocked_run(tmp_path)
     doc = report_json(capsys, str(d))
-    for name, waited in (("lock_a (bank.py:3)", 4.998), ("lock_b (bank.py:4)", 4.998)):
-        p = prim(doc, name)
-        assert p in doc["primitives"]
-        assert p["contentions"] == 1 and p["acquisitions"] == 1 and p["calls"] == 2
-        assert p["still_blocked"]["count"] == 1
-        assert p["wait"]["max"] == pytest.approx(waited, abs=0.01)
-        assert p["wait"]["total"] == pytest.approx(waited, abs=0.01)
-    q = prim(doc, "not_empty (queue.py:46)")
-    assert q in doc["idle_waits"] and q["still_blocked"]["count"] == 1
-    assert q["blocked"] == 5 and q["wait"]["max"] == pytest.approx(3.0)
-    assert doc["still_blocked_total"] == {"primitives": 2, "idle_waits": 1}
-    assert {(u["thread"], u["section"]) for u in doc["still_blocked"]} == {
+    still = {u["thread"]: u for u in doc["still_blocked"]}
+    assert {(t, u["section"]) for t, u in still.items()} == {
         ("t1", "primitives"),
         ("t2", "primitives"),
         ("worker-1", "idle_waits"),
     }
-    # One wait reported by a span and an event counts once; the idle one is no finding.
-    assert doc["findings_by_event"] == {"unfinished_wait": 2}
+    assert doc["still_blocked_total"] == {"primitives": 2, "idle_waits": 1}
+    for name, thread in (("lock_a (bank.py:6)", "t2"), ("lock_b (bank.py:7)", "t1")):
+        p = prim(doc, name)
+        assert p in doc["primitives"]
+        assert p["contentions"] == 1 and p["acquisitions"] == 1 and p["calls"] == 2
+        assert p["still_blocked"]["count"] == 1
+        assert (
+            still[thread]["name"] == name
+            and still[thread]["holder"] == ({"t1", "t2"} - {thread}).pop()
+        )
+        assert p["wait"]["max"] == pytest.approx(still[thread]["waited"], abs=1e-6)
+        assert p["wait"]["total"] == pytest.approx(still[thread]["waited"], abs=1e-6)
+    q = prim(doc, "not_empty (queue.py:46)")
+    assert q in doc["idle_waits"] and q["still_blocked"]["count"] == 1
+    assert q["blocked"] == 1
+    assert q["wait"]["max"] == pytest.approx(still["worker-1"]["waited"], abs=1e-6)
+    # Each blocked lock wait is one finding (its span and its events of each
+    # flush count once); the idle one is none.
+    assert doc["findings_by_event"]["unfinished_wait"] == 2
+    assert {f["thread"] for f in doc["findings"] if f["event"] == "unfinished_wait"} == {"t1", "t2"}
     rc, out, err = report(capsys, str(d), "--width", "160", "--fail-on", "idle-unfinished>0")
     assert rc == 1 and "fail-on idle-unfinished>0 breached: 1" in err
-    assert "    still blocked at exit: t1 at bank.py:11 for" in out
-    assert "held by t2 at bank.py:20" in out
-    assert "    still waiting at exit: worker-1 at pool.py:7 for 3.00 s" in out
+    assert f"    still blocked at exit: t1 at bank.py:{bank_line('T1-WAIT')} for" in out
+    assert f"held by t2 at bank.py:{bank_line('T2-WAIT')}" in out
+    assert f"    still waiting at exit: worker-1 at bank.py:{bank_line('IDLE-WAIT')} for" in out
+
+
+def test_still_blocked_waits_are_in_the_profile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Waits still blocked at exit are samples of the profiles, with the time
+    they had waited: the deadlock is what the flame graph shows."""
+    d = deadlocked_run(tmp_path)
+    doc = report_json(capsys, str(d))
+    rc, out, err = report(capsys, str(d), "-f", "folded")
+    assert rc == 0, err
+    lines = dict(line.rpartition(" ")[::2] for line in out.splitlines())
+    for u in doc["still_blocked"]:
+        if u["section"] != "primitives":
+            continue
+        [stack] = [s for s in lines if s.endswith(f"lock.wait {u['name']}")]
+        assert stack.split(";")[-2] == f"{u['thread']} (bank.py:{u['site'].split(':')[1]})"
+        assert int(lines[stack]) == round(u["waited"] * 1e9)
 
 
 # -- summary files ----------

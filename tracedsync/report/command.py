@@ -32,6 +32,7 @@ from tracedsync._format import clean, duration
 from tracedsync.report.document import build_document
 from tracedsync.report.errors import ReportError
 from tracedsync.report.model import Analysis, Filters
+from tracedsync.report.profile import SIDES, WAITS, Profile
 from tracedsync.report.read import DEFAULT_MAX_LINE_BYTES, KINDS, parse_timestamp, select_files
 from tracedsync.report.render_json import render_json
 from tracedsync.report.render_table import render_summary, render_table
@@ -48,7 +49,7 @@ __all__ = [
     "run_summary",
 ]
 
-FORMATS = ("table", "json", "html", "perfetto")
+FORMATS = ("table", "json", "html", "perfetto", "pprof", "folded")
 DEFAULT_TOP = 10
 DEFAULT_MAX_BARS = 50_000
 DEFAULT_JOBS = max(1, min(4, os.cpu_count() or 1))
@@ -76,6 +77,22 @@ formats (--format):
             chrome://tracing: a track per thread, the --max-bars longest waits
             and holds as slices, arrows from a holder's release to the wait it
             ended, findings as instant events
+  pprof     wait time by stack as a gzipped pprof profile (-o waits.pb.gz), in
+            the shape of Go's block and mutex profiles: sample types
+            contentions/count and delay/nanoseconds, labels kind and
+            primitive; go tool pprof -top waits.pb.gz
+  folded    wait time by stack as collapsed stacks (root;...;leaf NANOSECONDS),
+            for flamegraph.pl, speedscope and Pyroscope
+
+profiles (pprof, folded, and the html page's flame graph):
+  from the wait spans' stacks (sync.stack; sync.site for a one-frame wait),
+  each ending in a frame for the primitive (lock.wait NAME). --profile-side
+  waiter (default) charges each wait to the waiting thread's stack, as Go's
+  block profile does; holder charges a lock-like wait to the stack of the
+  thread that released the lock to it (the hold span it links to), as Go's
+  mutex profile charges the unlocker. --profile-waits contention (default:
+  locks and semaphores), idle (events, conditions, barriers) or all. Only
+  waits kept as spans count (at or above wait_threshold_ms).
 
 times (--since, --until):
   an ISO 8601 timestamp: 2026-01-02T12:00:00Z, 2026-01-02T13:00:00+01:00
@@ -155,6 +172,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_BARS,
         metavar="N",
         help=f"html, perfetto: the N longest waits and holds drawn (default: {DEFAULT_MAX_BARS})",
+    )
+    parser.add_argument(
+        "--profile-side",
+        choices=SIDES,
+        default="waiter",
+        help="pprof, folded, html flame graph: charge a wait to the waiter's stack "
+        "or to the releasing holder's (default: waiter)",
+    )
+    parser.add_argument(
+        "--profile-waits",
+        choices=WAITS,
+        default="contention",
+        help="pprof, folded, html flame graph: which waits (default: contention)",
     )
     parser.add_argument(
         "--jobs",
@@ -411,6 +441,12 @@ def _command(args: argparse.Namespace) -> int:
 
     if args.format in ("html", "perfetto"):
         analysis.timeline = Timeline(args.max_bars)
+    if args.format in ("html", "pprof", "folded"):
+        analysis.profile = Profile(args.profile_side, args.profile_waits)
+    binary = args.format == "pprof"
+    out_path = args.output if args.output and args.output != "-" else None
+    if binary and out_path is None and sys.stdout.isatty():
+        raise ReportError("--format pprof writes a binary file: give -o FILE (e.g. waits.pb.gz)")
     analysis.read(selection.files)
     full = build_document(analysis)
     breaches = [(t, t.breaches(full)) for t in thresholds]
@@ -418,9 +454,27 @@ def _command(args: argparse.Namespace) -> int:
     doc["fail_on"] = [
         {"condition": t.text, "breached": bool(found), "breaches": found} for t, found in breaches
     ]
-    out_path = args.output if args.output and args.output != "-" else None
-    with _Output(out_path) as out:
-        if args.format == "perfetto":
+    if analysis.profile is not None and not analysis.profile.samples:
+        warn(_empty_profile(analysis.profile))
+    with _Output(out_path, binary=binary) as out:
+        if args.format == "pprof":
+            from tracedsync.report.render_profile import render_pprof
+
+            assert analysis.profile is not None
+            out.write_bytes(
+                render_pprof(
+                    analysis.profile,
+                    time_ns=analysis.first_ns,
+                    duration_ns=(analysis.last_ns or 0) - (analysis.first_ns or 0),
+                    comments=_profile_comments(analysis),
+                )
+            )
+        elif args.format == "folded":
+            from tracedsync.report.render_profile import render_folded
+
+            assert analysis.profile is not None
+            out.stream.write(render_folded(analysis.profile))
+        elif args.format == "perfetto":
             from tracedsync.report.render_perfetto import render_perfetto
 
             assert analysis.timeline is not None
@@ -428,8 +482,8 @@ def _command(args: argparse.Namespace) -> int:
         elif args.format == "html":
             from tracedsync.report.render_html import render_html
 
-            assert analysis.timeline is not None
-            out.stream.write(render_html(doc, analysis.timeline, start))
+            assert analysis.timeline is not None and analysis.profile is not None
+            out.stream.write(render_html(doc, analysis.timeline, start, analysis.profile))
         elif args.format == "json":
             out.stream.write(render_json(doc))
         else:
@@ -447,19 +501,62 @@ def _command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _empty_profile(profile: Profile) -> str:
+    which = {
+        "contention": "lock or semaphore waits (--profile-waits idle or all for the others)",
+        "idle": "event, condition or barrier waits",
+        "all": "waits",
+    }[profile.waits]
+    return f"the profile is empty: no {which} kept as spans in these files"
+
+
+def _profile_comments(analysis: Analysis) -> list[str]:
+    """What a pprof profile says about itself (go tool pprof -comments)."""
+    assert analysis.profile is not None
+    p = analysis.profile
+    side = {
+        "waiter": "the waiting thread's stack",
+        "holder": "the stack of the thread that released the primitive to the waiter",
+    }[p.side]
+    out = [
+        f"tracedsync report: {p.waits} waits, each charged to {side}",
+        "only waits kept as spans (at or above wait_threshold_ms, within the span budget)",
+        "runs: " + ", ".join(sorted(analysis.runs)) if analysis.runs else "runs: -",
+    ]
+    if p.unresolved:
+        out.append(f"{p.unresolved} waits without their holder's stack (holder unknown or gone)")
+    if p.overflow:
+        out.append(f"{p.overflow} waits of stacks past the first 100,000 counted as other stacks")
+    return out
+
+
 class _Output:
     """stdout, or a file written beside its final name and renamed at the end."""
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, *, binary: bool = False) -> None:
         self.path = path
+        self.binary = binary
         self.stream: IO[str] = sys.stdout
+        self._raw: IO[bytes] | None = None
         self._tmp: str | None = None
+
+    def write_bytes(self, data: bytes) -> None:
+        """Binary output (``binary=True``): to the file, or stdout's buffer."""
+        if self._raw is not None:
+            self._raw.write(data)
+        else:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
 
     def __enter__(self) -> _Output:
         if self.path is not None:
             self._tmp = f"{self.path}.tmp-{os.getpid()}"
             try:
-                self.stream = open(self._tmp, "w", encoding="utf-8")
+                if self.binary:
+                    self._raw = open(self._tmp, "wb")
+                else:
+                    self.stream = open(self._tmp, "w", encoding="utf-8")
             except OSError as exc:
                 raise ReportError(f"cannot write {self.path}: {exc.strerror}") from None
         else:
@@ -475,7 +572,10 @@ class _Output:
         if self._tmp is None:
             self.stream.flush()
             return
-        self.stream.close()
+        if self._raw is not None:
+            self._raw.close()
+        else:
+            self.stream.close()
         if exc_type is None:
             try:
                 os.replace(self._tmp, str(self.path))

@@ -22,11 +22,20 @@ from datetime import datetime, timezone
 from typing import Any
 
 from tracedsync.report.metrics import Hist
-from tracedsync.report.model import LOCK_KINDS, Analysis, PrimAgg, Sketch, ThreadAgg, Unfinished
+from tracedsync.report.model import Analysis, PrimAgg, Sketch, ThreadAgg, Unfinished
+from tracedsync.report.read import LOCK_KINDS
 
 FORMAT_VERSION = "tracedsync-report/1"
 SITES_PER_PRIMITIVE = 3
 HOLDERS_PER_SITE = 3
+#: A lock is flagged "wait far exceeds holds: CPU/GIL-bound, not this lock"
+#: when, over at least HANDOFF_MIN_WAITS of its wait spans that carry
+#: sync.wait.handoff, the hand-off (from the holder's release to the
+#: waiter's return: the time the waiter needed the CPU or the GIL, not the
+#: lock) is at least HANDOFF_SHARE of the time waited.
+HANDOFF_SHARE = 0.5
+HANDOFF_MIN_WAITS = 3
+SCHEDULING_BOUND = "wait far exceeds holds: CPU/GIL-bound, not this lock"
 #: A thread name ending in a number (``worker-3``, ``Thread-7 (serve)``,
 #: ``ThreadPoolExecutor-0_3``): threads whose names differ only there are
 #: one row.
@@ -125,6 +134,7 @@ def _sites(p: PrimAgg, name: Callable[[str], str]) -> list[dict[str, Any]]:
                 "function": agg.function,
                 "waits": agg.count,
                 "still_blocked": agg.blocked,
+                "released_before_wait": agg.released_before,
                 "timeouts": agg.timeouts,
                 "total": _s(agg.total),
                 "p50": _s(agg.sketch.quantile(0.5)),
@@ -188,6 +198,8 @@ def _primitive(p: PrimAgg, exact_ok: bool, name: Callable[[str], str]) -> dict[s
         "wait": wait,
         "hold": hold,
         "still_blocked": _still_blocked(p),
+        "released_before_wait": p.released_before,
+        "handoff": handoff(p),
         "spans": {
             "waits": p.wait_spans,
             "wait_total": _s(p.wait_total),
@@ -196,6 +208,21 @@ def _primitive(p: PrimAgg, exact_ok: bool, name: Callable[[str], str]) -> dict[s
         },
         "sites": _sites(p, name),
         "sites_total": len(p.sites),
+    }
+
+
+def handoff(p: PrimAgg) -> dict[str, Any]:
+    """The hand-off share of a primitive's waits, and whether it is
+    scheduling-bound (see HANDOFF_SHARE)."""
+    share = p.handoff_total / p.handoff_wait_total if p.handoff_wait_total else None
+    return {
+        "waits": p.handoff_waits,
+        "total": _s(p.handoff_total),
+        "wait_total": _s(p.handoff_wait_total),
+        "share": _round(share),
+        "scheduling_bound": bool(
+            share is not None and p.handoff_waits >= HANDOFF_MIN_WAITS and share >= HANDOFF_SHARE
+        ),
     }
 
 

@@ -35,7 +35,9 @@ from tracedsync.report.metrics import (
     decode_metrics,
     summary_snapshot,
 )
+from tracedsync.report.profile import Profile
 from tracedsync.report.read import (
+    IDLE_KINDS,
     SCOPE,
     SPAN_NAMES,
     InputFile,
@@ -58,10 +60,6 @@ from tracedsync.report.timeline import Timeline
 PARALLEL_MIN_BYTES = 64 << 20
 #: The smallest pieces spans files are cut into for the workers.
 CHUNK_BYTES = 24 << 20
-#: Kinds whose waits are contention (the PRIMITIVES section).
-LOCK_KINDS = frozenset({"lock", "rlock", "semaphore", "bounded_semaphore"})
-#: Kinds whose waits are waits for work or a signal (the IDLE WAITS section).
-IDLE_KINDS = frozenset({"event", "condition", "barrier"})
 #: Span durations kept exactly per primitive (for exact percentiles); past
 #: this, the sketch alone.
 MAX_EXACT = 2048
@@ -157,12 +155,24 @@ class HolderAgg:
 class SiteAgg:
     """Waits from one call site on one primitive, and who blocked them."""
 
-    __slots__ = ("blocked", "count", "function", "holders", "max", "sketch", "timeouts", "total")
+    __slots__ = (
+        "blocked",
+        "count",
+        "function",
+        "holders",
+        "max",
+        "released_before",
+        "sketch",
+        "timeouts",
+        "total",
+    )
 
     def __init__(self, function: str) -> None:
         self.function = function
         #: Waits still blocked at the end (counted in ``count`` too).
         self.blocked = 0
+        #: Waits whose holder released before the waiter looked (no holder named).
+        self.released_before = 0
         self.count = 0
         self.total = 0
         self.max = 0
@@ -172,6 +182,7 @@ class SiteAgg:
 
     def merge(self, other: SiteAgg) -> None:
         self.blocked += other.blocked
+        self.released_before += other.released_before
         self.count += other.count
         self.total += other.total
         self.max = max(self.max, other.max)
@@ -189,6 +200,9 @@ class PrimAgg:
     """One primitive (kind and name, summed over processes)."""
 
     __slots__ = (
+        "handoff_total",
+        "handoff_wait_total",
+        "handoff_waits",
         "hold_exact",
         "hold_max",
         "hold_sketch",
@@ -197,6 +211,7 @@ class PrimAgg:
         "kind",
         "metrics",
         "name",
+        "released_before",
         "sites",
         "unfinished",
         "wait_exact",
@@ -226,6 +241,13 @@ class PrimAgg:
         self.hold_exact: list[int] | None = []
         #: Waits still blocked at the end (filled when the reading is done).
         self.unfinished: list[Unfinished] = []
+        #: Wait spans whose holder released before the waiter looked.
+        self.released_before = 0
+        #: Wait spans carrying sync.wait.handoff: how many, the hand-off
+        #: (release to the waiter's return) in all, and their waits in all (ns).
+        self.handoff_waits = 0
+        self.handoff_total = 0
+        self.handoff_wait_total = 0
 
     @property
     def idle(self) -> bool:
@@ -239,6 +261,10 @@ class PrimAgg:
         self.wait_max = max(self.wait_max, other.wait_max)
         self.wait_timeouts += other.wait_timeouts
         self.wait_sketch.merge(other.wait_sketch)
+        self.released_before += other.released_before
+        self.handoff_waits += other.handoff_waits
+        self.handoff_total += other.handoff_total
+        self.handoff_wait_total += other.handoff_wait_total
         self.hold_spans += other.hold_spans
         self.hold_total += other.hold_total
         self.hold_max = max(self.hold_max, other.hold_max)
@@ -468,10 +494,16 @@ class Analysis:
         self.unfinished: dict[tuple[str | None, int | None, str], Unfinished] = {}
         self._prescan_start: int | None = None
         self._keep_cache: dict[tuple[str, str], bool] = {}
+        #: The fast decoder's attribute lists (see fast.AttrCache), and the
+        #: token that says a SpanAttrs.memo was made here.
+        self._attr_cache: Any = None
+        self._token = object()
         #: Worker processes for big inputs (1: read everything here).
         self.jobs = 1
         #: The spans the timelines draw (html, perfetto), when one is wanted.
         self.timeline: Timeline | None = None
+        #: Wait time by stack (pprof, folded, the HTML flame graph), when wanted.
+        self.profile: Profile | None = None
         #: "stdlib" or "msgspec" (read.decoder_name()).
         self.decoder = decoder_name()
 
@@ -580,6 +612,8 @@ class Analysis:
                 gc.enable()
         self._finish_metrics()
         self._finish_unfinished()
+        if self.profile is not None:
+            self.profile.finish()
         if self.timeline is not None:
             self.timeline.site_name = self.site_namer()
 
@@ -612,6 +646,7 @@ class Analysis:
         chunk = max(CHUNK_BYTES, total // (self.jobs * 4))
         tasks = [(f.path, rng) for f in spans for rng in split_lines(f.path, chunk)]
         limit = self.timeline.limit if self.timeline is not None else 0
+        profile = (self.profile.side, self.profile.waits) if self.profile is not None else None
         # spawn: the parent may have threads (fork would copy their locks).
         context = multiprocessing.get_context("spawn")
         try:
@@ -639,6 +674,7 @@ class Analysis:
                                 self.max_line_bytes,
                                 limit,
                                 floor,
+                                profile,
                             )
                         )
 
@@ -705,6 +741,8 @@ class Analysis:
                 known.merge(thread)
         for ukey, u in part.unfinished.items():
             self._note_unfinished(ukey, u)
+        if self.profile is not None and part.profile is not None:
+            self.profile.merge(part.profile)
 
     def _read_otlp(self, f: InputFile, span: tuple[int, int, int] | None = None) -> None:
         fast = self._fast()
@@ -753,6 +791,9 @@ class Analysis:
         foreign: list[tuple[str, int]] = []
         other: list[str] = []
         runs = []
+        cache = self._attr_cache
+        if cache is None:
+            cache = self._attr_cache = fast.AttrCache()
         for rs in request.resourceSpans:
             run, pid = fast.resource_identity(rs.resource)
             runs.append((run, pid))
@@ -766,7 +807,7 @@ class Analysis:
                     if known is None:
                         other.append(str(span.name)[:100])
                         continue
-                    rec = fast.decode_span(span, known, run, pid)
+                    rec = fast.decode_span(span, known, run, pid, cache)
                     if rec is None:
                         return False
                     records.append(rec)
@@ -779,9 +820,9 @@ class Analysis:
             self.spans_read += 1
             self.other_spans[label] = self.other_spans.get(label, 0) + 1
         self.spans_read += len(records)
+        add = self.add_span
         for rec in records:
-            if self._kept(rec):
-                self.add_span(rec)
+            add(rec)
         return True
 
     def _spans_doc(self, resource_spans: Any, where: str) -> None:
@@ -823,51 +864,71 @@ class Analysis:
             label = str(span.get("name"))[:100]
             self.other_spans[label] = self.other_spans.get(label, 0) + 1
             return
-        rec = decode_span(span, known, run, pid, where)
-        if self._kept(rec):
-            self.add_span(rec)
+        self.add_span(decode_span(span, known, run, pid, where))
 
-    def _kept(self, rec: SpanRecord) -> bool:
-        """Whether the filters keep ``rec`` (counted as filtered out if not)."""
-        filters = self.filters
-        if (filters.since_ns is not None and rec.end_ns < filters.since_ns) or (
-            filters.until_ns is not None and rec.start_ns > filters.until_ns
-        ):
-            self.spans_filtered += 1
-            return False
-        key = (rec.kind, rec.name)
+    def _targets(self, rec: SpanRecord) -> list[Any]:
+        """What a span is folded into: [token, pid, whether the filters keep
+        its primitive, its primitive's aggregate, its thread's, its waiting
+        site's (made at its first wait)]. Remembered on its SpanAttrs, which
+        the fast decoder shares among the spans that say the same."""
+        a = rec.a
+        memo = a.memo
+        if memo is not None and memo[0] is self._token and memo[1] == rec.pid:
+            return memo  # type: ignore[no-any-return]
+        key = (a.kind, a.name)
         keep = self._keep_cache.get(key)
         if keep is None:
-            keep = self._keep_cache[key] = filters.primitive(*key)
-        if not keep:
-            self.spans_filtered += 1
-        return keep
+            keep = self._keep_cache[key] = self.filters.primitive(*key)
+        prim = thread = None
+        if keep:
+            prim = self.prims.get(key)
+            if prim is None:
+                prim = self.prims[key] = PrimAgg(a.kind, a.name)
+            tkey = (rec.pid, a.thread_id, a.thread)
+            thread = self.threads.get(tkey)
+            if thread is None:
+                thread = self.threads[tkey] = ThreadAgg(rec.pid, a.thread_id, a.thread)
+        memo = a.memo = [self._token, rec.pid, keep, prim, thread, None]
+        return memo
 
     def add_span(self, rec: SpanRecord) -> None:
-        """Fold one span into the aggregates (and the timeline)."""
-        self.spans_used += 1
+        """Fold one span into the aggregates (and the timeline), unless the
+        filters leave it out (it is counted as filtered out then)."""
+        filters = self.filters
         start, end = rec.start_ns, rec.end_ns
+        if (filters.since_ns is not None and end < filters.since_ns) or (
+            filters.until_ns is not None and start > filters.until_ns
+        ):
+            self.spans_filtered += 1
+            return
+        memo = self._targets(rec)
+        if not memo[2]:
+            self.spans_filtered += 1
+            return
+        self.spans_used += 1
         if self.first_ns is None or start < self.first_ns:
             self.first_ns = start
         if self.last_ns is None or end > self.last_ns:
             self.last_ns = end
-        key = (rec.kind, rec.name)
-        prim = self.prims.get(key)
-        if prim is None:
-            prim = self.prims[key] = PrimAgg(rec.kind, rec.name)
-        tkey = (rec.pid, rec.thread_id, rec.thread)
-        thread = self.threads.get(tkey)
-        if thread is None:
-            thread = self.threads[tkey] = ThreadAgg(rec.pid, rec.thread_id, rec.thread)
         if not rec.is_wait:
-            _add_hold(prim, thread, end - start)
-        elif rec.outcome == "unfinished":
+            _add_hold(memo[3], memo[4], end - start)
+        elif rec.h.outcome == "unfinished":
             # Folded in with the other reports of still-blocked waits at the end.
             self._unfinished_span(rec)
         else:
-            _add_wait(prim, thread, key, rec)
+            site = memo[5]
+            if site is None:
+                a = rec.a
+                prim = memo[3]
+                site = prim.sites.get(a.site)
+                if site is None:
+                    site = prim.sites[a.site] = SiteAgg(a.function)
+                memo[5] = site
+            _add_wait(memo[3], memo[4], site, rec)
         if self.timeline is not None:
             self.timeline.add(rec)
+        if self.profile is not None:
+            self.profile.add(rec)
 
     # -- metrics ---------------------------------------------------------------------------
 
@@ -1041,22 +1102,23 @@ class Analysis:
             self.unfinished[key] = u
 
     def _unfinished_span(self, rec: SpanRecord) -> None:
+        a, h = rec.a, rec.h
         u = Unfinished(
             rec.run,
             rec.pid,
-            rec.thread,
-            rec.thread_id,
-            rec.kind,
-            rec.name,
-            rec.instance,
-            rec.site,
+            a.thread,
+            a.thread_id,
+            a.kind,
+            a.name,
+            a.instance,
+            a.site,
             rec.end_ns,
             rec.end_ns - rec.start_ns,
-            rec.holder,
-            rec.holder_site,
+            h.holder,
+            h.holder_site,
             "span",
         )
-        self._note_unfinished((rec.run, rec.pid, rec.thread), u)
+        self._note_unfinished((rec.run, rec.pid, a.thread), u)
 
     def _unfinished_event(
         self, doc: dict[str, Any], time_ns: int | None, run: str | None, pid: int | None
@@ -1125,15 +1187,21 @@ def read_chunk(
     max_line_bytes: int | None,
     timeline_limit: int,
     timeline_floor: int = 0,
+    profile: tuple[str, str] | None = None,
 ) -> tuple[Analysis, str | None]:
     """In a worker process: the aggregates of one range of a spans file and,
     when a timeline is drawn, a private file holding the slowest spans of it
-    (longer than ``timeline_floor`` ns) for :meth:`Timeline.merge`."""
+    (longer than ``timeline_floor`` ns) for :meth:`Timeline.merge`;
+    ``profile``: (side, waits) of the wait-time-by-stack profile wanted."""
     gc.disable()
     part = Analysis(filters, max_line_bytes=max_line_bytes)
     if timeline_limit:
         part.timeline = Timeline(timeline_limit, timeline_floor)
+    if profile is not None:
+        part.profile = Profile(*profile)
     part._read_otlp(InputFile(path, signal="spans"), rng)
+    if part.profile is not None:
+        part.profile = part.profile.part()
     bars = None
     if part.timeline is not None:
         fd, bars = tempfile.mkstemp(prefix="tracedsync-report-", suffix=".jsonl")
@@ -1141,12 +1209,14 @@ def read_chunk(
         part.timeline.export(bars)
     part.timeline = None
     part._keep_cache = {}
+    part._attr_cache = None
     return part, bars
 
 
-def _add_wait(prim: PrimAgg, thread: ThreadAgg, key: tuple[str, str], rec: SpanRecord) -> None:
-    # The hottest code of the report (once per wait span): Sketch.add and
-    # ThreadAgg.add_wait are written out here.
+def _add_wait(prim: PrimAgg, thread: ThreadAgg, s: SiteAgg, rec: SpanRecord) -> None:
+    # The hottest code of the report (once per wait span): Sketch.add,
+    # ThreadAgg.add_wait and the holder's counts are written out here.
+    said = rec.h
     dur = rec.end_ns - rec.start_ns
     if dur < 16:
         bucket = dur if dur > 0 else 0
@@ -1168,12 +1238,9 @@ def _add_wait(prim: PrimAgg, thread: ThreadAgg, key: tuple[str, str], rec: SpanR
             exact.append(dur)
         else:
             prim.wait_exact = None
-    timed_out = rec.outcome == "timeout"
+    timed_out = said.outcome == "timeout"
     if timed_out:
         prim.wait_timeouts += 1
-    s = prim.sites.get(rec.site)
-    if s is None:
-        s = prim.sites[rec.site] = SiteAgg(rec.function)
     s.count += 1
     s.total += dur
     if dur > s.max:
@@ -1185,8 +1252,31 @@ def _add_wait(prim: PrimAgg, thread: ThreadAgg, key: tuple[str, str], rec: SpanR
     sketch.count += 1
     if dur > sketch.max:
         sketch.max = dur
-    if rec.holder_site is not None or rec.holder is not None:
-        _add_holder(s, rec.holder_site, rec.holder, rec.acquired_at, dur)
+    if said.holder_site is not None or said.holder is not None:
+        hkey = said.holder_site if said.holder_site is not None else "?"
+        h = s.holders.get(hkey)
+        if h is None:
+            h = s.holders[hkey] = HolderAgg()
+        h.count += 1
+        h.total += dur
+        name = said.holder
+        if name is not None:
+            threads = h.threads
+            if name in threads or len(threads) < MAX_HOLDER_THREADS:
+                threads[name] = threads.get(name, 0) + 1
+        where = said.acquired_at
+        if where is not None:
+            acquired = h.acquired_at
+            if where in acquired or len(acquired) < MAX_HOLDER_THREADS:
+                acquired[where] = acquired.get(where, 0) + 1
+    elif said.released_before:
+        s.released_before += 1
+        prim.released_before += 1
+    handoff = rec.handoff_ns
+    if handoff is not None:
+        prim.handoff_waits += 1
+        prim.handoff_total += handoff if handoff < dur else dur
+        prim.handoff_wait_total += dur
     if prim.kind in IDLE_KINDS:
         thread.idle_waits += 1
         thread.idle_total += dur
@@ -1198,24 +1288,8 @@ def _add_wait(prim: PrimAgg, thread: ThreadAgg, key: tuple[str, str], rec: SpanR
         if dur > thread.wait_max:
             thread.wait_max = dur
     by_prim = thread.by_prim
+    key = (prim.kind, prim.name)
     by_prim[key] = by_prim.get(key, 0) + dur
-
-
-def _add_holder(s: SiteAgg, hsite: Any, hname: Any, acquired_at: Any, dur: int) -> None:
-    hkey = str(hsite) if hsite is not None else "?"
-    h = s.holders.get(hkey)
-    if h is None:
-        h = s.holders[hkey] = HolderAgg()
-    h.count += 1
-    h.total += dur
-    if hname is not None:
-        hn = str(hname)
-        if hn in h.threads or len(h.threads) < MAX_HOLDER_THREADS:
-            h.threads[hn] = h.threads.get(hn, 0) + 1
-    if acquired_at is not None:
-        where = str(acquired_at)
-        if where in h.acquired_at or len(h.acquired_at) < MAX_HOLDER_THREADS:
-            h.acquired_at[where] = h.acquired_at.get(where, 0) + 1
 
 
 def _add_hold(prim: PrimAgg, thread: ThreadAgg, dur: int) -> None:

@@ -241,6 +241,10 @@ def read_json_file(path: str, max_bytes: int | None) -> Any:
         raise ReportError(f"{path}: JSON nested too deeply") from None
 
 
+#: Bytes read at a time: lines are cut out of blocks this big.
+READ_BLOCK = 1 << 21
+
+
 def read_lines(
     path: str,
     *,
@@ -264,7 +268,9 @@ def read_lines(
     except a last line without its newline (a process killed mid-write): that
     one is reported through ``warn`` and skipped. Blank lines are skipped.
     ``limit`` stops after that many parsed lines (and never warns or raises
-    about a truncated line then: it is a quick look).
+    about a truncated line then: it is a quick look). The file is read in
+    blocks (lines are cut out of them: no call per line to read it); a line
+    longer than ``max_line_bytes`` is an error as soon as it is seen.
     """
     if decode is None:
         decode = loads
@@ -272,47 +278,60 @@ def read_lines(
         handle = open(path, "rb")  # noqa: SIM115 - closed in finally, generator
     except OSError as exc:
         raise ReportError(f"cannot read {path}: {exc.strerror}") from None
+    too_long = f"line longer than {max_line_bytes} bytes (see --max-line-bytes)"
     try:
         lineno = first_line
         parsed = 0
-        pos = start
         if start:
             handle.seek(start)
-        while end is None or pos < end:
+        remaining = None if end is None else end - start
+        pending = b""
+        while remaining is None or remaining > 0:
+            size = READ_BLOCK if remaining is None else min(READ_BLOCK, remaining)
             try:
-                raw = handle.readline(max_line_bytes + 1)
+                block = handle.read(size)
             except OSError as exc:
                 raise ReportError(f"{path}:{lineno + 1}: read error: {exc.strerror}") from None
-            if not raw:
-                return
-            pos += len(raw)
-            lineno += 1
-            complete = raw.endswith(b"\n")
-            if not complete and len(raw) > max_line_bytes:
-                raise ReportError(
-                    f"{path}:{lineno}: line longer than {max_line_bytes} bytes "
-                    "(see --max-line-bytes)"
-                )
-            if not raw.strip() or (skip is not None and complete and skip(raw)):
-                continue
-            try:
-                value = decode(raw)
-            except ValueError as exc:
-                if not complete:
-                    if limit is None and warn is not None:
-                        warn(
-                            f"{path}:{lineno}: truncated last line skipped "
-                            "(the process was probably killed while writing)"
-                        )
+            if not block:
+                break
+            if remaining is not None:
+                remaining -= len(block)
+            lines = (pending + block if pending else block).split(b"\n")
+            pending = lines.pop()
+            for raw in lines:
+                lineno += 1
+                if len(raw) > max_line_bytes:
+                    raise ReportError(f"{path}:{lineno}: {too_long}")
+                if not raw or raw.isspace() or (skip is not None and skip(raw)):
+                    continue
+                try:
+                    value = decode(raw)
+                except ValueError as exc:
+                    reason = str(exc).split(":")[0]
+                    raise ReportError(f"{path}:{lineno}: not JSON ({reason})") from None
+                except RecursionError:
+                    raise ReportError(f"{path}:{lineno}: JSON nested too deeply") from None
+                yield lineno, value
+                parsed += 1
+                if limit is not None and parsed >= limit:
                     return
-                reason = str(exc).split(":")[0]
-                raise ReportError(f"{path}:{lineno}: not JSON ({reason})") from None
+            if len(pending) > max_line_bytes:
+                raise ReportError(f"{path}:{lineno + 1}: {too_long}")
+        if pending and not pending.isspace():
+            # The last line, without its newline: a process killed mid-write.
+            lineno += 1
+            try:
+                value = decode(pending)
+            except ValueError:
+                if limit is None and warn is not None:
+                    warn(
+                        f"{path}:{lineno}: truncated last line skipped "
+                        "(the process was probably killed while writing)"
+                    )
+                return
             except RecursionError:
                 raise ReportError(f"{path}:{lineno}: JSON nested too deeply") from None
             yield lineno, value
-            parsed += 1
-            if limit is not None and parsed >= limit:
-                return
     finally:
         handle.close()
 
@@ -503,86 +522,221 @@ def parse_timestamp(text: Any) -> int | None:
 
 SCOPE = "tracedsync"
 KINDS = ("lock", "rlock", "condition", "semaphore", "bounded_semaphore", "event", "barrier")
+#: Kinds whose waits are contention (the PRIMITIVES section); a condition's
+#: lock is one of them, its ``wait()`` is not.
+LOCK_KINDS = frozenset({"lock", "rlock", "semaphore", "bounded_semaphore"})
+#: Kinds whose waits are waits for work or a signal (the IDLE WAITS section).
+IDLE_KINDS = frozenset({"event", "condition", "barrier"})
 #: ``<kind>.wait`` / ``<kind>.hold`` -> (kind, is a wait)
 SPAN_NAMES = {f"{k}.{w}": (k, w == "wait") for k in KINDS for w in ("wait", "hold")}
 
 
-class SpanRecord:
-    """One tracedsync wait or hold span, decoded: the fields the report uses.
+class SpanAttrs:
+    """What a tracedsync span says about itself that other spans of the same
+    primitive, thread and stack say too: kind, name, thread, call site and
+    stack. The fast decoder shares one among the spans whose attributes say
+    the same (``memo``: what the model derived from it, for the same reason).
 
     ``site`` is ``sync.site`` or, for files written before spans carried it,
     ``code.file.path:code.line.number`` as it is (the model prints it).
     Strings are capped as :func:`attributes` caps them; absent ones are None.
+    ``stack`` is ``sync.stack`` as it was read (undecoded until a profile
+    asks: :func:`stack_frames`).
     """
 
     __slots__ = (
-        "acquired_at",
-        "end_ns",
         "function",
-        "holder",
-        "holder_id",
-        "holder_site",
         "instance",
-        "is_wait",
         "kind",
-        "links",
+        "memo",
         "name",
-        "outcome",
-        "pid",
-        "run",
         "site",
-        "span_id",
-        "start_ns",
+        "stack",
         "thread",
         "thread_id",
     )
 
-    def __init__(
-        self,
-        run: str | None,
-        pid: int | None,
-        kind: str,
-        name: str,
-        is_wait: bool,
-        start_ns: int,
-        end_ns: int,
-        span_id: str,
-        links: list[str],
-    ) -> None:
-        self.run = run
-        self.pid = pid
+    def __init__(self, kind: str, name: str) -> None:
         self.kind = kind
         self.name = name
-        self.is_wait = is_wait
-        self.start_ns = start_ns
-        self.end_ns = end_ns
-        self.span_id = span_id
-        self.links = links
         self.thread: str = "?"
         self.thread_id: int | None = None
         self.site = "?"
         self.function = ""
+        self.instance: int | None = None
+        self.stack: Any = None
+        self.memo: Any = None
+
+
+class HolderAttrs:
+    """What a wait span says about how it ended and who held the primitive:
+    ``sync.outcome``, ``sync.holder.*``, ``sync.holder.released_before_wait``
+    (``released_before``) and, when the attribute list holds it,
+    ``sync.wait.handoff`` (``handoff_ns``). Shared like :class:`SpanAttrs`."""
+
+    __slots__ = (
+        "acquired_at",
+        "handoff_ns",
+        "holder",
+        "holder_id",
+        "holder_site",
+        "outcome",
+        "released_before",
+    )
+
+    def __init__(self) -> None:
         self.outcome: str | None = None
         self.holder: str | None = None
         self.holder_id: int | None = None
         self.holder_site: str | None = None
         self.acquired_at: str | None = None
-        self.instance: int | None = None
+        self.released_before = False
+        self.handoff_ns: int | None = None
 
 
-#: span attribute -> (SpanRecord field, is a string)
+#: The HolderAttrs of a span that says none of it (a hold): never changed.
+NO_HOLDER = HolderAttrs()
+
+
+class SpanRecord:
+    """One tracedsync wait or hold span, decoded: its attributes (``a``, ``h``)
+    and what is its own (times, ids, process, hand-off)."""
+
+    __slots__ = (
+        "a",
+        "end_ns",
+        "h",
+        "handoff_ns",
+        "is_wait",
+        "links",
+        "pid",
+        "run",
+        "span_id",
+        "start_ns",
+    )
+
+    def __init__(
+        self,
+        a: SpanAttrs,
+        h: HolderAttrs,
+        run: str | None,
+        pid: int | None,
+        is_wait: bool,
+        start_ns: int,
+        end_ns: int,
+        span_id: str,
+        links: list[str],
+        handoff_ns: int | None,
+    ) -> None:
+        self.a = a
+        self.h = h
+        self.run = run
+        self.pid = pid
+        self.is_wait = is_wait
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.span_id = span_id
+        self.links = links
+        self.handoff_ns = handoff_ns
+
+
+#: span attribute -> (its field: in SpanAttrs, or in HolderAttrs when it is
+#: one of HOLDER_FIELDS; the AnyValue key tracedsync writes it under).
+#: ``sync.stack`` is kept as its AnyValue (decoded by stack_frames).
 SPAN_FIELDS = {
-    "thread.name": ("thread", True),
-    "thread.id": ("thread_id", False),
-    "code.function.name": ("function", True),
-    "sync.outcome": ("outcome", True),
-    "sync.holder.thread.name": ("holder", True),
-    "sync.holder.thread.id": ("holder_id", False),
-    "sync.holder.site": ("holder_site", True),
-    "sync.holder.acquired_at": ("acquired_at", True),
-    "sync.instance": ("instance", False),
+    "thread.name": ("thread", "stringValue"),
+    "thread.id": ("thread_id", "intValue"),
+    "code.function.name": ("function", "stringValue"),
+    "sync.instance": ("instance", "intValue"),
+    "sync.outcome": ("outcome", "stringValue"),
+    "sync.holder.thread.name": ("holder", "stringValue"),
+    "sync.holder.thread.id": ("holder_id", "intValue"),
+    "sync.holder.site": ("holder_site", "stringValue"),
+    "sync.holder.acquired_at": ("acquired_at", "stringValue"),
+    "sync.wait.handoff": ("handoff_ns", "doubleValue"),
+    "sync.holder.released_before_wait": ("released_before", "boolValue"),
 }
-INT_FIELDS = frozenset(f for f, is_str in SPAN_FIELDS.values() if not is_str)
+HOLDER_FIELDS = frozenset(HolderAttrs.__slots__)
+INT_FIELDS = frozenset(f for f, t in SPAN_FIELDS.values() if t == "intValue")
+STR_FIELDS = frozenset(f for f, t in SPAN_FIELDS.values() if t == "stringValue")
+
+
+def seconds_ns(value: Any) -> int | None:
+    """A duration in seconds (a ``doubleValue``) as nanoseconds; None unless
+    it is a finite number >= 0."""
+    if value.__class__ is not float and value.__class__ is not int:
+        return None
+    if not value >= 0 or value == math.inf:
+        return None
+    return round(value * 1e9)
+
+
+def _checked(field_: str, v: Any) -> Any:
+    """A SPAN_FIELDS value in the type tracedsync writes, converted; TypeError
+    otherwise."""
+    if field_ in STR_FIELDS:
+        if v.__class__ is not str:
+            raise TypeError
+        return v if len(v) <= MAX_TEXT else cap(v)
+    if field_ in INT_FIELDS:
+        if v.__class__ is not str and v.__class__ is not int:
+            raise TypeError
+        return int(v)
+    if field_ == "handoff_ns":
+        v = seconds_ns(v)
+        if v is None:
+            raise TypeError
+        return v
+    if v.__class__ is not bool:  # released_before
+        raise TypeError
+    return v
+
+
+def make_holder(fields: dict[str, Any]) -> HolderAttrs:
+    """The HolderAttrs of the HOLDER_FIELDS in ``fields`` (NO_HOLDER when
+    there are none); TypeError as :func:`make_attrs`."""
+    h = None
+    for field_, v in fields.items():
+        if field_ in HOLDER_FIELDS:
+            if h is None:
+                h = HolderAttrs()
+            setattr(h, field_, _checked(field_, v))
+    return h if h is not None else NO_HOLDER
+
+
+def make_attrs(
+    kind: Any,
+    name: Any,
+    fields: dict[str, Any],
+    site: Any,
+    path: Any,
+    line: Any,
+    stack: Any,
+    python: Callable[[Any], Any],
+) -> SpanAttrs:
+    """A span's SpanAttrs, from what a decoder's loop read in the encoding
+    tracedsync writes: ``fields`` by SPAN_FIELDS (those of HolderAttrs are
+    left to :func:`make_holder`), ``path``/``line`` AnyValues (``python``
+    gives their value), ``stack`` the raw sync.stack. TypeError when
+    something has a type tracedsync does not write (the careful path then
+    decodes the span)."""
+    if kind.__class__ is not str or name.__class__ is not str:
+        raise TypeError
+    a = SpanAttrs(kind, name if len(name) <= MAX_TEXT else cap(name))
+    for field_, v in fields.items():
+        if field_ not in HOLDER_FIELDS:
+            setattr(a, field_, _checked(field_, v))
+    if site is not None:
+        if site.__class__ is not str:
+            raise TypeError
+        a.site = site if len(site) <= MAX_TEXT else cap(site)
+    elif path is not None:
+        text = python(path)
+        if text is not None:
+            number_ = python(line) if line is not None else None
+            a.site = f"{text}:{number_}" if number_ is not None else str(text)
+    a.stack = stack
+    return a
 
 
 def decode_span(
@@ -596,7 +750,7 @@ def decode_span(
     strings) without a call per attribute; any other encoding or a malformed
     span is decoded by :func:`attributes`, the one decoder, with the same result.
     """
-    kind = name = site = path = line = None
+    kind = name = site = path = line = stack = None
     fields: dict[str, Any] = {}
     get = SPAN_FIELDS.get
     try:
@@ -604,52 +758,38 @@ def decode_span(
             key = a["key"]
             target = get(key)
             if target is not None:
-                fields[target[0]] = a["value"]["stringValue" if target[1] else "intValue"]
+                fields[target[0]] = a["value"][target[1]]
             elif key == "sync.kind":
                 kind = a["value"]["stringValue"]
             elif key == "sync.name":
                 name = a["value"]["stringValue"]
             elif key == "sync.site":
                 site = a["value"]["stringValue"]
+            elif key == "sync.stack":
+                stack = a["value"]
+                if stack.__class__ is not dict or "arrayValue" not in stack:
+                    raise TypeError
             elif key == "code.file.path":
                 path = a["value"]
             elif key == "code.line.number":
                 line = a["value"]
-        if kind.__class__ is not str or name.__class__ is not str:
-            raise TypeError
+        attrs = make_attrs(kind, name, fields, site, path, line, stack, any_value)
+        holder = make_holder(fields)
         start = int(span["startTimeUnixNano"])
         end = int(span["endTimeUnixNano"])
         links = span.get("links")
         rec = SpanRecord(
+            attrs,
+            holder,
             run,
             pid,
-            kind,
-            name if len(name) <= MAX_TEXT else cap(name),
             known[1],
             start,
             end if end > start else start,
             span["spanId"],
             [li["spanId"] for li in links if li["spanId"]] if links else [],
+            holder.handoff_ns,
         )
-        for field, v in fields.items():
-            if field in INT_FIELDS:
-                if v.__class__ is not str and v.__class__ is not int:
-                    raise TypeError
-                v = int(v)
-            elif v.__class__ is not str:
-                raise TypeError
-            elif len(v) > MAX_TEXT:
-                v = cap(v)
-            setattr(rec, field, v)
-        if site is not None:
-            if site.__class__ is not str:
-                raise TypeError
-            rec.site = site if len(site) <= MAX_TEXT else cap(site)
-        elif path is not None:
-            text = any_value(path)
-            if text is not None:
-                number_ = any_value(line) if line is not None else None
-                rec.site = f"{text}:{number_}" if number_ is not None else str(text)
         if rec.span_id.__class__ is not str or any(x.__class__ is not str for x in rec.links):
             raise TypeError
         return rec
@@ -686,21 +826,66 @@ def _decode_span_carefully(
         if isinstance(links, list)
         else []
     )
-    rec = SpanRecord(
-        run, pid, kind, name, known[1], start, max(start, end), str(span.get("spanId")), linked
-    )
-    for key, (field_, is_str) in SPAN_FIELDS.items():
+    a = SpanAttrs(kind, name)
+    h = HolderAttrs()
+    for key, (field_, encoding) in SPAN_FIELDS.items():
         value = attrs.get(key)
-        if is_str:
+        target = h if field_ in HOLDER_FIELDS else a
+        if encoding == "stringValue":
             if value is not None:
-                setattr(rec, field_, str(value))
+                setattr(target, field_, str(value))
+        elif encoding == "intValue":
+            setattr(target, field_, int_or_none(value))
+        elif encoding == "doubleValue":
+            setattr(target, field_, seconds_ns(value))
         else:
-            setattr(rec, field_, int_or_none(value))
+            setattr(target, field_, value is True)
     site = attrs.get("sync.site")
     if isinstance(site, str):
-        rec.site = site
+        a.site = site
     else:
         path, line = attrs.get("code.file.path"), attrs.get("code.line.number")
         if path is not None:
-            rec.site = f"{path}:{line}" if line is not None else str(path)
-    return rec
+            a.site = f"{path}:{line}" if line is not None else str(path)
+    stack = attrs.get("sync.stack")
+    if isinstance(stack, list):
+        a.stack = tuple(f for f in stack if isinstance(f, str)) or None
+    return SpanRecord(
+        a,
+        h,
+        run,
+        pid,
+        known[1],
+        start,
+        max(start, end),
+        str(span.get("spanId")),
+        linked,
+        h.handoff_ns,
+    )
+
+
+def stack_frames(value: Any) -> tuple[str, ...] | None:
+    """``sync.stack`` as its frames (``"path:line in function"``, innermost
+    first): from a span's AnyValue (``{"arrayValue": ...}``), the raw JSON
+    of its arrayValue (bytes, or msgspec's Raw: the fast decoder leaves it
+    so), or frames already decoded. Entries that are not strings are left
+    out, and long ones cut; None when no frame is left."""
+    if value.__class__ is tuple:
+        return value or None
+    if value.__class__ is dict:
+        array = value.get("arrayValue")
+    else:
+        try:
+            array = json.loads(bytes(value))
+        except (TypeError, ValueError, RecursionError):
+            return None
+    items = array.get("values") if array.__class__ is dict else None
+    if items.__class__ is not list:
+        return None
+    frames = []
+    for item in items:
+        if item.__class__ is dict:
+            text = item.get("stringValue")
+            if text.__class__ is str:
+                frames.append(text if len(text) <= MAX_TEXT else cap(text))
+    return tuple(frames) or None

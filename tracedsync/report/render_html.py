@@ -2,8 +2,9 @@
 
 A per-thread timeline of the longest waits and holds (coloured bars; wheel
 or buttons zoom, drag pans, hovering shows name, duration, call site and
-holder) and the report's tables. Everything is inline: a Content Security
-Policy forbids any fetch. Data goes into the page as JSON in a
+holder), a flame graph (icicle: the outermost frame on top) of wait time by
+stack (clicking a frame zooms into it), and the report's tables. Everything
+is inline: a Content Security Policy forbids any fetch. Data goes into the page as JSON in a
 ``<script type="application/json">`` element with ``<``, ``>`` and ``&``
 escaped, and the script puts text into the page with ``textContent`` only;
 the tables are rendered here with every value HTML-escaped.
@@ -16,7 +17,10 @@ from importlib import resources
 from typing import Any
 
 from tracedsync._format import clean, duration
+from tracedsync.report.profile import Profile
 from tracedsync.report.render_json import dumps
+from tracedsync.report.render_profile import flame_data
+from tracedsync.report.render_table import handoff_text
 from tracedsync.report.timeline import Timeline
 
 
@@ -25,16 +29,8 @@ def timeline_data(timeline: Timeline, base_ns: int | None) -> dict[str, Any]:
     bars = timeline.bars()
     if base_ns is None:
         base_ns = bars[0].start_ns if bars else 0
-    strings: dict[str, int] = {}
-
-    def s(text: str | None) -> int:
-        if text is None:
-            return -1
-        index = strings.get(text)
-        if index is None:
-            index = strings[text] = len(strings)
-        return index
-
+    strings: dict[str | None, int] = {None: -1}
+    setdefault = strings.setdefault
     threads: dict[tuple[Any, Any, str], int] = {}
     out = []
     for b in bars:
@@ -48,16 +44,17 @@ def timeline_data(timeline: Timeline, base_ns: int | None) -> dict[str, Any]:
                 round((b.start_ns - base_ns) / 1000, 3),
                 round((b.end_ns - b.start_ns) / 1000, 3),
                 1 if b.is_wait else 0,
-                s(b.kind),
-                s(b.name),
-                s(b.site),
-                s(b.function),
-                s(b.holder),
-                s(b.holder_site),
-                s(b.outcome),
-                s(b.span_id),
+                setdefault(b.kind, len(strings) - 1),
+                setdefault(b.name, len(strings) - 1),
+                setdefault(b.site, len(strings) - 1),
+                setdefault(b.function, len(strings) - 1),
+                setdefault(b.holder, len(strings) - 1),
+                setdefault(b.holder_site, len(strings) - 1),
+                setdefault(b.outcome, len(strings) - 1),
+                setdefault(b.span_id, len(strings) - 1),
             ]
         )
+    del strings[None]
     return {
         "threads": [{"name": name, "pid": pid, "id": tid} for (pid, tid, name) in threads],
         "strings": list(strings),
@@ -96,6 +93,9 @@ def _sites_row(p: dict[str, Any], colspan: int) -> str:
         )
         fn = f" in <code>{_e(site['function'])}</code>" if site["function"] else ""
         blocked = f", {site['still_blocked']:,} still blocked" if site["still_blocked"] else ""
+        gone = site.get("released_before_wait")
+        if gone:
+            blocked += f", {gone:,} released before the waiter looked"
         parts.append(
             f'<tr class="site"><td></td><td colspan="{colspan}">waited at '
             f"<code>{_e(site['site'])}</code>{fn}: {site['waits']:,} waits, "
@@ -103,6 +103,13 @@ def _sites_row(p: dict[str, Any], colspan: int) -> str:
             f"{'<ul>' + holders + '</ul>' if holders else ''}</td></tr>"
         )
     return "".join(parts)
+
+
+def _share(h: dict[str, Any]) -> str:
+    if h["share"] is None:
+        return "-"
+    flag = " !" if h["scheduling_bound"] else ""
+    return f"{h['share'] * 100:.1f}%{flag}"
 
 
 def _primitives(doc: dict[str, Any]) -> str:
@@ -116,6 +123,8 @@ def _primitives(doc: dict[str, Any]) -> str:
     parts.append(
         '<div class="scroll"><table class="prims"><thead><tr><th>kind</th><th>name</th>'
         "<th>calls</th><th>contentions</th><th>rate</th><th>still blocked</th>"
+        '<th title="share of the time waited between the release and the waiter\'s return">'
+        "hand-off</th>"
         '<th class="w">wait total</th><th class="w">p50</th><th class="w">p95</th>'
         '<th class="w">p99</th><th class="w">max</th>'
         '<th class="h">hold total</th><th class="h">p50</th><th class="h">p95</th>'
@@ -132,13 +141,17 @@ def _primitives(doc: dict[str, Any]) -> str:
             f"<td>{_n(p['contentions'])}</td>"
             f"<td>{'-' if rate is None else f'{rate * 100:.1f}%'}</td>"
             f"<td>{_n(p['still_blocked']['count'] or None)}</td>"
+            f"<td>{_share(p['handoff'])}</td>"
             f"<td>{_d(w['total'])}</td><td>{_d(w['p50'])}</td><td>{_d(w['p95'])}</td>"
             f"<td>{_d(w['p99'])}</td><td>{_d(w['max'])}</td>"
             f"<td>{_d(hold.get('total'))}</td><td>{_d(hold.get('p50'))}</td>"
             f"<td>{_d(hold.get('p95'))}</td><td>{_d(hold.get('p99'))}</td>"
             f"<td>{_d(hold.get('max'))}</td></tr>"
         )
-        parts.append(_sites_row(p, 15))
+        text = handoff_text(p)
+        if text and p["handoff"]["scheduling_bound"]:
+            parts.append(f'<tr class="site flag"><td></td><td colspan="16">{_e(text)}</td></tr>')
+        parts.append(_sites_row(p, 16))
     parts.append("</tbody></table></div>")
     if any(p["source"] == "spans" for p in doc["primitives"]):
         parts.append("<p class=note>* no metrics: numbers from spans only.</p>")
@@ -281,9 +294,12 @@ def asset(name: str) -> str:
     return resources.files("tracedsync.report").joinpath("assets").joinpath(name).read_text("utf-8")
 
 
-def render_html(doc: dict[str, Any], timeline: Timeline, base_ns: int | None) -> str:
+def render_html(
+    doc: dict[str, Any], timeline: Timeline, base_ns: int | None, profile: Profile | None = None
+) -> str:
     """The whole page."""
     data = timeline_data(timeline, base_ns)
+    data["flame"] = flame_data(profile if profile is not None else Profile())
     return (
         _HEAD
         + "<style>\n"
@@ -293,6 +309,7 @@ def render_html(doc: dict[str, Any], timeline: Timeline, base_ns: int | None) ->
         + _summary(doc, data)
         + "</header>"
         + _TIMELINE
+        + _flame(data["flame"])
         + _tables(doc)
         + '<script type="application/json" id="tracedsync-data">'
         + dumps(data)
@@ -309,6 +326,29 @@ style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>tracedsync report</title>
 """
+
+
+def _flame(flame: dict[str, Any]) -> str:
+    side = {
+        "waiter": "by the waiting thread's stack",
+        "holder": "by the stack of the thread that released the lock to the waiter",
+    }[flame["side"]]
+    which = {"contention": "contention", "idle": "idle", "all": "all"}[flame["waits"]]
+    notes = []
+    if flame["left_out"]:
+        notes.append(f"{flame['left_out']:,} frames too small to draw left out")
+    if flame["unresolved"]:
+        notes.append(f"{flame['unresolved']:,} waits without their holder's stack")
+    note = f"<p class=note>{_e('; '.join(notes))}.</p>" if notes else ""
+    return (
+        '<section id="flame"><h2>Wait time by stack <small>'
+        f"{_e(which)} waits, {_e(side)}; the outermost frame on top, the primitive at the "
+        "bottom; click a frame to zoom in</small></h2>"
+        '<div class="toolbar"><button type="button" id="flame-reset" title="show everything">'
+        'reset</button><span id="flame-focus"></span></div>'
+        f'<div id="flame-graph"></div>{note}</section>\n'
+    )
+
 
 _TIMELINE = """<section><h2>Timeline <small>per thread: waits and holds</small></h2>
 <div class="toolbar"><button type="button" id="zoom-in" title="zoom in (+)">+</button>

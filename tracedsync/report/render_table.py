@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tracedsync._format import clean, duration
+from tracedsync.report.document import SCHEDULING_BOUND
 
 
 @dataclass
@@ -283,6 +284,7 @@ def _rows_with_sites(
     out = table[:heading]
     for p, line in zip(entries, table[heading:], strict=True):
         out.append(line)
+        out.extend(_handoff_lines(p, width))
         out.extend(_site_lines(p, width))
         out.extend(_still_lines(p, doc, width, section))
     return out
@@ -372,12 +374,35 @@ def _header(doc: dict[str, Any], width: int) -> list[str]:
     return lines
 
 
+def handoff_text(p: dict[str, Any]) -> str | None:
+    """The hand-off line of a lock-like primitive (None without hand-off data):
+    its share of the time waited, flagged when the lock is not the cause."""
+    h = p.get("handoff")
+    if not h or not h["waits"] or h["share"] is None:
+        return None
+    share = (
+        f"hand-off {h['share'] * 100:.1f}% of {_d(h['wait_total'])} waited, "
+        f"over {h['waits']:,} waits"
+    )
+    if h["scheduling_bound"]:
+        return f"! {SCHEDULING_BOUND} ({share})"
+    return share
+
+
+def _handoff_lines(p: dict[str, Any], width: int) -> list[str]:
+    text = handoff_text(p)
+    return [_cut(f"    {text}", width)] if text else []
+
+
 def _site_lines(p: dict[str, Any], width: int) -> list[str]:
     lines = []
     for s in p["sites"]:
         fn = f" in {clean(s['function'])}" if s["function"] else ""
         timeouts = f", {s['timeouts']:,} timed out" if s["timeouts"] else ""
         blocked = f", {s['still_blocked']:,} still blocked" if s["still_blocked"] else ""
+        gone = s.get("released_before_wait")
+        if gone:
+            blocked += f", {gone:,} released before the waiter looked"
         lines.append(
             _cut(
                 f"    waited at {clean(s['site'])}{fn}: {s['waits']:,} waits, "
@@ -508,6 +533,7 @@ def render_summary(doc: dict[str, Any], where: str, width: int) -> str:
             else ""
         )
         p99 = p["wait"]["p99"]
+        h = p["handoff"]
         lines.append(
             f"  {p['kind']} {clean(p['name'])}: {calls or 0:,} calls{contended}, "
             f"waited {duration(p['wait']['total'] or 0.0)}"
@@ -515,6 +541,11 @@ def render_summary(doc: dict[str, Any], where: str, width: int) -> str:
             + (
                 f", {p['still_blocked']['count']} still blocked"
                 if p["still_blocked"]["count"]
+                else ""
+            )
+            + (
+                f"; CPU/GIL-bound, not this lock (hand-off {h['share'] * 100:.0f}%)"
+                if h["scheduling_bound"]
                 else ""
             )
         )

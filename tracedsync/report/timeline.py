@@ -1,9 +1,11 @@
 """Which spans the timelines (HTML, Perfetto) draw: the slowest ones.
 
 Part of the model layer: :class:`Timeline` keeps the ``limit`` longest waits
-and holds seen (a min-heap on duration), in a compact form, plus the hold
-spans that kept waits link to (the flow arrows need both ends). Memory is
-bounded by ``limit``, never by the number of spans read.
+and holds seen (a min-heap on duration), plus the hold spans that kept waits
+link to (the flow arrows need both ends). Spans are kept as the records the
+decoder made (whose attributes the spans alike share) and become
+:class:`Bar` objects only once they are drawn or handed back by a worker.
+Memory is bounded by ``limit``, never by the number of spans read.
 """
 
 from __future__ import annotations
@@ -68,6 +70,36 @@ def _bar(fields: list[Any]) -> Bar:
     return bar._replace(links=tuple(bar.links))
 
 
+def bar_of(rec: SpanRecord | Bar, site_name: Callable[[str], str] | None = None) -> Bar:
+    """A kept span as the timelines draw it (its site printed by ``site_name``)."""
+    if isinstance(rec, Bar):
+        return rec if site_name is None else rec._replace(site=site_name(rec.site))
+    a, h = rec.a, rec.h
+    return Bar(
+        rec.pid,
+        rec.run,
+        a.thread_id,
+        a.thread,
+        rec.start_ns,
+        rec.end_ns,
+        rec.is_wait,
+        a.kind,
+        a.name,
+        a.site if site_name is None else site_name(a.site),
+        a.function,
+        h.holder,
+        h.holder_id,
+        h.holder_site,
+        h.outcome,
+        rec.span_id,
+        tuple(rec.links),
+    )
+
+
+#: A kept span: the decoder's record, or a Bar a worker handed back.
+Kept = SpanRecord | Bar
+
+
 class Timeline:
     """The ``limit`` slowest spans, and the holds the kept waits link to."""
 
@@ -78,11 +110,11 @@ class Timeline:
         self.floor_ns = floor
         self.seen = 0
         self._seq = 0
-        #: (duration, sequence, bar, [linked holds])
-        self._heap: list[tuple[int, int, Bar, list[Bar]]] = []
-        self._recent: OrderedDict[str, Bar] = OrderedDict()
+        #: (duration, sequence, span, [linked holds])
+        self._heap: list[tuple[int, int, Kept, list[Kept]]] = []
+        self._recent: OrderedDict[str, Kept] = OrderedDict()
         #: hold span id -> the linked-holds list of the kept wait that wants it
-        self._wanted: dict[str, list[Bar]] = {}
+        self._wanted: dict[str, list[Kept]] = {}
         self._strings: dict[str, str] = {}
         #: How sites are printed (set by the model once everything is read).
         self.site_name: Callable[[str], str] | None = None
@@ -97,28 +129,6 @@ class Timeline:
             known = self._strings[text] = text
         return known
 
-    def bar(self, rec: SpanRecord) -> Bar:
-        i = self._intern
-        return Bar(
-            rec.pid,
-            i(rec.run),
-            rec.thread_id,
-            i(rec.thread),
-            rec.start_ns,
-            rec.end_ns,
-            rec.is_wait,
-            i(rec.kind),
-            i(rec.name),
-            i(rec.site),
-            i(rec.function),
-            i(rec.holder),
-            rec.holder_id,
-            i(rec.holder_site),
-            i(rec.outcome),
-            rec.span_id,
-            tuple(rec.links),
-        )
-
     def add(self, rec: SpanRecord) -> None:
         self.seen += 1
         dur = rec.end_ns - rec.start_ns
@@ -126,37 +136,33 @@ class Timeline:
         full = len(heap) >= self.limit
         if (full and dur <= heap[0][0]) or dur <= self.floor_ns:
             if not rec.is_wait:
-                self._hold_seen(rec)
+                # Too short to be kept for itself: remembered a while, as a
+                # wait kept later may link to it (and keep it).
+                self._remember(rec)
             return
-        bar = self.bar(rec)
         self._seq += 1
-        linked: list[Bar] = []
+        linked: list[Kept] = []
         if rec.is_wait:
-            for hold_id in bar.links:
+            for hold_id in rec.links:
                 hold = self._recent.get(hold_id)
                 if hold is not None:
                     linked.append(hold)
                 elif len(self._wanted) < self.limit:
                     self._wanted[hold_id] = linked
         else:
-            self._remember(bar)
-        item = (dur, self._seq, bar, linked)
+            self._remember(rec)
+        item = (dur, self._seq, rec, linked)
         if full:
             heapq.heapreplace(heap, item)
         else:
             heapq.heappush(heap, item)
 
-    def _hold_seen(self, rec: SpanRecord) -> None:
-        """A hold too short to be kept for itself: remembered a while, as a wait
-        kept later may link to it; kept if a kept wait wants it."""
-        self._remember(self.bar(rec))
-
-    def _remember(self, bar: Bar) -> None:
-        wanted = self._wanted.pop(bar.span_id, None)
+    def _remember(self, span: Kept) -> None:
+        wanted = self._wanted.pop(span.span_id, None)
         if wanted is not None:
-            wanted.append(bar)
+            wanted.append(span)
         recent = self._recent
-        recent[bar.span_id] = bar
+        recent[span.span_id] = span
         if len(recent) > RECENT_HOLDS:
             recent.popitem(last=False)
 
@@ -174,9 +180,10 @@ class Timeline:
         tail = list(self._recent.values())[-5_000:]
         with open(path, "w", encoding="utf-8") as out:
             out.write(json.dumps([self.seen, list(self._wanted)]) + "\n")
-            out.write(json.dumps([list(b) for b in tail]) + "\n")
-            for dur, _, bar, linked in self._heap:
-                out.write(json.dumps([dur, list(bar), [list(h) for h in linked]]) + "\n")
+            out.write(json.dumps([list(bar_of(b)) for b in tail]) + "\n")
+            for dur, _, span, linked in self._heap:
+                fields = [dur, list(bar_of(span)), [list(bar_of(h)) for h in linked]]
+                out.write(json.dumps(fields) + "\n")
 
     def merge(self, path: str) -> None:
         """Add a worker's part from the file :meth:`export` wrote (parts are
@@ -193,7 +200,7 @@ class Timeline:
                     continue
                 _, fields, linked_fields = json.loads(line)
                 bar = self._adopt(_bar(fields))
-                linked = [self._adopt(_bar(h)) for h in linked_fields]
+                linked: list[Kept] = [self._adopt(_bar(h)) for h in linked_fields]
                 if bar.is_wait:
                     for hold_id in bar.links:
                         if hold_id in wanted:
@@ -228,18 +235,16 @@ class Timeline:
     def bars(self, site_name: Callable[[str], str] | None = None) -> list[Bar]:
         """The kept spans and the holds their waits link to, once each, by
         start; ``site_name`` prints their sites (as the document does)."""
+        name = site_name or self.site_name
         out: dict[str, Bar] = {}
-        for _, _, bar, linked in self._heap:
-            out[bar.span_id] = bar
+        for _, _, span, linked in self._heap:
+            out[span.span_id] = bar_of(span, name)
             for hold in linked:
-                out.setdefault(hold.span_id, hold)
-        bars = after_their_waits(
+                if hold.span_id not in out:
+                    out[hold.span_id] = bar_of(hold, name)
+        return after_their_waits(
             sorted(out.values(), key=lambda b: (b.start_ns, b.end_ns, b.span_id))
         )
-        site_name = site_name or self.site_name
-        if site_name is not None:
-            bars = [b._replace(site=site_name(b.site)) for b in bars]
-        return bars
 
     @property
     def kept(self) -> int:

@@ -213,5 +213,105 @@
   });
 
   render();
+
+  // -- the flame graph (icicle): wait time by stack, the outermost frame on
+  // top; nodes are [parent, frame string, total ns, waits], parents first.
+  var flame = data.flame, FS = flame.strings, nodes = flame.nodes;
+  var flameEl = document.getElementById("flame-graph");
+  var focusEl = document.getElementById("flame-focus");
+  var FROW = 18;
+  var kids = nodes.map(function () { return []; });
+  var depth = new Array(nodes.length), deepest = 0;
+  nodes.forEach(function (n, i) {
+    depth[i] = n[0] >= 0 ? depth[n[0]] + 1 : 0;
+    deepest = Math.max(deepest, depth[i]);
+    if (n[0] >= 0) kids[n[0]].push(i);
+  });
+  var boxes = nodes.map(function (n, i) {
+    var el = document.createElement("div");
+    var name = FS[n[1]];
+    el.className = "frame" + (i === 0 ? " root" : "") +
+      (kids[i].length === 0 && i !== 0 ? " leaf" : "");
+    el.style.top = (depth[i] * FROW) + "px";
+    el.style.background = i === 0 ? "#d9d9d9" : colour(name);
+    el.textContent = show(name);
+    el.setAttribute("data-index", String(i));
+    el.setAttribute("data-frame", name);
+    el.setAttribute("data-value", String(n[2]));
+    flameEl.appendChild(el);
+    return el;
+  });
+  flameEl.style.height = ((deepest + 1) * FROW + 2) + "px";
+
+  function colour(name) {
+    var h = 0;
+    for (var k = 0; k < name.length; k++) h = (h * 31 + name.charCodeAt(k)) | 0;
+    h = Math.abs(h);
+    return "hsl(" + (8 + h % 40) + ", " + (55 + h % 30) + "%, " + (62 + (h >> 5) % 14) + "%)";
+  }
+
+  var focus = 0;
+  function layout() {
+    var x0 = new Array(nodes.length), x1 = new Array(nodes.length);
+    var inFocus = new Array(nodes.length);
+    // The focused frame and its ancestors span the whole width.
+    for (var a = focus; a >= 0; a = nodes[a][0]) { x0[a] = 0; x1[a] = 1; inFocus[a] = "up"; }
+    inFocus[focus] = "in";
+    // Children left-aligned inside their parent, in proportion to their totals.
+    var order = [focus];
+    while (order.length) {
+      var p = order.shift(), at = x0[p], scale = (x1[p] - x0[p]) / Math.max(1, nodes[p][2]);
+      kids[p].forEach(function (c) {
+        x0[c] = at; at += nodes[c][2] * scale; x1[c] = at;
+        inFocus[c] = "in";
+        order.push(c);
+      });
+    }
+    boxes.forEach(function (el, j) {
+      if (!inFocus[j]) { el.style.display = "none"; return; }
+      el.style.display = "";
+      el.style.left = (x0[j] * 100).toFixed(4) + "%";
+      el.style.width = ((x1[j] - x0[j]) * 100).toFixed(4) + "%";
+      el.classList.toggle("up", inFocus[j] === "up" && j !== focus);
+    });
+    focusEl.textContent = focus === 0 ? "" : "zoomed into " + show(FS[nodes[focus][1]]);
+    flameEl.setAttribute("data-focus", String(focus));
+  }
+  function flameTip(i, e) {
+    var n = nodes[i], all = Math.max(1, nodes[0][2]);
+    while (tip.firstChild) tip.removeChild(tip.firstChild);
+    line(FS[n[1]], "t");
+    line("waited " + fmt(n[2] / 1000) + " in all \u00b7 " + (100 * n[2] / all).toFixed(1) +
+      "% of " + fmt(all / 1000));
+    line(n[3] + (n[3] === 1 ? " wait" : " waits"));
+    tip.hidden = false;
+    moveTip(e);
+  }
+  flameEl.addEventListener("click", function (e) {
+    var el = e.target.closest ? e.target.closest(".frame") : null;
+    if (!el) return;
+    focus = Number(el.getAttribute("data-index"));
+    layout();
+  });
+  flameEl.addEventListener("mouseover", function (e) {
+    var el = e.target.closest ? e.target.closest(".frame") : null;
+    if (el) flameTip(Number(el.getAttribute("data-index")), e);
+  });
+  flameEl.addEventListener("mousemove", function (e) { if (!tip.hidden) moveTip(e); });
+  flameEl.addEventListener("mouseout", function (e) {
+    var el = e.target.closest ? e.target.closest(".frame") : null;
+    if (el) tip.hidden = true;
+  });
+  document.getElementById("flame-reset").addEventListener("click", function () {
+    focus = 0;
+    layout();
+  });
+  if (nodes[0][2] === 0) {
+    var none = document.createElement("div");
+    none.className = "label";
+    none.textContent = "no waits with stacks";
+    flameEl.appendChild(none);
+  }
+  layout();
   document.body.setAttribute("data-ready", "1");
 })();
