@@ -99,11 +99,6 @@ def _close(budget: Budget) -> None:
     budget.admit = 0
 
 
-def holding() -> bool:
-    """True while some window holds records not yet sent."""
-    return bool(_open)
-
-
 def close_expired(now: int) -> None:
     """Send the records of every window that ended before ``now`` (the
     pipeline's cycle; a quiet primitive's last records must not wait)."""

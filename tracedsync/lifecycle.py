@@ -90,37 +90,18 @@ def apply(config: Config, keep_records: bool = False) -> Config:
         return config
 
 
-#: Exporters a ``tracedsync run`` child may start late: files, read after the
-#: run. With only these, its pipeline is deferred (tracedsync.deferred). Not
-#: the console: a finding printed there must show while the program runs,
-#: not after the SDK's imports.
-_LOCAL_EXPORTERS = frozenset({"jsonfile"})
-
-
 def _start_pipeline(config: Config) -> Any:
-    """The pipeline for ``config``, started. In a ``tracedsync run`` child
-    whose exporters all write files, only its thread starts now: the exporters,
-    OpenTelemetry's SDK and structlog are loaded when there is something to
-    export (a child that records nothing never loads them)."""
-    deferrable = (
-        os.environ.get("TRACEDSYNC_RUN") == "1"
-        and config.tracer_provider is None
-        and all(isinstance(e, str) and e in _LOCAL_EXPORTERS for e in config.exporters)
-    )
-    if deferrable:
-        from tracedsync.deferred import DeferredPipeline
-
-        pipe: Any = DeferredPipeline(
-            lambda: _build_pipeline(config, inline_lanes=True),
-            config.metric_export_interval_ms / 1000,
-        )
-    else:
-        pipe = _build_pipeline(config, inline_lanes=False)
+    """The pipeline for ``config``, built and started now: the OpenTelemetry
+    SDK, structlog and the exporters are imported here, at configuration,
+    not at a moment of the program's (a build at exit would change a
+    Ctrl-C's exit status; one in mid-run, what a test of the import system
+    sees)."""
+    pipe = _build_pipeline(config)
     pipe.start()
     return pipe
 
 
-def _build_pipeline(config: Config, inline_lanes: bool) -> Any:
+def _build_pipeline(config: Config) -> Any:
     from tracedsync.exporters import create_exporters
     from tracedsync.pipeline import Pipeline, build_resource, scope
 
@@ -136,7 +117,6 @@ def _build_pipeline(config: Config, inline_lanes: bool) -> Any:
         __version__,
         tracer_provider=config.tracer_provider,
         metric_interval_s=config.metric_export_interval_ms / 1000,
-        inline_lanes=inline_lanes,
     )
 
 

@@ -91,10 +91,10 @@ def build_resource(run_id: str) -> Resource:
     tracedsync run id.
 
     The detectors run one after another on the calling thread rather than
-    in ``Resource.create``'s thread pool: a pipeline built late (at
-    interpreter exit, ``tracedsync.deferred``) may no longer start threads
-    nor register their atexit join, and a failing detector costs only its
-    own attributes, as in the SDK.
+    in ``Resource.create``'s thread pool: configuring starts no thread but
+    tracedsync's own (a program that counts its threads, a fork child, see
+    none appear and go), and a failing detector costs only its own
+    attributes, as in the SDK.
     """
     from opentelemetry.sdk import resources
 
@@ -139,7 +139,6 @@ class Pipeline:
         poll_interval_s: float = 0.2,
         metrics_enabled: bool = True,
         lane_records: int | None = None,
-        inline_lanes: bool = False,
     ) -> None:
         self.sinks = list(sinks)
         self.resource = resource
@@ -152,13 +151,7 @@ class Pipeline:
         self._metric_sinks = [s for s in self.sinks if s.wants_metrics]
         # Delivery: one lane per exporter (tracedsync.exporters.lanes).
         self.lanes = [
-            Lane(
-                sink,
-                name,
-                self._report_failure,
-                lane_records or lanes_module.LANE_RECORDS,
-                inline=inline_lanes,
-            )
+            Lane(sink, name, self._report_failure, lane_records or lanes_module.LANE_RECORDS)
             for sink, name in zip(self.sinks, lanes_module.unique_names(self.sinks), strict=True)
         ]
         if self.metrics_enabled:
@@ -228,29 +221,16 @@ class Pipeline:
     def start(self) -> None:
         """Start the pipeline thread and every exporter's lane (and a pull
         exporter's own server thread): all of them now, never lazily."""
-        self._start_lanes()
-        self._thread = threading.Thread(target=self._run, name="tracedsync-pipeline", daemon=True)
-        self._thread.start()
-        records.connect(self.wakeup, self.context_reader)
-        _settings.update(recording=True)
-
-    def run_here(self) -> None:
-        """What :meth:`start` does, on the calling thread: it becomes the
-        pipeline thread and runs the loop until the pipeline stops (a
-        deferred pipeline's thread, ``tracedsync.deferred``)."""
-        self._start_lanes()
-        self._thread = threading.current_thread()
-        records.connect(self.wakeup, self.context_reader)
-        _settings.update(recording=True)
-        self._run()
-
-    def _start_lanes(self) -> None:
         for lane in self.lanes:
             try:
                 lane.exporter.start()
             except Exception as exc:
                 self._report_failure(lane, exc, 0.0)
             lane.start()
+        self._thread = threading.Thread(target=self._run, name="tracedsync-pipeline", daemon=True)
+        self._thread.start()
+        records.connect(self.wakeup, self.context_reader)
+        _settings.update(recording=True)
 
     def wakeup(self) -> None:
         self._wake.set()

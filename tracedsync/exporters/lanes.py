@@ -160,13 +160,7 @@ _RECORDS, _METRICS, _FLUSH, _STOP = range(4)
 class Lane:
     """One exporter's queue and thread. The pipeline side (``offer*``,
     ``request_flush``, ``close``) never blocks; the thread makes every call
-    on the exporter but :meth:`Exporter.abort`.
-
-    An *inline* lane has no thread: whoever hands it something delivers it
-    there and then (a pipeline started late in a ``tracedsync run`` child,
-    whose only exporters write to local files and the console, starts no
-    thread after the program's first line; see ``tracedsync.deferred``).
-    """
+    on the exporter but :meth:`Exporter.abort`."""
 
     def __init__(
         self,
@@ -174,9 +168,7 @@ class Lane:
         name: str,
         report_failure: FailureReport,
         capacity: int = LANE_RECORDS,
-        inline: bool = False,
     ) -> None:
-        self.inline = inline
         self.exporter = exporter
         self.name = name
         self.capacity = capacity
@@ -211,8 +203,6 @@ class Lane:
     # -- the pipeline's side -------------------------------------------------
 
     def start(self) -> None:
-        if self.inline:
-            return
         self.thread = threading.Thread(
             target=self._run, name=f"tracedsync-lane-{self.name}", daemon=True
         )
@@ -243,8 +233,6 @@ class Lane:
             self._queue.append((_RECORDS, Batch(n, spans, logs)))
             self._queued_records += n
             self._cond.notify()
-        if self.inline:
-            self._drain_inline()
 
     def offer_metrics(self, data: Any) -> None:
         """Queue a metric export, replacing one still queued (both are cumulative)."""
@@ -258,8 +246,6 @@ class Lane:
                     return
             self._queue.append((_METRICS, data))
             self._cond.notify()
-        if self.inline:
-            self._drain_inline()
 
     def request_flush(self, request: FlushRequest) -> None:
         """Have the exporter flush once everything queued before is delivered."""
@@ -269,8 +255,6 @@ class Lane:
                 return
             self._queue.append((_FLUSH, request))
             self._cond.notify()
-        if self.inline:
-            self._drain_inline()
 
     def close(self, deadline: float) -> None:
         """Deliver what is queued, export the metrics once more (a lane that
@@ -282,8 +266,6 @@ class Lane:
             self._closed = True
             self._queue.append((_STOP, deadline))
             self._cond.notify()
-        if self.inline:
-            self._drain_inline()
 
     def close_missing(self, taken: int) -> int:
         """Close the lane for a pipeline thread that will not offer again:
@@ -343,58 +325,37 @@ class Lane:
                 with self._cond:
                     while not self._queue and not self._aborting:
                         self._cond.wait()
-                    item = self._next()
-                if item is None or not self._process(*item):
-                    return
+                    if self._abandoned:
+                        return
+                    if self._aborting:
+                        self._fail_queued()
+                        return
+                    kind, payload = self._queue.popleft()
+                    if kind == _RECORDS:
+                        payload = self._merge_following(payload)
+                        self._queued_records -= payload.records
+                        self._in_flight = payload.records
+                    elif kind == _METRICS:
+                        self._metrics_in_flight = 1
+                    self.call_started = time.monotonic()
+                try:
+                    if kind == _RECORDS:
+                        self._deliver(payload)
+                    elif kind == _METRICS:
+                        self._export_metrics(payload)
+                    elif kind == _FLUSH:
+                        try:
+                            self._call(self.exporter.flush, 1.0)
+                        finally:
+                            payload.lane_done()
+                    else:
+                        self._finish(payload)
+                        return
+                finally:
+                    with self._cond:
+                        self.call_started = 0.0
         finally:
             _threads.unmark_internal()
-
-    def _drain_inline(self) -> None:
-        """An inline lane: deliver everything queued, here and now."""
-        while True:
-            with self._cond:
-                if not self._queue:
-                    return
-                item = self._next()
-            if item is None or not self._process(*item):
-                return
-
-    def _next(self) -> tuple[int, Any] | None:
-        """Under the lock: the next thing to do, None when the lane must end."""
-        if self._abandoned:
-            return None
-        if self._aborting:
-            self._fail_queued()
-            return None
-        kind, payload = self._queue.popleft()
-        if kind == _RECORDS:
-            payload = self._merge_following(payload)
-            self._queued_records -= payload.records
-            self._in_flight = payload.records
-        elif kind == _METRICS:
-            self._metrics_in_flight = 1
-        self.call_started = time.monotonic()
-        return kind, payload
-
-    def _process(self, kind: int, payload: Any) -> bool:
-        """Do one queued thing; False once the lane has finished."""
-        try:
-            if kind == _RECORDS:
-                self._deliver(payload)
-            elif kind == _METRICS:
-                self._export_metrics(payload)
-            elif kind == _FLUSH:
-                try:
-                    self._call(self.exporter.flush, 1.0)
-                finally:
-                    payload.lane_done()
-            else:
-                self._finish(payload)
-                return False
-            return True
-        finally:
-            with self._cond:
-                self.call_started = 0.0
 
     def _merge_following(self, batch: Batch) -> Batch:
         """Under the lock: ``batch`` and the record batches queued right after
