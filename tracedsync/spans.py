@@ -377,6 +377,7 @@ class SpanBuilder:
             idle_stuck = entry.idle and waited_ns >= settings.idle_stuck_after_ns
             fields: dict[str, Any] = {
                 "level": "info" if entry.idle and not idle_stuck else "error",
+                "timestamp": iso_timestamp(now + offset),
                 "thread.name": thread,
                 "thread.id": ident,
                 "sync.kind": meta.kind,
