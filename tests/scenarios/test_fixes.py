@@ -7,6 +7,9 @@ The scenarios (``test_scenarios.py``) show them end to end, under
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -37,3 +40,36 @@ def test_unfinished_wait_events_carry_a_timestamp(logs: LogCollector) -> None:
     finally:
         never.set()
         waiter.join(10)
+
+
+SECOND_SIGTERM = """
+import os, signal, sys
+from tracedsync import child, lifecycle
+
+calls = []
+
+def final_flush():
+    calls.append(1)
+    if len(calls) == 1:
+        os.kill(os.getpid(), signal.SIGTERM)  # another SIGTERM while this flush runs
+        sum(range(100000))                    # bytecodes: the pending handler runs here
+        sys.stdout.write(f"flushed, {len(calls)} flush\\n")
+        sys.stdout.flush()
+
+lifecycle.final_flush = final_flush
+child._flush_on_sigterm()
+os.kill(os.getpid(), signal.SIGTERM)
+sum(range(100000))
+sys.stdout.write("survived SIGTERM\\n")
+"""
+
+
+def test_a_second_sigterm_does_not_cut_the_final_flush_short() -> None:
+    """A SIGTERM sent to the process group reaches the program twice (directly
+    and forwarded by ``tracedsync run``): the second, arriving during the
+    final flush, killed the process before the flush had written anything."""
+    result = subprocess.run(
+        [sys.executable, "-c", SECOND_SIGTERM], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout == "flushed, 1 flush\n", result.stderr
+    assert result.returncode == -signal.SIGTERM
