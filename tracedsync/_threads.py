@@ -78,6 +78,18 @@ def alive(ident: int) -> bool:
         return True
 
 
+def ended(thread: threading.Thread | None, ident: int) -> bool:
+    """True once the thread that acted as ``ident`` has ended: told by its
+    Thread object when known (an ident is reused by threads started later),
+    else by whether any thread runs as ``ident`` now."""
+    if thread is not None:
+        try:
+            return not thread.is_alive()
+        except Exception:
+            return False
+    return not alive(ident)
+
+
 def remember_names() -> None:
     """Note the names of the running threads (the watchdog calls this each
     pass, and a waiter before it blames a holder)."""

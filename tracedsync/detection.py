@@ -416,7 +416,7 @@ class Watchdog:
                 continue
             for ident, since, site, thread in holders:
                 key = (meta.id, ident, since)
-                if key in self._reported_abandoned or _threads.alive(ident):
+                if key in self._reported_abandoned or not _threads.ended(thread, ident):
                     continue
                 self._reported_abandoned.add(key)
                 report_abandoned(prim, ident, since, site, thread)
@@ -537,7 +537,7 @@ def report_abandoned(prim: Any, ident: int, since: int, site: Any, thread: Any) 
     count = (
         getattr(prim, "_count", 1)
         if meta.kind == "rlock"
-        else sum(1 for h in prim._holders() if h[0] == ident)
+        else sum(1 for h in prim._holders() if h[0] == ident and h[3] is thread)
     )
     recorder.finding(
         "abandoned_hold",

@@ -673,7 +673,9 @@ class Semaphore(_Traced):
     _hhist: list[int]
     _admit: int
     _window: int
-    _holds: dict[int, list[tuple[int, Any, int]]]
+    #: thread ident -> [(since, code, offset, Thread)]: the Thread itself, as a
+    #: later thread may run under the ident of one that ended holding permits.
+    _holds: dict[int, list[tuple[int, Any, int, Any]]]
     _blame: int | None
     _track: bool
 
@@ -738,7 +740,7 @@ class Semaphore(_Traced):
         elif len(holds) >= _MAX_HOLDS_PER_THREAD:
             del holds[0]
         now = _now()
-        holds.append((now, code, offset))
+        holds.append((now, code, offset, _threads.active.get(me)))
         return now
 
     def _block(self, timeout: float | None, code: Any, offset: int) -> bool:
@@ -834,15 +836,12 @@ class Semaphore(_Traced):
         acquisition, oldest first."""
         with self._mutex:
             pairs = [
-                (t, ident, code, offset)
+                (t, ident, code, offset, thread)
                 for ident, entries in self._holds.items()
-                for t, code, offset in entries
+                for t, code, offset, thread in entries
             ]
         pairs.sort(key=lambda p: p[0])
-        return [
-            (ident, t, (code, offset), _threads.active.get(ident))
-            for t, ident, code, offset in pairs
-        ]
+        return [(ident, t, (code, offset), thread) for t, ident, code, offset, thread in pairs]
 
     def __exit__(self, t: object, v: object, tb: object) -> None:
         self.release()

@@ -57,18 +57,21 @@ def describe_holder(prim: Any, me: int) -> tuple[Holder | None, bool]:
     but released before the waiter could look (``released_before_wait``).
 
     For a semaphore the holder is the oldest outstanding acquisition of
-    another thread, with how many permits that thread holds.
+    another thread, with how many permits that thread holds. Holders are
+    told apart by their Thread (when known) as well as their ident: a thread
+    started after one ended may run under its ident.
     """
     try:
         entries = prim._holders()
     except Exception:
         return None, False
-    others = [e for e in entries if e[0] != me]
+    mine = _threads.active.get(me)
+    others = [e for e in entries if e[0] != me or e[3] is not mine]
     if not others:
         return None, not entries
     ident, _since, site, thread = others[0]
-    permits = sum(1 for e in others if e[0] == ident)
-    ended = not _threads.alive(ident)
+    permits = sum(1 for e in others if e[0] == ident and e[3] is thread)
+    ended = _threads.ended(thread, ident)
     name = _threads.name_of(thread, ident) if thread is not None else _threads.thread_name(ident)
     acquired_at = acquisition.recorded(site)
     now_site = None
