@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 import tracedsync
+from tracedsync import detection
 from tracedsync.testing import LogCollector, blocked_on, wait_until
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -115,3 +116,25 @@ def test_permits_leaked_by_an_ended_thread_name_it_also_under_a_reused_ident(
         assert wait["sync.holder.acquired_at"] == TAKEN_LINE
     if not reused:  # the C library decides; glibc reuses at once
         print("no thread ran under the leaker's ident: the reuse case was not exercised")
+
+
+def test_an_rlock_left_by_a_short_lived_thread_names_it(logs: LogCollector) -> None:
+    """A thread that ended holding an RLock before any watchdog pass saw its
+    name is still named (it was ``thread-<ident>``), in the waiter's span and
+    in ``abandoned_hold``."""
+    configure(logs, watchdog_interval_ms=60_000, wait_threshold_ms=0)
+    store_lock = tracedsync.RLock(name="store_lock")
+    request = threading.Thread(target=store_lock.acquire, name="request-17")
+    request.start()
+    request.join(10)
+    assert store_lock.acquire(timeout=0.01) is False
+    watchdog = detection.watchdog()
+    assert watchdog is not None
+    watchdog.check()
+    assert tracedsync.flush(10)
+    (wait,) = [e for e in logs.named("long_wait") if e["sync.name"] == "store_lock"]
+    assert wait["sync.holder.thread.name"] == "request-17"
+    assert wait["sync.holder.ended"] is True
+    (abandoned,) = logs.named("abandoned_hold")
+    assert abandoned["thread.name"] == "request-17"
+    assert abandoned["message"].startswith("request-17 ended holding rlock store_lock #1")
