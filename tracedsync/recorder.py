@@ -59,17 +59,22 @@ def describe_holder(prim: Any, me: int) -> tuple[Holder | None, bool]:
     For a semaphore the holder is the oldest outstanding acquisition of
     another thread, with how many permits that thread holds. Holders are
     told apart by their Thread (when known) as well as their ident: a thread
-    started after one ended may run under its ident.
+    started after one ended may run under its ident. When the waiter is the
+    only holder (a self-deadlock on a Lock, a thread waiting for more
+    permits than are left besides its own), it is named itself.
     """
     try:
         entries = prim._holders()
     except Exception:
         return None, False
+    if not entries:
+        return None, True
     mine = _threads.active.get(me)
     others = [e for e in entries if e[0] != me or e[3] is not mine]
-    if not others:
-        return None, not entries
-    ident, _since, site, thread = others[0]
+    itself = not others
+    ident, _since, site, thread = (others or entries)[0]
+    if itself:
+        others = entries
     permits = sum(1 for e in others if e[0] == ident and e[3] is thread)
     ended = _threads.ended(thread, ident)
     name = _threads.name_of(thread, ident) if thread is not None else _threads.thread_name(ident)
@@ -79,8 +84,10 @@ def describe_holder(prim: Any, me: int) -> tuple[Holder | None, bool]:
     if not ended:
         now_site = _sites.thread_site(ident)
         if acquired_at is None:
-            acquired_at = acquisition.inferred(prim, acquisition.thread_frames(ident))
-        blocked = waits.of(ident)
+            # Its own innermost acquisition of ``prim`` is the one blocking now.
+            frames = acquisition.thread_frames(ident)
+            acquired_at = acquisition.inferred(prim, frames, skip_current=itself)
+        blocked = None if itself else waits.of(ident)
         if blocked is not None:
             waiting_on = WaitingOn(blocked.prim._meta, blocked.since, now_site)
     return Holder(ident, name, ended, acquired_at, now_site, permits, waiting_on), False

@@ -138,3 +138,32 @@ def test_an_rlock_left_by_a_short_lived_thread_names_it(logs: LogCollector) -> N
     (abandoned,) = logs.named("abandoned_hold")
     assert abandoned["thread.name"] == "request-17"
     assert abandoned["message"].startswith("request-17 ended holding rlock store_lock #1")
+
+
+def count_twice(lock: Any) -> bool:
+    with lock:  # OUTER_LINE
+        if lock.acquire(timeout=0.05):
+            lock.release()
+            return True
+        return False
+
+
+OUTER_LINE = f"tests/scenarios/test_fixes.py:{count_twice.__code__.co_firstlineno + 1}"
+
+
+def test_a_self_deadlock_wait_names_its_own_thread_as_holder(logs: LogCollector) -> None:
+    """A thread blocked on a Lock it holds itself had a wait span with no
+    ``sync.holder.*`` and no ``released_before_wait``: holder information
+    silently missing. It names the thread itself, taken at the outer ``with``."""
+    configure(logs, wait_threshold_ms=0)
+    lock = tracedsync.Lock(name="inventory")
+    worker = threading.Thread(target=count_twice, args=(lock,), name="restocker")
+    worker.start()
+    worker.join(10)
+    assert tracedsync.flush(10)
+    (wait,) = [e for e in logs.named("long_wait") if e["sync.name"] == "inventory"]
+    assert wait["sync.outcome"] == "timeout"
+    assert wait["sync.holder.thread.name"] == "restocker"
+    assert wait["sync.holder.acquired_at"] == OUTER_LINE
+    assert "sync.holder.waiting_on.name" not in wait
+    assert "sync.holder.ended" not in wait
