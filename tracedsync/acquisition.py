@@ -13,7 +13,6 @@ holder's frames without running any code).
 from __future__ import annotations
 
 import builtins
-import sys
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -51,11 +50,7 @@ def user_frames(frame: FrameType | None, limit: int = 30) -> list[FrameType]:
 
 def thread_frames(ident: int, limit: int = 30) -> list[FrameType]:
     """``user_frames`` of another thread (or this one), innermost first."""
-    try:
-        frame = sys._current_frames().get(ident)
-    except Exception:
-        return []
-    return user_frames(frame, limit)
+    return user_frames(_sites.current_frame(ident), limit)
 
 
 def inferred(prim: Any, frames: list[FrameType], skip_current: bool = False) -> str | None:

@@ -6,15 +6,17 @@ The scenarios (``test_scenarios.py``) show them end to end, under
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import tracedsync
-from tracedsync import detection
+from tracedsync import _sites, acquisition, detection
 from tracedsync.testing import LogCollector, blocked_on, wait_until
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -167,3 +169,38 @@ def test_a_self_deadlock_wait_names_its_own_thread_as_holder(logs: LogCollector)
     assert wait["sync.holder.acquired_at"] == OUTER_LINE
     assert "sync.holder.waiting_on.name" not in wait
     assert "sync.holder.ended" not in wait
+
+
+def test_a_holder_inside_tracedsync_is_placed_where_the_program_called_it(
+    tmp_path: Path,
+) -> None:
+    """A holder caught while tracedsync reads a source file (a waiter naming
+    where the holder took a lock parses the holder's source) was "now at
+    tokenize.py:396": the frames tracedsync called are not the program's."""
+    fifo = tmp_path / "source.py"
+    os.mkfifo(fifo)
+    code = compile("import sys\nframe = sys._getframe()\n", str(fifo), "exec")
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    lock = tracedsync.Lock()
+    started = threading.Event()
+
+    def read_source() -> None:  # opening the FIFO blocks until a writer comes
+        started.set()
+        acquisition.inferred(lock, [namespace["frame"]])  # READ_LINE
+
+    reader = threading.Thread(target=read_source, name="reader")
+    reader.start()
+    try:
+        started.wait(10)
+        wait_until(lambda: "tokenize" in str(sys._current_frames().get(reader.ident)))
+        site = _sites.thread_site(reader.ident or 0)
+        stack = _sites.thread_stack(reader.ident or 0)
+    finally:
+        with open(fifo, "w"):
+            pass
+        reader.join(10)
+    read_line = read_source.__code__.co_firstlineno + 2
+    assert site is not None
+    assert _sites.format_site(site) == f"tests/scenarios/test_fixes.py:{read_line}"
+    assert stack[0].startswith(f"tests/scenarios/test_fixes.py:{read_line} in read_source")
