@@ -414,7 +414,11 @@ class Watchdog:
                 holders = prim._holders()
             except Exception:
                 continue
-            for ident, since, site, thread in holders:
+            told: set[tuple[int, int]] = set()
+            for ident, since, site, thread in holders:  # oldest first
+                if (ident, id(thread)) in told:
+                    continue  # a thread's other permits: its report counts them
+                told.add((ident, id(thread)))
                 key = (meta.id, ident, since)
                 if key in self._reported_abandoned or not _threads.ended(thread, ident):
                     continue

@@ -204,3 +204,22 @@ def test_a_holder_inside_tracedsync_is_placed_where_the_program_called_it(
     assert site is not None
     assert _sites.format_site(site) == f"tests/scenarios/test_fixes.py:{read_line}"
     assert stack[0].startswith(f"tests/scenarios/test_fixes.py:{read_line} in read_source")
+
+
+def test_permits_leaked_together_are_one_abandoned_hold(logs: LogCollector) -> None:
+    """A thread that ended holding three permits is one ``abandoned_hold`` with
+    count 3 (it was three identical events, one per permit)."""
+    configure(logs, watchdog_interval_ms=60_000)
+    pool = tracedsync.BoundedSemaphore(3, name="pool")
+    leaker = threading.Thread(target=take_three, args=(pool,), name="worker-1")
+    leaker.start()
+    leaker.join(10)
+    watchdog = detection.watchdog()
+    assert watchdog is not None
+    watchdog.check_abandoned({}, at_exit=True)
+    watchdog.check_abandoned({}, at_exit=True)
+    assert tracedsync.flush(10)
+    (event,) = logs.named("abandoned_hold")
+    assert event["thread.name"] == "worker-1"
+    assert event["count"] == 3
+    assert event["acquired_at"] == TAKEN_LINE
