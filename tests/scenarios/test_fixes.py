@@ -6,17 +6,21 @@ The scenarios (``test_scenarios.py``) show them end to end, under
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import tracedsync
-from tracedsync import _sites, acquisition, detection
+from tracedsync import _sites, acquisition, cli, detection, waits
 from tracedsync.testing import LogCollector, blocked_on, wait_until
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -223,3 +227,39 @@ def test_permits_leaked_together_are_one_abandoned_hold(logs: LogCollector) -> N
     assert event["thread.name"] == "worker-1"
     assert event["count"] == 3
     assert event["acquired_at"] == TAKEN_LINE
+
+
+def test_a_wait_still_blocked_at_two_flushes_is_one_finding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each flush reports a wait still blocked again (a program ending flushes
+    twice: before joining its threads, and at exit). ``tracedsync report``
+    counted each report as a finding; it is one, the latest kept."""
+    out = tmp_path / "out"
+    tracedsync.configure(exporters=["jsonfile"], output_dir=str(out), idle_stuck_after_ms=1)
+    never = tracedsync.Event(name="never")
+    waiter = threading.Thread(target=never.wait, name="consumer", daemon=True)
+    waiter.start()
+    try:
+        wait_until(blocked_on(never))
+        entry = waits.snapshot()[waiter.ident or 0]
+        wait_until(lambda: time.monotonic_ns() - entry.since > 2_000_000)
+        assert tracedsync.flush(10)
+        assert tracedsync.flush(10)
+    finally:
+        never.set()
+        waiter.join(10)
+    tracedsync.shutdown()
+    capsys.readouterr()
+    assert cli.main(["report", "--format", "json", str(out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["findings_by_event"] == {"unfinished_wait": 1}
+    (finding,) = doc["findings"]
+    reports = [
+        json.loads(line)
+        for path in out.glob("logs-*.jsonl")
+        for line in path.read_text().splitlines()
+        if '"unfinished_wait"' in line
+    ]
+    assert len(reports) == 2
+    assert finding["timestamp"] == max(r["timestamp"] for r in reports)

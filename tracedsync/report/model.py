@@ -489,6 +489,8 @@ class Analysis:
         self.findings: list[Finding] = []
         self.finding_counts: dict[str, int] = {}
         self._finding_keys: set[tuple[Any, ...]] = set()
+        #: A wait still blocked, reported again at each flush -> its finding's index.
+        self._unfinished_findings: dict[tuple[Any, ...], int] = {}
         self.log_lines = 0
         #: Waits still blocked at a flush, the latest per thread of a process.
         self.unfinished: dict[tuple[str | None, int | None, str], Unfinished] = {}
@@ -1035,7 +1037,7 @@ class Analysis:
             return  # an idle wait still waiting at exit: listed, not a finding
         thread = doc.get("thread.name")
         message = doc.get("message")
-        dedupe = (
+        dedupe: tuple[Any, ...] = (
             event,
             str(doc.get("timestamp")),
             str(thread),
@@ -1044,28 +1046,51 @@ class Analysis:
             run,
             pid,
         )
+        same_wait = None
+        if event == "unfinished_wait" and doc.get("since") is not None:
+            # Every flush reports a wait still blocked again: one finding per
+            # wait (its thread, primitive and start), the latest report kept.
+            same_wait = (
+                run,
+                pid,
+                str(doc.get("thread.id", thread)),
+                str(doc.get("sync.id", prim_name)),
+                str(doc.get("since")),
+            )
+            dedupe = (event, *same_wait)
         if dedupe in self._finding_keys:
+            index = self._unfinished_findings.get(same_wait) if same_wait else None
+            if index is not None and (time_ns or 0) >= (self.findings[index].time_ns or 0):
+                self.findings[index] = self._finding(doc, event, time_ns, thread, where)
             return  # the same finding from a summary file and a logs file
         if len(self._finding_keys) < 10 * MAX_FINDINGS:
             self._finding_keys.add(dedupe)
         self.finding_counts[event] = self.finding_counts.get(event, 0) + 1
         if len(self.findings) >= MAX_FINDINGS:
             return
+        if same_wait is not None:
+            self._unfinished_findings[same_wait] = len(self.findings)
+        self.findings.append(self._finding(doc, event, time_ns, thread, where))
+
+    @staticmethod
+    def _finding(
+        doc: dict[str, Any], event: str, time_ns: int | None, thread: Any, where: str
+    ) -> Finding:
+        message = doc.get("message")
+        prim_name = doc.get("sync.name")
         fields = {
             k: v for k, v in doc.items() if k not in ("timestamp", "level", "event", "message")
         }
-        self.findings.append(
-            Finding(
-                event=event,
-                level=str(doc.get("level", "")),
-                time_ns=time_ns,
-                timestamp=str(doc.get("timestamp", "")),
-                message=str(message) if message is not None else _default_message(event, doc),
-                thread=str(thread) if thread is not None else None,
-                primitive=str(prim_name) if prim_name is not None else None,
-                fields=fields,
-                source=where,
-            )
+        return Finding(
+            event=event,
+            level=str(doc.get("level", "")),
+            time_ns=time_ns,
+            timestamp=str(doc.get("timestamp", "")),
+            message=str(message) if message is not None else _default_message(event, doc),
+            thread=str(thread) if thread is not None else None,
+            primitive=str(prim_name) if prim_name is not None else None,
+            fields=fields,
+            source=where,
         )
 
     # -- summary files -----------------------------------------------------------------
