@@ -156,6 +156,7 @@ class _LockAPI(_Traced):
         blame = self._blame
         self._blame = None
         self._t = 0
+        self._rt = now  # a waiter's hand-off is measured from here
         self._owner = 0
         self._rel()
         if blame is not None:  # a waiter links to the hold that ends here
@@ -223,6 +224,7 @@ class _RLockAPI(_Traced):
         blame = self._blame
         self._blame = None
         self._t = 0
+        self._rt = now  # a waiter's hand-off is measured from here
         self._count = 0
         self._owner = 0
         self._rel()

@@ -192,8 +192,10 @@ def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
         prim._taken(t1)
         prim._acq_at = caller_site(1)
         released = prim._rt
-        if released >= t0:
-            handoff = t1 - released
+        if released:
+            # Released before the wait began (after the failed try): all of
+            # the wait was hand-off.
+            handoff = t1 - max(released, t0)
         if blame is not None and prim._blame == blame:
             # The holder released before it saw the reservation: no hold
             # span will carry this id.

@@ -263,3 +263,35 @@ def test_a_wait_still_blocked_at_two_flushes_is_one_finding(
     ]
     assert len(reports) == 2
     assert finding["timestamp"] == max(r["timestamp"] for r in reports)
+
+
+def test_a_lock_let_go_by_condition_wait_gives_its_waiter_a_handoff(logs: LogCollector) -> None:
+    """A waiter that gets a Condition's lock when its holder calls ``wait()``
+    had no ``sync.wait.handoff`` (that release did not note its time)."""
+    configure(logs, wait_threshold_ms=0)
+    lock = tracedsync.Lock(name="state")
+    cond = tracedsync.Condition(lock)
+    holding = threading.Event()
+
+    def sleeper() -> None:
+        with cond:
+            holding.set()
+            wait_until(blocked_on(lock))
+            cond.wait(10)  # lets the lock go to the waker
+
+    def waker() -> None:
+        holding.wait(10)
+        with cond:
+            cond.notify()
+
+    threads = [threading.Thread(target=sleeper), threading.Thread(target=waker, name="waker")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert tracedsync.flush(10)
+    waits_ = [e for e in logs.named("long_wait") if e["sync.name"] == "state"]
+    woken = [e for e in waits_ if e["thread.name"] == "waker"]
+    assert woken
+    for wait in woken:
+        assert 0 <= wait["sync.wait.handoff"] <= wait["duration_ms"] / 1e3 + 1e-6
