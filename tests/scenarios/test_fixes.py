@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import tracedsync
+from tests.report import files
 from tracedsync import _sites, acquisition, cli, detection, waits
 from tracedsync.testing import LogCollector, blocked_on, wait_until
 
@@ -263,6 +264,34 @@ def test_a_wait_still_blocked_at_two_flushes_is_one_finding(
     ]
     assert len(reports) == 2
     assert finding["timestamp"] == max(r["timestamp"] for r in reports)
+
+
+def test_reports_of_one_wait_match_although_their_start_moved_a_microsecond(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each flush turns a wait's monotonic start into wall time afresh, so two
+    reports of one wait may differ in ``since`` by a microsecond: one finding.
+    The same thread's next wait on the same lock is another."""
+
+    def report(at_ms: float, since: str, waited_ms: float) -> dict[str, Any]:
+        return files.event(
+            "unfinished_wait", at_ms, level="error", idle=False, waited_ms=waited_ms,
+            thread__name="philosopher-2", thread__id=7, sync__kind="lock", sync__id=4,
+            sync__name="forks (app.py:9)", sync__instance=4, since=since, site="app.py:20",
+            message=f"still blocked at exit: philosopher-2 has waited {waited_ms} ms",
+        )  # fmt: skip
+
+    events = [
+        report(5, "2027-01-15T08:00:00.000001Z", 4.6),
+        report(168, "2027-01-15T08:00:00.000002Z", 168.3),
+        report(9000, "2027-01-15T08:00:05.000000Z", 4000.0),
+    ]
+    files.write(tmp_path / "logs-r1-7.jsonl", [json.dumps(e) for e in events])
+    capsys.readouterr()
+    assert cli.main(["report", "--format", "json", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["findings_by_event"] == {"unfinished_wait": 2}
+    assert sorted(f["fields"]["waited_ms"] for f in doc["findings"]) == [168.3, 4000.0]
 
 
 def test_a_lock_let_go_by_condition_wait_gives_its_waiter_a_handoff(logs: LogCollector) -> None:

@@ -489,8 +489,9 @@ class Analysis:
         self.findings: list[Finding] = []
         self.finding_counts: dict[str, int] = {}
         self._finding_keys: set[tuple[Any, ...]] = set()
-        #: A wait still blocked, reported again at each flush -> its finding's index.
-        self._unfinished_findings: dict[tuple[Any, ...], int] = {}
+        #: (run, pid, thread id, primitive id) -> [(start of a wait still
+        #: blocked, ns; the index of its finding)]: each flush reports it again.
+        self._unfinished_findings: dict[tuple[Any, ...], list[tuple[int, int | None]]] = {}
         self.log_lines = 0
         #: Waits still blocked at a flush, the latest per thread of a process.
         self.unfinished: dict[tuple[str | None, int | None, str], Unfinished] = {}
@@ -1046,31 +1047,53 @@ class Analysis:
             run,
             pid,
         )
-        same_wait = None
-        if event == "unfinished_wait" and doc.get("since") is not None:
-            # Every flush reports a wait still blocked again: one finding per
-            # wait (its thread, primitive and start), the latest report kept.
-            same_wait = (
-                run,
-                pid,
-                str(doc.get("thread.id", thread)),
-                str(doc.get("sync.id", prim_name)),
-                str(doc.get("since")),
-            )
-            dedupe = (event, *same_wait)
+        reports = None
+        if event == "unfinished_wait":
+            reports = self._unfinished_reports(doc, run, pid)
+            if reports is not None and self._reported_before(reports, doc, time_ns, where):
+                return
         if dedupe in self._finding_keys:
-            index = self._unfinished_findings.get(same_wait) if same_wait else None
-            if index is not None and (time_ns or 0) >= (self.findings[index].time_ns or 0):
-                self.findings[index] = self._finding(doc, event, time_ns, thread, where)
             return  # the same finding from a summary file and a logs file
         if len(self._finding_keys) < 10 * MAX_FINDINGS:
             self._finding_keys.add(dedupe)
         self.finding_counts[event] = self.finding_counts.get(event, 0) + 1
-        if len(self.findings) >= MAX_FINDINGS:
-            return
-        if same_wait is not None:
-            self._unfinished_findings[same_wait] = len(self.findings)
-        self.findings.append(self._finding(doc, event, time_ns, thread, where))
+        index = len(self.findings) if len(self.findings) < MAX_FINDINGS else None
+        if reports is not None:
+            reports.append((parse_timestamp(doc.get("since")) or 0, index))
+        if index is not None:
+            self.findings.append(self._finding(doc, event, time_ns, thread, where))
+
+    def _unfinished_reports(
+        self, doc: dict[str, Any], run: str | None, pid: int | None
+    ) -> list[tuple[int, int | None]] | None:
+        """The waits already reported still blocked by this thread on this
+        primitive: [(start in ns, index of the finding)]; None when ``doc``
+        carries no start."""
+        if parse_timestamp(doc.get("since")) is None:
+            return None
+        wait = (run, pid, str(doc.get("thread.id")), str(doc.get("sync.id")))
+        return self._unfinished_findings.setdefault(wait, [])
+
+    def _reported_before(
+        self,
+        reports: list[tuple[int, int | None]],
+        doc: dict[str, Any],
+        time_ns: int | None,
+        where: str,
+    ) -> bool:
+        """Every flush reports a wait still blocked again (a program that ends
+        flushes twice): True when ``doc`` is one already found -- the same
+        start to within a millisecond, as each flush turns the monotonic start
+        into wall time afresh -- after putting the later report in its place."""
+        since = parse_timestamp(doc.get("since")) or 0
+        for start, index in reports:
+            if abs(start - since) <= 1_000_000:
+                if index is not None and (time_ns or 0) >= (self.findings[index].time_ns or 0):
+                    self.findings[index] = self._finding(
+                        doc, "unfinished_wait", time_ns, doc.get("thread.name"), where
+                    )
+                return True
+        return False
 
     @staticmethod
     def _finding(
