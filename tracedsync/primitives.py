@@ -164,7 +164,8 @@ class _LockAPI(_Traced):
         return held
 
     def _acquire_restore(self, state: Any) -> None:
-        self._try()
+        if not self._try(False):
+            recorder.reacquire(self)
         held = state if isinstance(state, int) else 0
         # Continue the hold: what was held before the wait still counts.
         self._t = _now() - held
@@ -233,7 +234,8 @@ class _RLockAPI(_Traced):
         return (count, owner, held)
 
     def _acquire_restore(self, state: Any) -> None:
-        self._try()
+        if not self._try(False):
+            recorder.reacquire(self)
         count, owner = state[0], state[1]
         held = state[2] if len(state) > 2 else 0
         self._owner = owner

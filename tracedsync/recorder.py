@@ -232,6 +232,20 @@ def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
     return got
 
 
+def reacquire(prim: Any) -> None:
+    """``Condition.wait`` takes its lock back and must block: the thread, which
+    the wait for a notification made an idle waiter, now waits for a lock,
+    and the watchdog and other waiters see it so (a notified thread blocked
+    by the notifier is a deadlock). Not an acquisition: nothing is counted."""
+    me = _get_ident()
+    waiting = waits.of(me)
+    waits.begin(prim, _now(), idle=False)
+    try:
+        prim._try()
+    finally:
+        waits.restore(waiting)
+
+
 def hold_end(prim: Any, t0: int, end: int, blame: int | None, depth: int) -> None:
     """A hold crossed the threshold (and the budget's admission threshold)
     or a waiter reserved its span id (``blame``): record it. Called by the

@@ -51,6 +51,14 @@ def end() -> Blocked | None:
     return _blocked.pop(get_ident(), None)
 
 
+def restore(entry: Blocked | None) -> None:
+    """Put back the calling thread's wait that another (nested) replaced."""
+    if entry is None:
+        _blocked.pop(get_ident(), None)
+    else:
+        _blocked[get_ident()] = entry
+
+
 def of(ident: int) -> Blocked | None:
     """Thread ``ident``'s wait under way, or None."""
     return _blocked.get(ident)

@@ -324,3 +324,52 @@ def test_a_lock_let_go_by_condition_wait_gives_its_waiter_a_handoff(logs: LogCol
     assert woken
     for wait in woken:
         assert 0 <= wait["sync.wait.handoff"] <= wait["duration_ms"] / 1e3 + 1e-6
+
+
+def test_a_notified_waiter_blocked_by_its_notifier_is_a_deadlock(logs: LogCollector) -> None:
+    """The uploader holds ``session`` and waits on ``slots``; the scheduler
+    notifies and, still holding ``slots``'s lock, wants ``session``. The
+    notified uploader cannot take ``slots``'s lock back: a deadlock, which the
+    watchdog missed (the uploader counted as idle, waiting for a notify)."""
+    configure(logs, watchdog_interval_ms=20)
+    session = tracedsync.Lock(name="session")
+    slots = tracedsync.Condition(name="slots")
+    free = [0]
+    waiting, reported = threading.Event(), threading.Event()
+
+    def upload() -> None:
+        with session, slots:
+            waiting.set()
+            while not free[0]:
+                slots.wait(10)
+
+    def schedule() -> None:
+        waiting.wait(10)
+        with slots:  # NOTIFIER_LINE
+            free[0] = 1
+            slots.notify()
+            while not session.acquire(timeout=0.05):  # gives up once reported
+                if reported.is_set():
+                    return
+            session.release()
+
+    threads = [
+        threading.Thread(target=upload, name="uploader"),
+        threading.Thread(target=schedule, name="scheduler"),
+    ]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: bool(tracedsync.flush(1) and logs.named("deadlock_detected")))
+    finally:
+        reported.set()
+        for t in threads:
+            t.join(10)
+    (event,) = logs.named("deadlock_detected")
+    by_thread = {t["thread.name"]: t for t in event["threads"]}
+    assert set(by_thread) == {"uploader", "scheduler"}
+    uploader = by_thread["uploader"]
+    assert (uploader["waits_for"], uploader["waits_for_kind"]) == ("slots", "rlock")
+    assert uploader["held_by"] == ["scheduler"]
+    assert by_thread["scheduler"]["waits_for"] == "session"
+    assert by_thread["scheduler"]["held_by"] == ["uploader"]
