@@ -373,3 +373,40 @@ def test_a_notified_waiter_blocked_by_its_notifier_is_a_deadlock(logs: LogCollec
     assert uploader["held_by"] == ["scheduler"]
     assert by_thread["scheduler"]["waits_for"] == "session"
     assert by_thread["scheduler"]["held_by"] == ["uploader"]
+
+
+def test_a_holder_that_took_a_condition_is_placed_at_its_with(logs: LogCollector) -> None:
+    """A thread that took a Condition's lock with ``with cond:`` is named as
+    the holder of that lock taken there (``acquired_at`` was missing: the
+    ``with`` names the condition, not its lock)."""
+    configure(logs)
+    jobs = tracedsync.Condition(name="jobs")
+    held, release = threading.Event(), threading.Event()
+
+    def dispatcher() -> None:
+        with jobs:  # HELD_LINE
+            held.set()
+            release.wait(10)
+
+    def worker() -> None:
+        held.wait(10)
+        with jobs:
+            pass
+
+    threads = [
+        threading.Thread(target=dispatcher, name="dispatcher"),
+        threading.Thread(target=worker, name="worker"),
+    ]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(blocked_on(jobs._lock))
+    finally:
+        release.set()
+        for t in threads:
+            t.join(10)
+    assert tracedsync.flush(10)
+    (wait,) = [e for e in logs.named("long_wait") if e["thread.name"] == "worker"]
+    line = dispatcher.__code__.co_firstlineno + 1
+    assert wait["sync.holder.thread.name"] == "dispatcher"
+    assert wait["sync.holder.acquired_at"] == f"tests/scenarios/test_fixes.py:{line}"
