@@ -56,8 +56,10 @@ class Scenario:
     #: ``tracedsync run`` options (``--lock-order``, thresholds...).
     options: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
-    #: A program that hangs for good: SIGTERM once this event is in its logs.
+    #: A program that hangs for good: SIGTERM once this event is in its logs
+    #: (``kill_count`` times).
     kill_after: str | None = None
+    kill_count: int = 1
 
     def path(self) -> Path:
         local = PROGRAMS / self.program
@@ -150,23 +152,23 @@ def read_events(out_dir: Path) -> list[dict[str, Any]]:
 
 
 class _LogWatch:
-    """A predicate: ``event`` is in the directory's log files (read only
-    when they have grown)."""
+    """A predicate: ``event`` is in the directory's log files ``count`` times
+    (they are read again only when they have grown)."""
 
-    def __init__(self, out_dir: Path, event: str) -> None:
+    def __init__(self, out_dir: Path, event: str, count: int) -> None:
         self.out_dir = out_dir
         self.needle = f'"event":"{event}"'
+        self.count = count
         self.sizes: dict[Path, int] = {}
+        self.found: dict[Path, int] = {}
 
     def __call__(self) -> bool:
         for path in self.out_dir.glob("logs-*.jsonl"):
             size = path.stat().st_size
-            if self.sizes.get(path) == size:
-                continue
-            self.sizes[path] = size
-            if self.needle in path.read_text():
-                return True
-        return False
+            if self.sizes.get(path) != size:
+                self.sizes[path] = size
+                self.found[path] = path.read_text().count(self.needle)
+        return sum(self.found.values()) >= self.count
 
 
 def run(name: str, scenario: Scenario, base: Path) -> Outcome:
@@ -193,7 +195,8 @@ def run(name: str, scenario: Scenario, base: Path) -> Outcome:
         try:
             if scenario.kill_after is not None:
                 try:
-                    wait_until(_LogWatch(out_dir, scenario.kill_after), timeout=LIMIT_S)
+                    watch = _LogWatch(out_dir, scenario.kill_after, scenario.kill_count)
+                    wait_until(watch, timeout=LIMIT_S)
                 finally:
                     process.send_signal(signal.SIGTERM)  # to tracedsync run: it forwards
             returncode = process.wait(LIMIT_S)

@@ -28,15 +28,17 @@ import pytest
 import tracedsync
 from tests.scenarios.harness import KILLED, PROGRAMS, Outcome, Runs, Scenario, environment
 
+THRESHOLDS_0 = ("--wait-threshold-ms", "0", "--hold-threshold-ms", "0")
 SCENARIOS: dict[str, Scenario] = {
     "lost_notify": Scenario("lost_notify.py", env={"TRACEDSYNC_IDLE_STUCK_AFTER_MS": "300"}),
     "event_never_set": Scenario(
         "event_never_set.py",
         env={"TRACEDSYNC_IDLE_STUCK_AFTER_MS": "300"},
         kill_after="stuck_wait",
+        kill_count=2,
     ),
     "broken_barrier": Scenario("broken_barrier.py"),
-    "leaked_permits": Scenario("leaked_permits.py"),
+    "leaked_permits": Scenario("leaked_permits.py", env={"TRACEDSYNC_STUCK_AFTER_MS": "300"}),
     "philosophers": Scenario("philosophers.py", kill_after="deadlock_detected"),
     "lock_queue": Scenario("lock_queue.py", env={"TRACEDSYNC_STUCK_AFTER_MS": "300"}),
     "lock_event": Scenario("lock_event.py", env={"TRACEDSYNC_STUCK_AFTER_MS": "300"}),
@@ -46,11 +48,18 @@ SCENARIOS: dict[str, Scenario] = {
     "rlock_recursion": Scenario("rlock_recursion.py"),
     "rlock_abandoned": Scenario("rlock_abandoned.py"),
     "self_deadlock": Scenario("self_deadlock.py", kill_after="self_deadlock_suspected"),
+    "notify_under_lock": Scenario("notify_under_lock.py", kill_after="deadlock_detected"),
+    "pool_starvation": Scenario(
+        "pool_starvation.py",
+        env={"TRACEDSYNC_IDLE_STUCK_AFTER_MS": "300"},
+        kill_after="stuck_wait",
+        kill_count=2,
+    ),
+    "hot_lock": Scenario("hot_lock.py"),
     "healthy": Scenario("healthy_service.py"),
     "healthy_lock_order": Scenario("healthy_service.py", options=("--lock-order",)),
-    "counter_thresholds_0": Scenario(
-        "counter.py", options=("--wait-threshold-ms", "0", "--hold-threshold-ms", "0")
-    ),
+    "counter_thresholds_0": Scenario("counter.py", options=THRESHOLDS_0),
+    "hot_lock_thresholds_0": Scenario("hot_lock.py", options=THRESHOLDS_0),
 }
 
 
@@ -196,7 +205,8 @@ def test_broken_barrier(runs: Runs) -> None:
 def test_leaked_permits(runs: Runs) -> None:
     """A worker that died holding all three permits of a BoundedSemaphore:
     every waiter names it as ended, with its three permits and where it took
-    them; one abandoned_hold says the same."""
+    them (in its span and, past stuck_after_ms, its stuck_wait); one
+    abandoned_hold says the same."""
     outcome = runs.outcome("leaked_permits")
     assert outcome.returncode == 1, outcome.describe()
     assert "4 requests gave up" in outcome.stdout
@@ -217,7 +227,14 @@ def test_leaked_permits(runs: Runs) -> None:
         assert attrs["sync.holder.ended"] is True
         assert attrs["sync.holder.permits"] == 3
         assert attrs["sync.holder.acquired_at"] == taken_at
-    only_findings(outcome, abandoned_hold=1)
+    only_findings(outcome, abandoned_hold=1, stuck_wait=4)
+    stuck = outcome.named("stuck_wait")
+    assert sorted(e["thread.name"] for e in stuck) == [f"request-{i}" for i in range(4)]
+    for event in stuck:
+        assert event["message"].endswith(f"held by worker-1 (ended) x3, taken at {taken_at}"), (
+            event["message"]
+        )
+        assert "holder_stacks" not in event or "worker-1" not in event["holder_stacks"]
     (abandoned,) = outcome.named("abandoned_hold")
     assert (abandoned["thread.name"], abandoned["count"]) == ("worker-1", 3)
     assert abandoned["acquired_at"] == taken_at
@@ -320,6 +337,86 @@ def test_self_deadlock(runs: Runs) -> None:
     assert wait["attrs"]["sync.outcome"] == "unfinished"
     assert wait["attrs"]["sync.holder.thread.name"] == "MainThread"
     assert wait["attrs"]["sync.holder.acquired_at"] == outer
+
+
+@uses("notify_under_lock")
+def test_notified_but_blocked_by_the_notifier(runs: Runs) -> None:
+    """The scheduler notifies the uploader and, still holding the condition's
+    lock, wants the uploader's session_lock; the notified uploader needs the
+    condition's lock back to return from ``wait()``. A two-thread deadlock
+    through a Condition's lock: reported with where each lock was taken."""
+    outcome = runs.outcome("notify_under_lock")
+    assert outcome.returncode == KILLED, outcome.describe()
+    only_findings(outcome, deadlock_detected=1, unfinished_wait=2)
+    (deadlock,) = outcome.named("deadlock_detected")
+    threads = {t["thread.name"]: t for t in deadlock["threads"]}
+    assert set(threads) == {"uploader", "scheduler"}
+    uploader, scheduler = threads["uploader"], threads["scheduler"]
+    assert uploader["waits_for"] == "slots_free (notify_under_lock.py:15)"
+    assert uploader["waits_for_kind"] == "rlock"  # the condition's own lock
+    assert uploader["site"] == at("notify_under_lock.py", "slots_free.wait()")
+    assert uploader["held_by"] == ["scheduler"]
+    assert uploader["held_by_acquired_at"] == [at("notify_under_lock.py", "with slots_free:", 1)]
+    assert scheduler["waits_for"] == "session_lock (notify_under_lock.py:14)"
+    assert scheduler["site"] == at("notify_under_lock.py", "with session_lock:", 1)
+    assert scheduler["held_by"] == ["uploader"]
+    assert scheduler["held_by_acquired_at"] == [at("notify_under_lock.py", "with session_lock:", 0)]
+    # Both waits are lock waits still blocked at the end, each naming the other.
+    blocked = {s["thread"]: s for s in still_blocked(outcome, "primitives")}
+    assert {t: s["holder"] for t, s in blocked.items()} == {
+        "uploader": "scheduler",
+        "scheduler": "uploader",
+    }
+
+
+@uses("pool_starvation")
+def test_serial_executor_waiting_on_itself(runs: Runs) -> None:
+    """A task of a one-worker executor waits for a task it queued behind
+    itself, and the caller waits for the first. No lock is held: both waits
+    are idle waits on the futures' conditions, reported once past
+    idle_stuck_after_ms (300 ms here), at the ``result()`` calls."""
+    outcome = runs.outcome("pool_starvation")
+    assert outcome.returncode == KILLED, outcome.describe()
+    only_findings(outcome, stuck_wait=2, unfinished_wait=2)
+    stuck = {e["thread.name"]: e for e in outcome.named("stuck_wait")}
+    assert set(stuck) == {"MainThread", "db-writer_0"}
+    assert stuck["db-writer_0"]["site"] == at("pool_starvation.py", "audit.result()")
+    assert stuck["MainThread"]["site"] == at("pool_starvation.py", "writer.submit(save_order")
+    for event in stuck.values():
+        assert event["idle"] is True and event["sync.kind"] == "condition"
+        assert event["sync.name"].startswith("_condition (concurrent/futures/_base.py:")
+    # Two futures, two instances made at the same site.
+    assert stuck["db-writer_0"]["sync.instance"] != stuck["MainThread"]["sync.instance"]
+    assert outcome.report["still_blocked_total"] == {"primitives": 0, "idle_waits": 2}
+
+
+@uses("hot_lock")
+def test_hot_lock(runs: Runs) -> None:
+    """A cache lock held across a slow backend call: no finding, but the
+    report ranks it first, names the waiting site and the holders' site (the
+    backend call) and where they took it; a ``--fail-on wait-p99`` gate
+    catches it, and the barely held metrics lock ranks after it."""
+    outcome = runs.outcome("hot_lock")
+    assert outcome.returncode == 0, outcome.describe()
+    only_findings(outcome)
+    first, *others = outcome.report["primitives"]
+    assert first["name"] == "cache_lock (hot_lock.py:13)"
+    assert first["contentions"] >= 8
+    assert first["wait"]["p99"] >= 0.02
+    assert first["hold"]["max"] >= 0.01
+    (site,) = first["sites"]
+    assert site["site"] == at("hot_lock.py", "with cache_lock:")
+    assert site["function"] == "get"
+    holders = {h["site"]: h for h in site["holders"]}
+    assert at("hot_lock.py", "time.sleep(0.01)") in holders
+    assert holders[at("hot_lock.py", "time.sleep(0.01)")]["acquired_at"] == [
+        at("hot_lock.py", "with cache_lock:")
+    ]
+    metrics = outcome.primitive("metrics_lock (hot_lock.py:14)")
+    assert metrics in others and metrics["wait"]["total"] < first["wait"]["total"]
+    gate = outcome.report_again("--fail-on", "wait-p99>5ms")
+    assert gate.returncode == 1
+    assert "cache_lock (hot_lock.py:13)" in gate.stderr
 
 
 # -- a lock held across a wait for something else ---------------------------------------
@@ -530,27 +627,34 @@ def test_healthy_busy_service(runs: Runs) -> None:
 # -- what every lock wait span carries ------------------------------------------------------------
 
 
-@uses("counter_thresholds_0")
+@uses("counter_thresholds_0", "hot_lock_thresholds_0")
 def test_every_lock_wait_names_its_holder_and_handoff(runs: Runs) -> None:
-    """examples/counter.py with thresholds 0: every lock.wait span names its
-    holder (``sync.holder.*``) or says it had released before the waiter
-    looked -- holder information is never silently missing -- and every
-    acquired wait carries ``sync.wait.handoff``, no longer than the wait."""
-    outcome = runs.outcome("counter_thresholds_0")
-    assert outcome.returncode == 0, outcome.describe()
-    waits = outcome.spans_named("lock.wait")
-    assert waits, "counter.py's threads contend"
-    for span in waits:
-        attrs = span["attrs"]
-        assert "sync.holder.thread.name" in attrs or attrs.get(
-            "sync.holder.released_before_wait"
-        ), attrs
-        if "sync.holder.thread.name" in attrs:
-            assert attrs["sync.holder.thread.name"] != attrs["thread.name"]
-            assert attrs["sync.holder.acquired_at"].startswith("counter.py:")
-        assert attrs["sync.outcome"] == "acquired"
-        duration = (int(span["endTimeUnixNano"]) - int(span["startTimeUnixNano"])) / 1e9
-        assert 0 <= attrs["sync.wait.handoff"] <= duration + 1e-6
+    """examples/counter.py and hot_lock.py with thresholds 0: every lock.wait
+    span names its holder (``sync.holder.*``, where it took the lock
+    included) or says it had released before the waiter looked -- holder
+    information is never silently missing -- and every acquired wait carries
+    ``sync.wait.handoff``, no longer than the wait. (How often counter.py's
+    threads contend is up to the scheduler; hot_lock.py's always do.)"""
+    waits = []
+    for name, sites in (
+        ("counter_thresholds_0", "counter.py:"),
+        ("hot_lock_thresholds_0", "hot_lock.py:"),
+    ):
+        outcome = runs.outcome(name)
+        assert outcome.returncode == 0, outcome.describe()
+        for span in outcome.spans_named("lock.wait"):
+            attrs = span["attrs"]
+            if "sync.holder.thread.name" in attrs:
+                assert attrs["sync.holder.thread.name"] != attrs["thread.name"]
+                assert attrs["sync.holder.acquired_at"].startswith(sites)
+            else:
+                assert attrs["sync.holder.released_before_wait"] is True, attrs
+            assert attrs["sync.outcome"] == "acquired"
+            duration = (int(span["endTimeUnixNano"]) - int(span["startTimeUnixNano"])) / 1e9
+            assert 0 <= attrs["sync.wait.handoff"] <= duration + 1e-6
+            waits.append(span)
+    named = [w for w in waits if "sync.holder.thread.name" in w["attrs"]]
+    assert len(named) >= 8, "hot_lock.py's clients wait for each other's fetches"
 
 
 def test_programs_run_with_the_implementation_under_test(tmp_path: Path) -> None:
