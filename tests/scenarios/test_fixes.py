@@ -410,3 +410,35 @@ def test_a_holder_that_took_a_condition_is_placed_at_its_with(logs: LogCollector
     line = dispatcher.__code__.co_firstlineno + 1
     assert wait["sync.holder.thread.name"] == "dispatcher"
     assert wait["sync.holder.acquired_at"] == f"tests/scenarios/test_fixes.py:{line}"
+
+
+INTERRUPTED_INSTALL = """
+import os, runpy, sys
+from tracedsync import child, runner
+
+def interrupted():
+    raise KeyboardInterrupt  # Ctrl-C while tracedsync installs
+
+child.bootstrap_child = interrupted
+runpy.run_path(os.path.join(runner.BOOTSTRAP_DIR, "sitecustomize.py"))
+print("the program ran")
+"""
+
+
+def test_ctrl_c_while_tracedsync_installs_ends_the_program_by_sigint() -> None:
+    """A Ctrl-C while ``tracedsync run``'s child installs tracedsync (a few
+    hundred ms of imports) escaped sitecustomize: "Fatal Python error:
+    init_import_site", a traceback. The child now ends by SIGINT, silently,
+    as an interrupted program does."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDSYNC_")}
+    env["TRACEDSYNC_RUN"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_INSTALL],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == -signal.SIGINT
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
