@@ -204,9 +204,9 @@ class _RLockAPI(_Traced):
 
     def _taken(self, t: int) -> None:
         """The state once the slow path acquired."""
-        self._owner = _get_ident()
         self._count = self._depth = 1
         self._t = t
+        self._owner = _get_ident()  # last: a waiter that sees it sees the rest
 
     def _holders(self) -> list[tuple[int, int, Any, Any]]:
         owner = self._owner
@@ -238,9 +238,9 @@ class _RLockAPI(_Traced):
             recorder.reacquire(self)
         count, owner = state[0], state[1]
         held = state[2] if len(state) > 2 else 0
-        self._owner = owner
         self._count = count
         self._t = _now() - held
+        self._owner = owner  # last: a waiter that sees it sees the rest
 
     def __repr__(self) -> str:
         state = "locked" if self._count else "unlocked"
@@ -333,11 +333,11 @@ class PureLock(_LockAPI):
         if timeout != -1 or (blocking is not True and blocking is not False):
             recorder.validate_acquire_args(blocking, timeout)
         if self._lock.acquire(False):
-            self._t = _now()
-            self._owner = _get_ident()
-            if self._track:
+            if self._track:  # before the owner: a waiter reads both as one
                 frame = _getframe(1)
                 self._acq_at = (frame.f_code, frame.f_lasti)
+            self._t = _now()
+            self._owner = _get_ident()
             return True
         return recorder.acquire_slow(self, blocking, timeout)
 
@@ -431,12 +431,12 @@ class PureRLock(_RLockAPI):
                 self._depth = count
             return True
         if self._lock.acquire(False):
-            self._owner = me
-            self._count = self._depth = 1
-            self._t = _now()
-            if self._track:
+            if self._track:  # before the owner: a waiter reads both as one
                 frame = _getframe(1)
                 self._acq_at = (frame.f_code, frame.f_lasti)
+            self._count = self._depth = 1
+            self._t = _now()
+            self._owner = me
             return True
         return recorder.acquire_slow(self, blocking, timeout)
 

@@ -7,6 +7,7 @@ The scenarios (``test_scenarios.py``) show them end to end, under
 from __future__ import annotations
 
 import json
+import linecache
 import os
 import re
 import signal
@@ -410,6 +411,125 @@ def test_a_holder_that_took_a_condition_is_placed_at_its_with(logs: LogCollector
     line = dispatcher.__code__.co_firstlineno + 1
     assert wait["sync.holder.thread.name"] == "dispatcher"
     assert wait["sync.holder.acquired_at"] == f"tests/scenarios/test_fixes.py:{line}"
+
+
+def take_unrecorded(
+    lock: Any, taken: threading.Event, record: threading.Event, release: threading.Event
+) -> None:
+    assert lock._try(False)  # taken, its owner not recorded yet: a hand-over
+    taken.set()
+    record.wait(10)
+    lock._taken(time.monotonic_ns())
+    release.wait(10)  # HANDED_OVER_LINE
+    lock.release()
+
+
+def test_a_waiter_during_a_hand_over_names_the_new_owner(logs: LogCollector) -> None:
+    """A lock a thread has taken but not yet recorded itself as holding (it
+    needs the GIL for that line, which the waiter has: with several waiters,
+    the common case) was "released before the wait": 66 of hot_lock.py's 73
+    waits said so while every one of them waited for a 10 ms fetch. The
+    waiter looks again until the owner is recorded, and names it."""
+    configure(logs, wait_threshold_ms=0)
+    lock = tracedsync.Lock(name="handed")
+    taken, record, release = threading.Event(), threading.Event(), threading.Event()
+    owner = threading.Thread(
+        target=take_unrecorded, args=(lock, taken, record, release), name="new-owner"
+    )
+    owner.start()
+    taken.wait(10)
+    waiter = threading.Thread(target=lambda: lock.acquire(timeout=10) and lock.release())
+    waiter.start()
+
+    def waiting_for_the_lock_only() -> bool:  # done looking for its holder
+        frame = sys._current_frames().get(waiter.ident or 0)
+        if frame is not None and frame.f_code.co_name == "_try":  # the pure Lock's
+            frame = frame.f_back
+        if frame is None or frame.f_code.co_name != "_block":
+            return False
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno or 0)
+        return "got = try_acquire(True, remaining)" in line
+
+    try:
+        wait_until(blocked_on(lock))
+        record.set()
+        wait_until(waiting_for_the_lock_only)
+    finally:
+        record.set()
+        release.set()
+        owner.join(10)
+        waiter.join(10)
+    assert tracedsync.flush(10)
+    (wait,) = [e for e in logs.named("long_wait") if e["sync.name"] == "handed"]
+    assert wait["sync.outcome"] == "acquired"
+    assert "sync.holder.released_before_wait" not in wait
+    assert wait["sync.holder.thread.name"] == "new-owner"
+    line = take_unrecorded.__code__.co_firstlineno + 7
+    assert wait["sync.holder.site"] == f"tests/scenarios/test_fixes.py:{line}"
+
+
+HOLDER_SOURCE = """
+def hold(lock, release, parked):
+    with lock:
+        release.wait(10)
+    parked.wait(10)
+"""
+
+
+def open_for_writing(fifo: Path) -> int | None:
+    """The FIFO's write end, if a reader has it open (never blocks)."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+
+
+def test_a_holder_that_releases_while_the_waiter_looks_is_not_described_by_its_next_steps(
+    logs: LogCollector, tmp_path: Path
+) -> None:
+    """A waiter reads where a live holder took the lock and what it does from
+    the holder's frames, while it runs: a holder that released meanwhile was
+    named with what it did next (no site, "now at" a line outside the lock),
+    and counter.py's waits had holders without ``acquired_at``. The waiter
+    checks the hold is still there once it has looked, and otherwise says the
+    holder released before it could look."""
+    configure(logs, wait_threshold_ms=0)
+    fifo = tmp_path / "holder.py"
+    os.mkfifo(fifo)
+    namespace: dict[str, Any] = {}
+    exec(compile(HOLDER_SOURCE, str(fifo), "exec"), namespace)
+    lock = tracedsync.Lock(name="ledger")
+    release, parked = threading.Event(), threading.Event()
+    holder = threading.Thread(target=namespace["hold"], args=(lock, release, parked), name="holder")
+    holder.start()
+    waiter = threading.Thread(
+        target=lambda: lock.acquire(timeout=10) and lock.release(), name="waiter"
+    )
+    writer = None
+    try:
+        wait_until(lambda: lock._owner == holder.ident)
+        waiter.start()
+        # The waiter reads the holder's source: opening the FIFO blocks it.
+        wait_until(lambda: "tokenize" in str(sys._current_frames().get(waiter.ident)))
+        release.set()
+        wait_until(lambda: not lock.locked())
+        writer = open_for_writing(fifo)
+        assert writer is not None
+        os.write(writer, HOLDER_SOURCE.encode())
+    finally:
+        if writer is None:
+            writer = open_for_writing(fifo)
+        if writer is not None:
+            os.close(writer)
+        release.set()
+        waiter.join(10)
+        parked.set()
+        holder.join(10)
+    assert tracedsync.flush(10)
+    (wait,) = [e for e in logs.named("long_wait") if e["sync.name"] == "ledger"]
+    assert wait["sync.outcome"] == "acquired"
+    assert wait["sync.holder.released_before_wait"] is True
+    assert "sync.holder.thread.name" not in wait
 
 
 INTERRUPTED_INSTALL = """
