@@ -56,6 +56,8 @@ SCENARIOS: dict[str, Scenario] = {
         kill_count=2,
     ),
     "hot_lock": Scenario("hot_lock.py"),
+    "idle_pool_reload": Scenario("idle_pool_reload.py"),
+    "health_timeouts": Scenario("health_timeouts.py"),
     "healthy": Scenario("healthy_service.py"),
     "healthy_lock_order": Scenario("healthy_service.py", options=("--lock-order",)),
     "counter_thresholds_0": Scenario("counter.py", options=THRESHOLDS_0),
@@ -417,6 +419,106 @@ def test_hot_lock(runs: Runs) -> None:
     gate = outcome.report_again("--fail-on", "wait-p99>5ms")
     assert gate.returncode == 1
     assert "cache_lock (hot_lock.py:13)" in gate.stderr
+
+
+@uses("idle_pool_reload")
+def test_contention_ranks_above_idle_waits(runs: Runs) -> None:
+    """Eight workers idle on a queue most of the time, blocked together once
+    by a reload holding settings_lock: the lock is PRIMITIVES' first row
+    although the pool spent longer idle; the queue's waits are in IDLE WAITS
+    only; the workers' THREADS row (one, for the eight) ranks them by their
+    contention, their idle time apart; wait gates count the contention only,
+    idle-wait gates the idle waits."""
+    outcome = runs.outcome("idle_pool_reload")
+    assert outcome.returncode == 0, outcome.describe()
+    only_findings(outcome)
+    name = "settings_lock (idle_pool_reload.py:18)"
+    first = outcome.report["primitives"][0]
+    assert first["name"] == name
+    assert first["contentions"] >= 4 and first["wait"]["max"] >= 0.2
+    assert all(p["kind"] in {"lock", "rlock"} for p in outcome.report["primitives"])
+    (site,) = first["sites"]
+    assert (site["site"], site["function"]) == (
+        at("idle_pool_reload.py", "with settings_lock:", 0),
+        "work",
+    )
+    reloader = next(h for h in site["holders"] if h["threads"] == ["reloader"])
+    assert reloader["site"] == at("idle_pool_reload.py", "time.sleep(0.3)  # parsing")
+    assert reloader["acquired_at"] == [at("idle_pool_reload.py", "with settings_lock:", 1)]
+    idle = next(
+        p for p in outcome.report["idle_waits"] if p["name"].startswith("not_empty (queue.py:")
+    )
+    assert idle["wait"]["total"] > first["wait"]["total"]
+    assert [s["site"] for s in idle["sites"]] == [
+        at("idle_pool_reload.py", "request = requests.get()")
+    ]
+    workers, *rest = outcome.report["threads"]
+    assert (workers["name"], workers["threads"]) == ("worker-*", 8)
+    assert workers["most_waited_on"]["name"] == name
+    assert workers["wait_total"] >= first["spans"]["wait_total"] > 0
+    assert workers["idle_total"] > workers["wait_total"]
+    assert [t["name"] for t in rest] == ["reloader"] and rest[0]["wait_total"] == 0
+    between = (first["wait"]["total"] + idle["wait"]["total"]) / 2
+    assert outcome.report_again("--fail-on", f"wait-total>{between:.3f}s").returncode == 0
+    gate = outcome.report_again("--fail-on", f"idle-wait-total>{between:.3f}s")
+    assert gate.returncode == 1 and "not_empty (queue.py:" in gate.stderr, gate.stderr
+    gate = outcome.report_again("--fail-on", "wait-p99>50ms")
+    assert gate.returncode == 1 and name in gate.stderr and "not_empty" not in gate.stderr
+
+
+@uses("health_timeouts")
+def test_timeouts(runs: Runs) -> None:
+    """A health check gives up three times on a lock a migration holds, while
+    a heartbeat polls an Event and a poller a Queue, with timeouts. The
+    acquires that timed out are contention (three, with their holder, where
+    it took the lock and what it does now); the polls that timed out are
+    idle waits, counted in IDLE WAITS' TIMEOUTS, not contention, and no
+    finding."""
+    outcome = runs.outcome("health_timeouts")
+    assert outcome.returncode == 0, outcome.describe()
+    assert "health check failures: 3" in outcome.stdout
+    only_findings(outcome)
+    name = "db_lock (health_timeouts.py:16)"
+    first = outcome.report["primitives"][0]
+    assert (first["name"], first["contentions"], first["timeouts"]) == (name, 3, 3)
+    assert first["wait"]["total"] >= 0.55
+    assert [p["name"] for p in outcome.report["primitives"] if p["contentions"]] == [name]
+    assert all(p["kind"] in {"lock", "rlock"} for p in outcome.report["primitives"])
+    (site,) = first["sites"]
+    assert (site["site"], site["timeouts"]) == (
+        at("health_timeouts.py", "if db_lock.acquire(timeout=0.2)"),
+        3,
+    )
+    (holder,) = site["holders"]
+    assert holder["threads"] == ["migrator"]
+    assert holder["site"] == at("health_timeouts.py", "time.sleep(1.0)")
+    assert holder["acquired_at"] == [at("health_timeouts.py", "with db_lock:")]
+    waits = outcome.spans_named("lock.wait")
+    assert len(waits) == 3
+    for span in waits:
+        attrs = span["attrs"]
+        assert (attrs["thread.name"], attrs["sync.outcome"]) == ("health-check", "timeout")
+        assert attrs["sync.holder.thread.name"] == "migrator"
+        assert attrs["sync.holder.acquired_at"] == at("health_timeouts.py", "with db_lock:")
+        assert attrs["sync.holder.site"] == at("health_timeouts.py", "time.sleep(1.0)")
+    idle = {p["name"]: p for p in outcome.report["idle_waits"]}
+    stop = idle["stop (health_timeouts.py:18)"]
+    inbox = next(p for n, p in idle.items() if n.startswith("not_empty (queue.py:"))
+    for row in (stop, inbox):
+        assert row["timeouts"] >= 5 and row["timeouts"] >= row["waits"] - 1
+        assert row["still_blocked"]["count"] == 0
+    assert [s["site"] for s in stop["sites"]] == [
+        at("health_timeouts.py", "while not stop.wait(0.05)")
+    ]
+    assert [s["site"] for s in inbox["sites"]] == [
+        at("health_timeouts.py", "inbox.get(timeout=0.05)")
+    ]
+    threads = {t["name"]: t for t in outcome.report["threads"]}
+    assert outcome.report["threads"][0]["name"] == "health-check"
+    for poller in ("heartbeat", "poller"):
+        assert threads[poller]["wait_total"] == 0 and threads[poller]["idle_total"] > 0.5
+    assert outcome.report_again("--fail-on", "timeouts>2").returncode == 1
+    assert outcome.report_again("--fail-on", "contentions>3").returncode == 0
 
 
 # -- a lock held across a wait for something else ---------------------------------------
