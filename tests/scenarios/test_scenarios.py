@@ -570,6 +570,9 @@ def test_lock_held_across_queue_get(runs: Runs) -> None:
     assert (lock_wait["thread"], lock_wait["holder"]) == ("collector", "flusher")
     (idle_wait,) = still_blocked(outcome, "idle_waits")
     assert idle_wait["thread"] == "flusher" and idle_wait["name"].startswith("not_empty")
+    # The exit summary: a lock wait that never ended is contention.
+    assert "still blocked at exit: 1 lock wait(s), 1 idle wait(s)" in outcome.stderr
+    assert "no contention" not in outcome.stderr, outcome.stderr
 
 
 @uses("lock_event")
