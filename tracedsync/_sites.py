@@ -155,13 +155,29 @@ def user_frame(frame: FrameType | None) -> FrameType | None:
     return None
 
 
-def thread_site(ident: int) -> tuple[str, int, str] | None:
-    """Where thread ``ident`` is running right now, in user code."""
+def program_frame(frame: FrameType | None) -> FrameType | None:
+    """``frame``, or, when the thread is inside tracedsync, tracedsync's
+    innermost frame: what tracedsync itself called (``linecache`` and
+    ``tokenize`` reading a holder's source) is not the program's doing."""
+    current = frame
+    while current is not None:
+        if is_tracedsync_file(current.f_code.co_filename):
+            return current
+        current = current.f_back
+    return frame
+
+
+def current_frame(ident: int) -> FrameType | None:
+    """The program's innermost frame in thread ``ident`` (see ``program_frame``)."""
     try:
-        frame = sys._current_frames().get(ident)
+        return program_frame(sys._current_frames().get(ident))
     except Exception:
         return None
-    frame = user_frame(frame)
+
+
+def thread_site(ident: int) -> tuple[str, int, str] | None:
+    """Where thread ``ident`` is running right now, in user code."""
+    frame = user_frame(current_frame(ident))
     if frame is None:
         return None
     return (frame.f_code.co_filename, frame.f_lineno or 0, frame.f_code.co_name)
@@ -176,10 +192,7 @@ def format_site(site: tuple[str, int, str] | None) -> str:
 
 def thread_stack(ident: int, limit: int = 30) -> list[str]:
     """The stack of thread ``ident``, innermost frame first, as ``file:line in func``."""
-    try:
-        frame = sys._current_frames().get(ident)
-    except Exception:
-        return []
+    frame = current_frame(ident)
     out: list[str] = []
     while frame is not None and len(out) < limit:
         code = frame.f_code

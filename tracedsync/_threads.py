@@ -56,11 +56,29 @@ def name_of(thread: threading.Thread | None, ident: int) -> str:
 
 
 def thread_name(ident: int) -> str:
-    """The name of thread ``ident``: running, else last seen, else ``thread-<ident>``."""
+    """The name of thread ``ident``: running, else the one Thread object that
+    ran as ``ident`` and ended (while the program still refers to it), else
+    last seen, else ``thread-<ident>``."""
     thread = active.get(ident)
     if thread is not None:
         return name_of(thread, ident)
+    thread = _ended_thread(ident)
+    if thread is not None:
+        return name_of(thread, ident)
     return _seen_names.get(ident) or f"thread-{ident}"
+
+
+def _ended_thread(ident: int) -> threading.Thread | None:
+    """The Thread that ran as ``ident`` and has ended, if exactly one is still
+    referenced (``threading._dangling`` holds every Thread weakly): a thread
+    that lived between two watchdog passes was never seen by name."""
+    try:
+        refs = threading._dangling.data.copy()  # type: ignore[attr-defined]
+        found = [t for t in (ref() for ref in refs) if t is not None and t.ident == ident]
+        ended = [t for t in found if not t.is_alive()]
+    except Exception:
+        return None
+    return ended[0] if len(ended) == 1 else None
 
 
 def alive(ident: int) -> bool:
@@ -76,6 +94,18 @@ def alive(ident: int) -> bool:
         return ident in sys._current_frames()
     except Exception:
         return True
+
+
+def ended(thread: threading.Thread | None, ident: int) -> bool:
+    """True once the thread that acted as ``ident`` has ended: told by its
+    Thread object when known (an ident is reused by threads started later),
+    else by whether any thread runs as ``ident`` now."""
+    if thread is not None:
+        try:
+            return not thread.is_alive()
+        except Exception:
+            return False
+    return not alive(ident)
 
 
 def remember_names() -> None:

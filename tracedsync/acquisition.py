@@ -13,7 +13,6 @@ holder's frames without running any code).
 from __future__ import annotations
 
 import builtins
-import sys
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -51,11 +50,7 @@ def user_frames(frame: FrameType | None, limit: int = 30) -> list[FrameType]:
 
 def thread_frames(ident: int, limit: int = 30) -> list[FrameType]:
     """``user_frames`` of another thread (or this one), innermost first."""
-    try:
-        frame = sys._current_frames().get(ident)
-    except Exception:
-        return []
-    return user_frames(frame, limit)
+    return user_frames(_sites.current_frame(ident), limit)
 
 
 def inferred(prim: Any, frames: list[FrameType], skip_current: bool = False) -> str | None:
@@ -64,9 +59,10 @@ def inferred(prim: Any, frames: list[FrameType], skip_current: bool = False) -> 
     Walks the frames outward; in each, looks for a ``with`` statement whose
     block contains the frame's current line, or an ``acquire()`` call earlier
     in the same function, on an expression (a name or attribute chain,
-    resolved statically in that frame) that is ``prim``. ``skip_current``:
-    the innermost frame's own line is an acquisition of ``prim`` under way
-    (a thread blocking on a lock it holds), not the one looked for.
+    resolved statically in that frame) that is ``prim`` or a Condition over
+    it. ``skip_current``: the innermost frame's own line is an acquisition of
+    ``prim`` under way (a thread blocking on a lock it holds), not the one
+    looked for.
     """
     import ast
 
@@ -84,7 +80,7 @@ def inferred(prim: Any, frames: list[FrameType], skip_current: bool = False) -> 
                 if (
                     start <= line <= end
                     and start > best
-                    and any(_resolve(i.context_expr, frame) is prim for i in node.items)
+                    and any(_takes(_resolve(i.context_expr, frame), prim) for i in node.items)
                 ):
                     best = start
             elif (
@@ -93,12 +89,23 @@ def inferred(prim: Any, frames: list[FrameType], skip_current: bool = False) -> 
                 and node.func.attr == "acquire"
                 and best < node.lineno < line
                 and _same_function(tree, node.lineno, line)
-                and _resolve(node.func.value, frame) is prim
+                and _takes(_resolve(node.func.value, frame), prim)
             ):
                 best = node.lineno
         if best:
             return f"{_sites.relative_path(frame.f_code.co_filename)}:{best}"
     return None
+
+
+def _takes(obj: Any, prim: Any) -> bool:
+    """Acquiring ``obj`` takes ``prim``: it is ``prim``, or a Condition over it
+    (``with cond:`` takes the condition's lock)."""
+    if obj is prim:
+        return True
+    try:
+        return bool(vars(obj).get("_lock") is prim)
+    except TypeError:  # no __dict__
+        return False
 
 
 def _parsed(filename: str) -> ast.Module | None:

@@ -27,11 +27,20 @@ def bootstrap_child() -> None:
 
 
 def _flush_on_sigterm() -> None:
-    """SIGTERM (e.g. forwarded by the parent): export what is buffered, then die of it."""
+    """SIGTERM (e.g. forwarded by the parent): export what is buffered, then die of it.
+
+    A second SIGTERM during the flush (one sent to the process group reaches
+    the program directly and again through the parent) is ignored: handled
+    again, it would end the process before the first flush finished.
+    """
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return
+    flushing: list[bool] = []
 
     def on_sigterm(signum: int, frame: Any) -> None:
+        if flushing:
+            return
+        flushing.append(True)
         try:
             lifecycle.final_flush()
         finally:

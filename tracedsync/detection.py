@@ -414,9 +414,13 @@ class Watchdog:
                 holders = prim._holders()
             except Exception:
                 continue
-            for ident, since, site, thread in holders:
+            told: set[tuple[int, int]] = set()
+            for ident, since, site, thread in holders:  # oldest first
+                if (ident, id(thread)) in told:
+                    continue  # a thread's other permits: its report counts them
+                told.add((ident, id(thread)))
                 key = (meta.id, ident, since)
-                if key in self._reported_abandoned or _threads.alive(ident):
+                if key in self._reported_abandoned or not _threads.ended(thread, ident):
                     continue
                 self._reported_abandoned.add(key)
                 report_abandoned(prim, ident, since, site, thread)
@@ -537,7 +541,7 @@ def report_abandoned(prim: Any, ident: int, since: int, site: Any, thread: Any) 
     count = (
         getattr(prim, "_count", 1)
         if meta.kind == "rlock"
-        else sum(1 for h in prim._holders() if h[0] == ident)
+        else sum(1 for h in prim._holders() if h[0] == ident and h[3] is thread)
     )
     recorder.finding(
         "abandoned_hold",

@@ -156,6 +156,7 @@ class _LockAPI(_Traced):
         blame = self._blame
         self._blame = None
         self._t = 0
+        self._rt = now  # a waiter's hand-off is measured from here
         self._owner = 0
         self._rel()
         if blame is not None:  # a waiter links to the hold that ends here
@@ -163,7 +164,8 @@ class _LockAPI(_Traced):
         return held
 
     def _acquire_restore(self, state: Any) -> None:
-        self._try()
+        if not self._try(False):
+            recorder.reacquire(self)
         held = state if isinstance(state, int) else 0
         # Continue the hold: what was held before the wait still counts.
         self._t = _now() - held
@@ -202,9 +204,9 @@ class _RLockAPI(_Traced):
 
     def _taken(self, t: int) -> None:
         """The state once the slow path acquired."""
-        self._owner = _get_ident()
         self._count = self._depth = 1
         self._t = t
+        self._owner = _get_ident()  # last: a waiter that sees it sees the rest
 
     def _holders(self) -> list[tuple[int, int, Any, Any]]:
         owner = self._owner
@@ -223,6 +225,7 @@ class _RLockAPI(_Traced):
         blame = self._blame
         self._blame = None
         self._t = 0
+        self._rt = now  # a waiter's hand-off is measured from here
         self._count = 0
         self._owner = 0
         self._rel()
@@ -231,12 +234,13 @@ class _RLockAPI(_Traced):
         return (count, owner, held)
 
     def _acquire_restore(self, state: Any) -> None:
-        self._try()
+        if not self._try(False):
+            recorder.reacquire(self)
         count, owner = state[0], state[1]
         held = state[2] if len(state) > 2 else 0
-        self._owner = owner
         self._count = count
         self._t = _now() - held
+        self._owner = owner  # last: a waiter that sees it sees the rest
 
     def __repr__(self) -> str:
         state = "locked" if self._count else "unlocked"
@@ -329,11 +333,11 @@ class PureLock(_LockAPI):
         if timeout != -1 or (blocking is not True and blocking is not False):
             recorder.validate_acquire_args(blocking, timeout)
         if self._lock.acquire(False):
-            self._t = _now()
-            self._owner = _get_ident()
-            if self._track:
+            if self._track:  # before the owner: a waiter reads both as one
                 frame = _getframe(1)
                 self._acq_at = (frame.f_code, frame.f_lasti)
+            self._t = _now()
+            self._owner = _get_ident()
             return True
         return recorder.acquire_slow(self, blocking, timeout)
 
@@ -427,12 +431,12 @@ class PureRLock(_RLockAPI):
                 self._depth = count
             return True
         if self._lock.acquire(False):
-            self._owner = me
-            self._count = self._depth = 1
-            self._t = _now()
-            if self._track:
+            if self._track:  # before the owner: a waiter reads both as one
                 frame = _getframe(1)
                 self._acq_at = (frame.f_code, frame.f_lasti)
+            self._count = self._depth = 1
+            self._t = _now()
+            self._owner = me
             return True
         return recorder.acquire_slow(self, blocking, timeout)
 
@@ -673,7 +677,9 @@ class Semaphore(_Traced):
     _hhist: list[int]
     _admit: int
     _window: int
-    _holds: dict[int, list[tuple[int, Any, int]]]
+    #: thread ident -> [(since, code, offset, Thread)]: the Thread itself, as a
+    #: later thread may run under the ident of one that ended holding permits.
+    _holds: dict[int, list[tuple[int, Any, int, Any]]]
     _blame: int | None
     _track: bool
 
@@ -738,7 +744,7 @@ class Semaphore(_Traced):
         elif len(holds) >= _MAX_HOLDS_PER_THREAD:
             del holds[0]
         now = _now()
-        holds.append((now, code, offset))
+        holds.append((now, code, offset, _threads.active.get(me)))
         return now
 
     def _block(self, timeout: float | None, code: Any, offset: int) -> bool:
@@ -834,15 +840,12 @@ class Semaphore(_Traced):
         acquisition, oldest first."""
         with self._mutex:
             pairs = [
-                (t, ident, code, offset)
+                (t, ident, code, offset, thread)
                 for ident, entries in self._holds.items()
-                for t, code, offset in entries
+                for t, code, offset, thread in entries
             ]
         pairs.sort(key=lambda p: p[0])
-        return [
-            (ident, t, (code, offset), _threads.active.get(ident))
-            for t, ident, code, offset in pairs
-        ]
+        return [(ident, t, (code, offset), thread) for t, ident, code, offset, thread in pairs]
 
     def __exit__(self, t: object, v: object, tb: object) -> None:
         self.release()

@@ -52,23 +52,61 @@ def new_span_id() -> int:
 # --------------------------------------------------------------------------
 
 
+#: How many times a waiter looks again at a primitive whose holder released
+#: while the waiter was reading where it took it and what it does now.
+_LOOKS = 3
+
+
 def describe_holder(prim: Any, me: int) -> tuple[Holder | None, bool]:
     """The holder a waiter on ``prim`` blames, and whether a holder existed
     but released before the waiter could look (``released_before_wait``).
 
     For a semaphore the holder is the oldest outstanding acquisition of
-    another thread, with how many permits that thread holds.
+    another thread, with how many permits that thread holds. Holders are
+    told apart by their Thread (when known) as well as their ident: a thread
+    started after one ended may run under its ident. When the waiter is the
+    only holder (a self-deadlock on a Lock, a thread waiting for more
+    permits than are left besides its own), it is named itself.
+
+    A live holder's site, stack and wait are read from its thread while it
+    runs: if its hold is gone once they are read, they describe what it did
+    after it released, so the waiter looks again (a new holder), and says
+    the holder released before it could look when it never catches one.
     """
+    for _ in range(_LOOKS):
+        try:
+            entries = prim._holders()
+        except Exception:
+            return None, False
+        if not entries:
+            return None, True
+        holder, entry = _describe(prim, me, entries)
+        if holder.ended or _holds(prim, entry):
+            return holder, False
+    return None, True
+
+
+def _holds(prim: Any, entry: tuple[int, int, Any, Any]) -> bool:
+    """The hold ``entry`` (thread ident, since, ...) is still one of ``prim``'s."""
     try:
-        entries = prim._holders()
+        return any(e[0] == entry[0] and e[1] == entry[1] for e in prim._holders())
     except Exception:
-        return None, False
-    others = [e for e in entries if e[0] != me]
-    if not others:
-        return None, not entries
-    ident, _since, site, thread = others[0]
-    permits = sum(1 for e in others if e[0] == ident)
-    ended = not _threads.alive(ident)
+        return False
+
+
+def _describe(
+    prim: Any, me: int, entries: list[tuple[int, int, Any, Any]]
+) -> tuple[Holder, tuple[int, int, Any, Any]]:
+    """The holder ``describe_holder`` blames among ``entries``, and its entry."""
+    mine = _threads.active.get(me)
+    others = [e for e in entries if e[0] != me or e[3] is not mine]
+    itself = not others
+    entry = (others or entries)[0]
+    ident, _since, site, thread = entry
+    if itself:
+        others = entries
+    permits = sum(1 for e in others if e[0] == ident and e[3] is thread)
+    ended = _threads.ended(thread, ident)
     name = _threads.name_of(thread, ident) if thread is not None else _threads.thread_name(ident)
     acquired_at = acquisition.recorded(site)
     now_site = None
@@ -76,11 +114,13 @@ def describe_holder(prim: Any, me: int) -> tuple[Holder | None, bool]:
     if not ended:
         now_site = _sites.thread_site(ident)
         if acquired_at is None:
-            acquired_at = acquisition.inferred(prim, acquisition.thread_frames(ident))
-        blocked = waits.of(ident)
+            # Its own innermost acquisition of ``prim`` is the one blocking now.
+            frames = acquisition.thread_frames(ident)
+            acquired_at = acquisition.inferred(prim, frames, skip_current=itself)
+        blocked = None if itself else waits.of(ident)
         if blocked is not None:
             waiting_on = WaitingOn(blocked.prim._meta, blocked.since, now_site)
-    return Holder(ident, name, ended, acquired_at, now_site, permits, waiting_on), False
+    return Holder(ident, name, ended, acquired_at, now_site, permits, waiting_on), entry
 
 
 def caller_site(depth: int) -> tuple[Any, int] | None:
@@ -166,24 +206,29 @@ def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
                 if owner == me and prim._meta.kind == "lock" and self_deadlock_hook is not None:
                     self_deadlock_hook(prim, t0)
                 holder, released_before = describe_holder(prim, me)
-                if holder is not None:
-                    if prim._blame is None:
-                        prim._blame = new_span_id()
-                    blame = prim._blame
                 stack = stacks.capture(sys._getframe(1), settings.stack_depth)
             entry = waits.begin(prim, t0, idle=False)
-            got = try_acquire(True, remaining)
+            if released_before:
+                got, holder, released_before, remaining = _await_owner(prim, me, remaining)
+            if holder is not None:
+                if prim._blame is None:
+                    prim._blame = new_span_id()
+                blame = prim._blame
+            if not got:
+                got = try_acquire(True, remaining)
     finally:
         if entry is not None:
             waits.end()
     t1 = _now()
     handoff = None
     if got:
+        prim._acq_at = caller_site(1)  # before the owner: a waiter reads both as one
         prim._taken(t1)
-        prim._acq_at = caller_site(1)
         released = prim._rt
-        if released >= t0:
-            handoff = t1 - released
+        if released:
+            # Released before the wait began (after the failed try): all of
+            # the wait was hand-off.
+            handoff = t1 - max(released, t0)
         if blame is not None and prim._blame == blame:
             # The holder released before it saw the reservation: no hold
             # span will carry this id.
@@ -218,6 +263,60 @@ def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
             entry is not None and entry.reported,
         )
     return got
+
+
+#: How long a waiter looks for a lock's owner in a hand-over (seconds, in
+#: all): see ``_await_owner``.
+_HANDOVER_S = 1.0
+#: The first and the longest of its doubling slices (seconds).
+_HANDOVER_SLICE_S = (0.0005, 0.05)
+
+
+def _await_owner(prim: Any, me: int, remaining: float) -> tuple[bool, Holder | None, bool, float]:
+    """A lock whose try failed has no owner recorded: either its holder
+    released it between the try and the look (then it is free in a moment),
+    or it is being handed over -- the thread that took it has not yet run the
+    line that records it (it needs the GIL, which this waiter held; with
+    several waiters this is the common case). Block in short doubling
+    slices until the lock is taken (nobody to name: released before the
+    wait), ``remaining`` (-1: no timeout) is spent, ``_HANDOVER_S`` has
+    passed, or an owner is recorded -- then name it (one look: under heavy
+    contention each look costs GIL switches, and the owner may change
+    again). Returns (got, holder, released_before_wait, remaining)."""
+    first, longest = _HANDOVER_SLICE_S
+    slice_s = first
+    spent = 0.0
+    while spent < _HANDOVER_S and remaining != 0:
+        step = slice_s if remaining < 0 else min(slice_s, remaining)
+        t = _now()
+        got = prim._try(True, step)
+        took = (_now() - t) / 1e9
+        spent += took
+        if remaining > 0:
+            remaining = max(0.0, remaining - took)
+        if got:
+            return True, None, True, remaining
+        if prim._owner:
+            holder, released_before = describe_holder(prim, me)
+            return False, holder, released_before, remaining
+        slice_s = min(slice_s * 2, longest)
+    # Still taken, by a thread that did not record itself in all that time:
+    # unknown, not released.
+    return False, None, False, remaining
+
+
+def reacquire(prim: Any) -> None:
+    """``Condition.wait`` takes its lock back and must block: the thread, which
+    the wait for a notification made an idle waiter, now waits for a lock,
+    and the watchdog and other waiters see it so (a notified thread blocked
+    by the notifier is a deadlock). Not an acquisition: nothing is counted."""
+    me = _get_ident()
+    waiting = waits.of(me)
+    waits.begin(prim, _now(), idle=False)
+    try:
+        prim._try()
+    finally:
+        waits.restore(waiting)
 
 
 def hold_end(prim: Any, t0: int, end: int, blame: int | None, depth: int) -> None:

@@ -371,12 +371,15 @@ class SpanBuilder:
             meta = prim._meta
             count += 1
             waited_ns = now - entry.since
+            if not entry.since_wall:
+                entry.since_wall = entry.since + offset
             thread = _threads.thread_name(ident)
             site = _sites.thread_site(ident)
             holder = None if entry.idle else recorder.describe_holder(prim, ident)[0]
             idle_stuck = entry.idle and waited_ns >= settings.idle_stuck_after_ns
             fields: dict[str, Any] = {
                 "level": "info" if entry.idle and not idle_stuck else "error",
+                "timestamp": iso_timestamp(now + offset),
                 "thread.name": thread,
                 "thread.id": ident,
                 "sync.kind": meta.kind,
@@ -384,7 +387,7 @@ class SpanBuilder:
                 "sync.id": meta.id,
                 "sync.instance": meta.instance,
                 "idle": entry.idle,
-                "since": iso_timestamp(entry.since + offset),
+                "since": iso_timestamp(entry.since_wall),
                 "waited_ms": round(waited_ns / 1e6, 3),
                 "idle_stuck_after_ms": settings.idle_stuck_after_ns / 1e6,
                 "site": _sites.format_site(site),
@@ -412,7 +415,7 @@ class SpanBuilder:
                     span_name(meta.kind, True),
                     entry.context,
                     SharedAttributes(attrs),
-                    entry.since + offset,
+                    entry.since_wall,
                     now + offset,
                     [],
                     event="",

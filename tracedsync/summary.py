@@ -219,9 +219,10 @@ def render(merged: Mapping[str, Any], run_id: str, where: str | None, limit: int
             f"  {kind} {clean(name)[:80]}: {acq} acquisitions, {int(v['contentions'])} "
             f"contended ({rate:.1%}), waited {duration(total)} (longest {duration(v['wait_max'])})"
         )
-    if not contended:
-        lines.append("  no contention on locks or semaphores")
     blocked = merged["unfinished"]
+    if not contended and all(u.get("idle") for u in blocked):
+        # (a lock wait still blocked is contention: its line follows)
+        lines.append("  no contention on locks or semaphores")
     if blocked:
         lock_like = [u for u in blocked if not u.get("idle")]
         lines.append(

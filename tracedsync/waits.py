@@ -21,7 +21,7 @@ from tracedsync import _settings, records
 class Blocked:
     """One thread's wait under way."""
 
-    __slots__ = ("context", "idle", "prim", "reported", "since")
+    __slots__ = ("context", "idle", "prim", "reported", "since", "since_wall")
 
     def __init__(self, prim: Any, since: int, context: Any, idle: bool) -> None:
         self.prim = prim
@@ -33,6 +33,10 @@ class Blocked:
         self.idle = idle
         #: Set once a finding named this wait: its span is always kept.
         self.reported = False
+        #: ``since`` in wall-clock ns, fixed by its first report (0 before):
+        #: every later report of the wait gives the same start, so readers
+        #: can tell it is the same wait.
+        self.since_wall = 0
 
 
 _blocked: dict[int, Blocked] = {}
@@ -49,6 +53,14 @@ def begin(prim: Any, since: int, idle: bool) -> Blocked:
 def end() -> Blocked | None:
     """The calling thread's wait is over; its entry (None if it had none)."""
     return _blocked.pop(get_ident(), None)
+
+
+def restore(entry: Blocked | None) -> None:
+    """Put back the calling thread's wait that another (nested) replaced."""
+    if entry is None:
+        _blocked.pop(get_ident(), None)
+    else:
+        _blocked[get_ident()] = entry
 
 
 def of(ident: int) -> Blocked | None:

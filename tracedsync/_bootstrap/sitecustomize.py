@@ -59,5 +59,19 @@ def _chain_next_sitecustomize() -> None:
         )
 
 
-_tracedsync_install()
+def _interrupted() -> None:
+    """Ctrl-C while tracedsync installs (its imports take a moment): end as an
+    interrupted program ends, by SIGINT. A KeyboardInterrupt escaping
+    sitecustomize is a "Fatal Python error" at startup."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+    os._exit(128 + signal.SIGINT)  # where the signal does not end the process at once
+
+
+try:
+    _tracedsync_install()
+except KeyboardInterrupt:
+    _interrupted()
 _chain_next_sitecustomize()

@@ -489,6 +489,9 @@ class Analysis:
         self.findings: list[Finding] = []
         self.finding_counts: dict[str, int] = {}
         self._finding_keys: set[tuple[Any, ...]] = set()
+        #: (run, pid, thread id, primitive id) -> [(start of a wait still
+        #: blocked, ns; the index of its finding)]: each flush reports it again.
+        self._unfinished_findings: dict[tuple[Any, ...], list[tuple[int, int | None]]] = {}
         self.log_lines = 0
         #: Waits still blocked at a flush, the latest per thread of a process.
         self.unfinished: dict[tuple[str | None, int | None, str], Unfinished] = {}
@@ -1035,7 +1038,7 @@ class Analysis:
             return  # an idle wait still waiting at exit: listed, not a finding
         thread = doc.get("thread.name")
         message = doc.get("message")
-        dedupe = (
+        dedupe: tuple[Any, ...] = (
             event,
             str(doc.get("timestamp")),
             str(thread),
@@ -1044,28 +1047,73 @@ class Analysis:
             run,
             pid,
         )
+        reports = None
+        if event == "unfinished_wait":
+            reports = self._unfinished_reports(doc, run, pid)
+            if reports is not None and self._reported_before(reports, doc, time_ns, where):
+                return
         if dedupe in self._finding_keys:
             return  # the same finding from a summary file and a logs file
         if len(self._finding_keys) < 10 * MAX_FINDINGS:
             self._finding_keys.add(dedupe)
         self.finding_counts[event] = self.finding_counts.get(event, 0) + 1
-        if len(self.findings) >= MAX_FINDINGS:
-            return
+        index = len(self.findings) if len(self.findings) < MAX_FINDINGS else None
+        if reports is not None:
+            reports.append((parse_timestamp(doc.get("since")) or 0, index))
+        if index is not None:
+            self.findings.append(self._finding(doc, event, time_ns, thread, where))
+
+    def _unfinished_reports(
+        self, doc: dict[str, Any], run: str | None, pid: int | None
+    ) -> list[tuple[int, int | None]] | None:
+        """The waits already reported still blocked by this thread on this
+        primitive: [(start in ns, index of the finding)]; None when ``doc``
+        carries no start."""
+        if parse_timestamp(doc.get("since")) is None:
+            return None
+        wait = (run, pid, str(doc.get("thread.id")), str(doc.get("sync.id")))
+        return self._unfinished_findings.setdefault(wait, [])
+
+    def _reported_before(
+        self,
+        reports: list[tuple[int, int | None]],
+        doc: dict[str, Any],
+        time_ns: int | None,
+        where: str,
+    ) -> bool:
+        """Every flush reports a wait still blocked again (a program that ends
+        flushes twice): True when ``doc`` is one already found -- the same
+        start to within a millisecond, as each flush turns the monotonic start
+        into wall time afresh -- after putting the later report in its place."""
+        since = parse_timestamp(doc.get("since")) or 0
+        for start, index in reports:
+            if abs(start - since) <= 1_000_000:
+                if index is not None and (time_ns or 0) >= (self.findings[index].time_ns or 0):
+                    self.findings[index] = self._finding(
+                        doc, "unfinished_wait", time_ns, doc.get("thread.name"), where
+                    )
+                return True
+        return False
+
+    @staticmethod
+    def _finding(
+        doc: dict[str, Any], event: str, time_ns: int | None, thread: Any, where: str
+    ) -> Finding:
+        message = doc.get("message")
+        prim_name = doc.get("sync.name")
         fields = {
             k: v for k, v in doc.items() if k not in ("timestamp", "level", "event", "message")
         }
-        self.findings.append(
-            Finding(
-                event=event,
-                level=str(doc.get("level", "")),
-                time_ns=time_ns,
-                timestamp=str(doc.get("timestamp", "")),
-                message=str(message) if message is not None else _default_message(event, doc),
-                thread=str(thread) if thread is not None else None,
-                primitive=str(prim_name) if prim_name is not None else None,
-                fields=fields,
-                source=where,
-            )
+        return Finding(
+            event=event,
+            level=str(doc.get("level", "")),
+            time_ns=time_ns,
+            timestamp=str(doc.get("timestamp", "")),
+            message=str(message) if message is not None else _default_message(event, doc),
+            thread=str(thread) if thread is not None else None,
+            primitive=str(prim_name) if prim_name is not None else None,
+            fields=fields,
+            source=where,
         )
 
     # -- summary files -----------------------------------------------------------------
