@@ -10,6 +10,7 @@ import multiprocessing.pool
 import os
 import queue
 import sys
+import textwrap
 import threading
 import types
 import warnings
@@ -256,3 +257,38 @@ def test_fork_child_has_working_primitives_and_pipeline(tmp_path: Path) -> None:
     assert report == {"acquisitions": 5, "flushed": True, "pid": pid, "type": "Lock"}
     child_spans = list(tmp_path.glob(f"spans-*-{pid}.jsonl"))
     assert child_spans and child_spans[0].read_text().count('"lock.hold"') >= 5
+
+
+def test_configure_in_a_subinterpreter_starts_no_thread(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """install() inside a subinterpreter leaves tracing off there: no tracedsync
+    thread starts (Py_EndInterpreter aborts while one runs), the primitives stay
+    the stdlib's, nothing is written, and one line says so."""
+    support = pytest.importorskip("test.support")
+    pytest.importorskip("_testcapi")
+    result = tmp_path / "result.json"
+    code = textwrap.dedent(
+        f"""
+        import json, threading, tracedsync
+        before = threading.active_count()
+        config = tracedsync.install(exporters=["jsonfile"], output_dir={str(tmp_path)!r})
+        lock = threading.Lock()
+        with lock:
+            pass
+        report = {{
+            "enabled": config.enabled,
+            "new_threads": threading.active_count() - before,
+            "lock": type(lock).__module__,
+        }}
+        tracedsync.uninstall()
+        tracedsync.shutdown()
+        with open({str(result)!r}, "w") as f:
+            json.dump(report, f)
+        """
+    )
+    assert support.run_in_subinterp(code) == 0
+    assert json.loads(result.read_text()) == {"enabled": False, "new_threads": 0, "lock": "_thread"}
+    assert not list(tmp_path.glob("*.jsonl"))
+    err = capfd.readouterr().err
+    assert err.count("tracedsync: not started in a subinterpreter") == 1, err

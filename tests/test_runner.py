@@ -396,6 +396,44 @@ def test_cpython_suites_pass_under_run(tmp_path: Path, tests: str) -> None:
     assert "could not install" not in result.stdout + result.stderr
 
 
+SUBINTERPRETERS_APP = """
+import sys, threading, _testcapi
+
+CODE = "import threading; print(type(threading.Lock()).__module__, threading.active_count())"
+_testcapi.run_in_subinterp(CODE)  # a legacy (shared-GIL) subinterpreter, every version
+if sys.version_info >= (3, 13):
+    import _interpreters
+    interp = _interpreters.create("legacy")
+    _interpreters.run_string(interp, CODE)
+    _interpreters.destroy(interp)
+elif sys.version_info >= (3, 12):
+    import _xxsubinterpreters
+    interp = _xxsubinterpreters.create(isolated=False)
+    _xxsubinterpreters.run_string(interp, CODE)
+    _xxsubinterpreters.destroy(interp)
+print("main", type(threading.Lock()).__module__)
+"""
+
+
+def test_subinterpreters_stay_untraced_and_start_no_thread(tmp_path: Path) -> None:
+    """The bootstrap does not install in a subinterpreter (3.12's shared-GIL ones
+    aborted at exit with tracedsync's threads inside): its primitives are the
+    stdlib's, it has one thread, and the process writes one set of files."""
+    pytest.importorskip("_testcapi")
+    script = write(tmp_path, "app.py", SUBINTERPRETERS_APP)
+    result = run(tmp_path, "run", "--", sys.executable, str(script))
+    assert result.returncode == 0, result.stderr
+    subinterpreters = 2 if sys.version_info >= (3, 12) else 1
+    assert result.stdout.splitlines() == ["_thread 1"] * subinterpreters + ["main tracedsync"]
+    warnings = [
+        line
+        for line in result.stderr.splitlines()
+        if "could not install" in line or "not started in a subinterpreter" in line
+    ]
+    assert warnings == []  # silently: the bootstrap does not even import tracedsync there
+    assert len(list((tmp_path / "tracedsync-out").glob("metrics-*.jsonl"))) == 1, result.stderr
+
+
 MULTIPROCESSING_APP = """
 import multiprocessing, sys, threading, time
 
