@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures
 import io
 import json
@@ -136,7 +137,37 @@ def test_threading_internals_and_excluded_modules_stay_untraced(installed: Any) 
     from opentelemetry.sdk.trace import TracerProvider
 
     provider = TracerProvider()
-    assert not isinstance(provider._active_span_processor._lock, tracedsync.Lock)
+    assert type(provider._active_span_processor._lock) is not tracedsync.Lock
+
+
+def test_isinstance_threading_lock_holds_for_untraced_locks_too(installed: Any) -> None:
+    """After install(), isinstance(x, threading.Lock) (a type on 3.13, so code
+    checks it) and isinstance(x, threading.RLock) hold for the traced locks and
+    for the stdlib's untraced ones that excluded modules get; a subclass of
+    ours keeps the usual check. type() tells a traced lock."""
+    from tracedsync import primitives
+
+    traced, traced_r = threading.Lock(), threading.RLock()
+    assert type(traced) is tracedsync.Lock and type(traced_r) is tracedsync.RLock
+    untraced = [_stdlib.Lock(), _thread.allocate_lock()]
+    untraced_r = [_stdlib.RLock(), logging.StreamHandler(io.StringIO()).lock]
+    assert type(untraced_r[1]) is not tracedsync.RLock  # logging is excluded
+    implementations = [(primitives.PureLock, primitives.PureRLock)]
+    implementations.append((tracedsync.Lock, tracedsync.RLock))
+    for lock_cls, rlock_cls in implementations:
+        assert all(isinstance(x, lock_cls) for x in [*untraced, lock_cls()])
+        assert all(isinstance(x, rlock_cls) for x in [*untraced_r, rlock_cls()])
+        assert not any(isinstance(x, lock_cls) for x in [*untraced_r, traced_r, object()])
+        assert not any(isinstance(x, rlock_cls) for x in [*untraced, traced, None])
+        assert issubclass(type(untraced[0]), lock_cls)
+        assert issubclass(type(untraced_r[0]), rlock_cls)
+        assert not issubclass(type(untraced_r[0]), lock_cls)
+
+    class Sub(tracedsync.Lock):  # type: ignore[valid-type,misc]
+        pass
+
+    assert isinstance(Sub(), threading.Lock)
+    assert not isinstance(untraced[0], Sub) and not issubclass(type(untraced[0]), Sub)
 
 
 def test_a_queue_or_future_an_excluded_module_makes_stays_untraced(installed: Any) -> None:
