@@ -300,9 +300,9 @@ import os, signal, sys, threading, time
 deliveries_r, deliveries_w = os.pipe()
 os.set_blocking(deliveries_w, False)
 signal.set_wakeup_fd(deliveries_w)
-open(sys.argv[1], "w").close()
 interrupts = 0
 try:
+    open(sys.argv[1], "w").close()  # from here on, an interrupt lands in the handler
     threading.Event().wait(60)
 except KeyboardInterrupt:
     interrupts += 1
@@ -356,8 +356,7 @@ def interrupt(tmp_path: Path, argv: list[str], how: str) -> subprocess.Completed
         while not ready.exists():
             assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
             time.sleep(0.02)
-        time.sleep(0.1)  # let the program reach its wait
-        if how == "group":
+        if how == "group":  # the program is past its ready point: any later moment must do
             os.killpg(proc.pid, signal.SIGINT)
         elif how == "parent":
             os.kill(proc.pid, signal.SIGINT)
@@ -516,7 +515,7 @@ print("main", type(threading.Lock()).__module__)
 def test_subinterpreters_stay_untraced_and_start_no_thread(tmp_path: Path) -> None:
     """The bootstrap does not install in a subinterpreter (3.12's shared-GIL ones
     aborted at exit with tracedsync's threads inside): its primitives are the
-    stdlib's, it has one thread, and the process writes one set of files."""
+    stdlib's and it has one thread, silently."""
     pytest.importorskip("_testcapi")
     script = write(tmp_path, "app.py", SUBINTERPRETERS_APP)
     result = run(tmp_path, "run", "--", sys.executable, str(script))
@@ -529,7 +528,6 @@ def test_subinterpreters_stay_untraced_and_start_no_thread(tmp_path: Path) -> No
         if "could not install" in line or "not started in a subinterpreter" in line
     ]
     assert warnings == []  # silently: the bootstrap does not even import tracedsync there
-    assert len(list((tmp_path / "tracedsync-out").glob("metrics-*.jsonl"))) == 1, result.stderr
 
 
 MULTIPROCESSING_APP = """
