@@ -23,7 +23,6 @@ import sys
 import threading
 from _thread import RLock as _RawRLock
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from tracedsync import (
@@ -73,7 +72,7 @@ def apply(config: Config, keep_records: bool = False) -> Config:
         # No thread of ours may start here (Py_EndInterpreter aborts while
         # one runs): the primitives stay the stdlib's.
         warn("not started in a subinterpreter: its primitives stay untraced")
-        config = replace(config, enabled=False)
+        config = config._replace(enabled=False)
     with _state_lock:
         _install_process_hooks()
         _pending_start = None
