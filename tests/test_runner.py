@@ -383,9 +383,9 @@ def test_sigint_reaches_the_program_once(tmp_path: Path, how: str) -> None:
     assert plain.returncode == -signal.SIGINT, plain.stderr
     assert plain.stdout.strip() == "interrupts 1 deliveries 1", plain.stderr
     traced = interrupt(tmp_path, [*TRACEDSYNC, "run", "--"], how)
-    assert traced.returncode == 128 + signal.SIGINT, traced.stderr
     assert traced.stdout.strip() == "interrupts 1 deliveries 1", traced.stderr
     assert traced.stderr.count("KeyboardInterrupt") == 1, traced.stderr
+    assert traced.returncode == 128 + signal.SIGINT, traced.stderr
     assert plain.stderr.count("KeyboardInterrupt") == 1, plain.stderr
 
 
