@@ -73,7 +73,7 @@ def test_selected_classes_match_the_implementation() -> None:
     if tracedsync.IMPLEMENTATION == "compiled":
         assert tracedsync.Lock is primitives.CompiledLock
         assert tracedsync.RLock is primitives.CompiledRLock
-        assert isinstance(tracedsync.Condition()._lock, primitives.CompiledRLock)
+        assert type(tracedsync.Condition()._lock) is primitives.CompiledRLock
     else:
         assert tracedsync.Lock is primitives.PureLock
         assert tracedsync.RLock is primitives.PureRLock

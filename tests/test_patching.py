@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures
 import io
 import json
@@ -10,6 +11,7 @@ import multiprocessing.pool
 import os
 import queue
 import sys
+import textwrap
 import threading
 import types
 import warnings
@@ -135,7 +137,37 @@ def test_threading_internals_and_excluded_modules_stay_untraced(installed: Any) 
     from opentelemetry.sdk.trace import TracerProvider
 
     provider = TracerProvider()
-    assert not isinstance(provider._active_span_processor._lock, tracedsync.Lock)
+    assert type(provider._active_span_processor._lock) is not tracedsync.Lock
+
+
+def test_isinstance_threading_lock_holds_for_untraced_locks_too(installed: Any) -> None:
+    """After install(), isinstance(x, threading.Lock) (a type on 3.13, so code
+    checks it) and isinstance(x, threading.RLock) hold for the traced locks and
+    for the stdlib's untraced ones that excluded modules get; a subclass of
+    ours keeps the usual check. type() tells a traced lock."""
+    from tracedsync import primitives
+
+    traced, traced_r = threading.Lock(), threading.RLock()
+    assert type(traced) is tracedsync.Lock and type(traced_r) is tracedsync.RLock
+    untraced = [_stdlib.Lock(), _thread.allocate_lock()]
+    untraced_r = [_stdlib.RLock(), logging.StreamHandler(io.StringIO()).lock]
+    assert type(untraced_r[1]) is not tracedsync.RLock  # logging is excluded
+    implementations = [(primitives.PureLock, primitives.PureRLock)]
+    implementations.append((tracedsync.Lock, tracedsync.RLock))
+    for lock_cls, rlock_cls in implementations:
+        assert all(isinstance(x, lock_cls) for x in [*untraced, lock_cls()])
+        assert all(isinstance(x, rlock_cls) for x in [*untraced_r, rlock_cls()])
+        assert not any(isinstance(x, lock_cls) for x in [*untraced_r, traced_r, object()])
+        assert not any(isinstance(x, rlock_cls) for x in [*untraced, traced, None])
+        assert issubclass(type(untraced[0]), lock_cls)
+        assert issubclass(type(untraced_r[0]), rlock_cls)
+        assert not issubclass(type(untraced_r[0]), lock_cls)
+
+    class Sub(tracedsync.Lock):  # type: ignore[valid-type,misc]
+        pass
+
+    assert isinstance(Sub(), threading.Lock)
+    assert not isinstance(untraced[0], Sub) and not issubclass(type(untraced[0]), Sub)
 
 
 def test_a_queue_or_future_an_excluded_module_makes_stays_untraced(installed: Any) -> None:
@@ -256,3 +288,38 @@ def test_fork_child_has_working_primitives_and_pipeline(tmp_path: Path) -> None:
     assert report == {"acquisitions": 5, "flushed": True, "pid": pid, "type": "Lock"}
     child_spans = list(tmp_path.glob(f"spans-*-{pid}.jsonl"))
     assert child_spans and child_spans[0].read_text().count('"lock.hold"') >= 5
+
+
+def test_configure_in_a_subinterpreter_starts_no_thread(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """install() inside a subinterpreter leaves tracing off there: no tracedsync
+    thread starts (Py_EndInterpreter aborts while one runs), the primitives stay
+    the stdlib's, nothing is written, and one line says so."""
+    support = pytest.importorskip("test.support")
+    pytest.importorskip("_testcapi")
+    result = tmp_path / "result.json"
+    code = textwrap.dedent(
+        f"""
+        import json, threading, tracedsync
+        before = threading.active_count()
+        config = tracedsync.install(exporters=["jsonfile"], output_dir={str(tmp_path)!r})
+        lock = threading.Lock()
+        with lock:
+            pass
+        report = {{
+            "enabled": config.enabled,
+            "new_threads": threading.active_count() - before,
+            "lock": type(lock).__module__,
+        }}
+        tracedsync.uninstall()
+        tracedsync.shutdown()
+        with open({str(result)!r}, "w") as f:
+            json.dump(report, f)
+        """
+    )
+    assert support.run_in_subinterp(code) == 0
+    assert json.loads(result.read_text()) == {"enabled": False, "new_threads": 0, "lock": "_thread"}
+    assert not list(tmp_path.glob("*.jsonl"))
+    err = capfd.readouterr().err
+    assert err.count("tracedsync: not started in a subinterpreter") == 1, err

@@ -292,6 +292,103 @@ def test_sigint_sent_with_kill_is_forwarded(tmp_path: Path) -> None:
     assert result.stdout.strip() == "interrupted"
 
 
+#: Counts the deliveries of SIGINT as the kernel makes them (the wakeup fd gets
+#: one byte per delivery; Python would merge two into one KeyboardInterrupt if
+#: they came before its handler ran), then dies of the interrupt as Python does.
+INTERRUPTED_APP = """
+import os, signal, sys, threading, time
+deliveries_r, deliveries_w = os.pipe()
+os.set_blocking(deliveries_w, False)
+signal.set_wakeup_fd(deliveries_w)
+interrupts = 0
+try:
+    open(sys.argv[1], "w").close()  # from here on, an interrupt lands in the handler
+    threading.Event().wait(60)
+except KeyboardInterrupt:
+    interrupts += 1
+    try:
+        time.sleep(0.5)  # a second SIGINT, sent right after the first, lands here
+    except KeyboardInterrupt:
+        interrupts += 1
+    os.set_blocking(deliveries_r, False)
+    print(f"interrupts {interrupts} deliveries {len(os.read(deliveries_r, 64))}", flush=True)
+    raise
+"""
+#: Makes the terminal (its stdin) its controlling terminal, then runs argv.
+WITH_TERMINAL = (
+    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def interrupt(tmp_path: Path, argv: list[str], how: str) -> subprocess.CompletedProcess[str]:
+    """Start ``argv`` (INTERRUPTED_APP, plain or under `tracedsync run`) as its
+    own session, as a shell starts a job, and interrupt it once it waits:
+    ``group`` = SIGINT to the process group (``timeout``, ``kill -INT -PGID``),
+    ``parent`` = SIGINT to the first process alone, ``terminal`` = Ctrl-C typed
+    on its controlling terminal (a pty)."""
+    ready = tmp_path / "ready"
+    ready.unlink(missing_ok=True)
+    app = write(tmp_path, "interrupted_app.py", INTERRUPTED_APP)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDSYNC_")}
+    full = [*argv, sys.executable, str(app), str(ready)]
+    controller = None
+    stdin: Any = subprocess.DEVNULL
+    if how == "terminal":
+        controller, stdin = os.openpty()
+        full = [sys.executable, "-c", WITH_TERMINAL, *full]
+    try:
+        proc = subprocess.Popen(
+            full,
+            cwd=tmp_path,
+            env=env,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    finally:
+        if controller is not None:
+            os.close(stdin)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        if how == "group":  # the program is past its ready point: any later moment must do
+            os.killpg(proc.pid, signal.SIGINT)
+        elif how == "parent":
+            os.kill(proc.pid, signal.SIGINT)
+        else:
+            assert controller is not None
+            os.write(controller, b"\x03")  # the terminal's VINTR: Ctrl-C
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        if controller is not None:
+            os.close(controller)
+    return subprocess.CompletedProcess(full, proc.returncode, out, err)
+
+
+@pytest.mark.parametrize("how", ["group", "parent", "terminal"])
+def test_sigint_reaches_the_program_once(tmp_path: Path, how: str) -> None:
+    """However SIGINT comes -- to the process group, to `tracedsync run` alone,
+    Ctrl-C on the terminal -- the program gets it once and dies of its
+    KeyboardInterrupt as it does without tracedsync (-SIGINT there; `run`
+    exits 128 + SIGINT)."""
+    plain = interrupt(tmp_path, [], how)
+    assert plain.returncode == -signal.SIGINT, plain.stderr
+    assert plain.stdout.strip() == "interrupts 1 deliveries 1", plain.stderr
+    traced = interrupt(tmp_path, [*TRACEDSYNC, "run", "--"], how)
+    assert traced.stdout.strip() == "interrupts 1 deliveries 1", traced.stderr
+    assert traced.stderr.count("KeyboardInterrupt") == 1, traced.stderr
+    assert traced.returncode == 128 + signal.SIGINT, traced.stderr
+    assert plain.stderr.count("KeyboardInterrupt") == 1, plain.stderr
+
+
 def test_dump_on_signal_prints_holders_with_stacks(tmp_path: Path) -> None:
     """--dump-on-signal SIGUSR1 prints every held primitive with stacks."""
     script = write(
@@ -394,6 +491,43 @@ def test_cpython_suites_pass_under_run(tmp_path: Path, tests: str) -> None:
     assert "Result: SUCCESS" in result.stdout
     # Subinterpreters without daemon threads (3.12+) stay untraced, silently.
     assert "could not install" not in result.stdout + result.stderr
+
+
+SUBINTERPRETERS_APP = """
+import sys, threading, _testcapi
+
+CODE = "import threading; print(type(threading.Lock()).__module__, threading.active_count())"
+_testcapi.run_in_subinterp(CODE)  # a legacy (shared-GIL) subinterpreter, every version
+if sys.version_info >= (3, 13):
+    import _interpreters
+    interp = _interpreters.create("legacy")
+    _interpreters.run_string(interp, CODE)
+    _interpreters.destroy(interp)
+elif sys.version_info >= (3, 12):
+    import _xxsubinterpreters
+    interp = _xxsubinterpreters.create(isolated=False)
+    _xxsubinterpreters.run_string(interp, CODE)
+    _xxsubinterpreters.destroy(interp)
+print("main", type(threading.Lock()).__module__)
+"""
+
+
+def test_subinterpreters_stay_untraced_and_start_no_thread(tmp_path: Path) -> None:
+    """The bootstrap does not install in a subinterpreter (3.12's shared-GIL ones
+    aborted at exit with tracedsync's threads inside): its primitives are the
+    stdlib's and it has one thread, silently."""
+    pytest.importorskip("_testcapi")
+    script = write(tmp_path, "app.py", SUBINTERPRETERS_APP)
+    result = run(tmp_path, "run", "--", sys.executable, str(script))
+    assert result.returncode == 0, result.stderr
+    subinterpreters = 2 if sys.version_info >= (3, 12) else 1
+    assert result.stdout.splitlines() == ["_thread 1"] * subinterpreters + ["main tracedsync"]
+    warnings = [
+        line
+        for line in result.stderr.splitlines()
+        if "could not install" in line or "not started in a subinterpreter" in line
+    ]
+    assert warnings == []  # silently: the bootstrap does not even import tracedsync there
 
 
 MULTIPROCESSING_APP = """

@@ -25,7 +25,17 @@ from _thread import RLock as _RawRLock
 from collections.abc import Callable
 from typing import Any
 
-from tracedsync import _settings, _threads, budget, detection, records, registry, summary, waits
+from tracedsync import (
+    _interpreter,
+    _settings,
+    _threads,
+    budget,
+    detection,
+    records,
+    registry,
+    summary,
+    waits,
+)
 from tracedsync._version import __version__
 from tracedsync.config import Config, resolve
 
@@ -58,6 +68,11 @@ def apply(config: Config, keep_records: bool = False) -> Config:
     """Make ``config`` the active one: stop the old pipeline, start a new one
     (``keep_records``: a fork child's first records wait for it)."""
     global _active, _pipeline, _pending_start
+    if config.enabled and not _interpreter.in_main_interpreter():
+        # No thread of ours may start here (Py_EndInterpreter aborts while
+        # one runs): the primitives stay the stdlib's.
+        warn("not started in a subinterpreter: its primitives stay untraced")
+        config = config._replace(enabled=False)
     with _state_lock:
         _install_process_hooks()
         _pending_start = None

@@ -281,6 +281,37 @@ _LOCK_SLOTS = (
 )
 
 
+class _LockClass(type):
+    """The metaclass of ``Lock`` and ``RLock`` (both implementations).
+
+    Once ``install()`` made them ``threading.Lock``/``RLock``, the modules
+    tracedsync leaves untraced still get the stdlib's locks from them; on
+    3.13, where ``threading.Lock`` is a type, ``isinstance(x,
+    threading.Lock)`` holds for every lock, so it must still hold for those.
+    Here it holds for the untraced stdlib locks, on every version. It costs
+    nothing on the hot path: a traced lock's own check is answered by
+    CPython's exact-type test before this is called, and instance creation
+    and method calls never consult the metaclass. Subclasses keep the usual
+    check.
+    """
+
+    def __instancecheck__(cls, instance: Any) -> bool:
+        untraced = _UNTRACED_TYPES.get(cls)
+        return type.__instancecheck__(cls, instance) or (
+            untraced is not None and isinstance(instance, untraced)
+        )
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        untraced = _UNTRACED_TYPES.get(cls)
+        return type.__subclasscheck__(cls, subclass) or (
+            untraced is not None and issubclass(subclass, untraced)
+        )
+
+
+#: Our Lock/RLock classes -> the type of the stdlib's lock each also stands for.
+_UNTRACED_TYPES: dict[type, type] = {}
+
+
 def _make_pure_lock(cls: type) -> Any:
     """A pure Lock's state, before the registry names it."""
     prim: Any = object.__new__(cls)
@@ -313,7 +344,7 @@ def _make_plain(cls: type) -> Any:
 # ---------------------------------------------------------------------------
 
 
-class PureLock(_LockAPI):
+class PureLock(_LockAPI, metaclass=_LockClass):
     """A traced ``threading.Lock``: a primitive lock, released by any thread.
 
     ``acquire(blocking=True, timeout=-1)`` returns True once acquired; with
@@ -401,7 +432,7 @@ class PureLock(_LockAPI):
         self._blame = None
 
 
-class PureRLock(_RLockAPI):
+class PureRLock(_RLockAPI, metaclass=_LockClass):
     """A traced ``threading.RLock``: reentrant, released by its owner only.
 
     Re-entries by the owning thread are counted apart (``reentries``); a hold
@@ -514,7 +545,7 @@ if _impl.speedups is not None:
     from tracedsync._speedups import LockCore as _LockCore
     from tracedsync._speedups import RLockCore as _RLockCore
 
-    class _CompiledLock(_LockAPI, _LockCore):
+    class _CompiledLock(_LockAPI, _LockCore, metaclass=_LockClass):
         """A traced ``threading.Lock``: a primitive lock, released by any thread.
 
         ``acquire(blocking=True, timeout=-1)`` returns True once acquired; with
@@ -534,7 +565,7 @@ if _impl.speedups is not None:
         release_lock = _LockCore.release
         locked_lock = _LockCore.locked
 
-    class _CompiledRLock(_RLockAPI, _RLockCore):
+    class _CompiledRLock(_RLockAPI, _RLockCore, metaclass=_LockClass):
         """A traced ``threading.RLock``: reentrant, released by its owner only.
 
         Re-entries by the owning thread are counted apart (``reentries``); a hold
@@ -557,6 +588,15 @@ if _impl.speedups is not None:
     CompiledLock = _CompiledLock
     CompiledRLock = _CompiledRLock
     _impl.speedups._bind(recorder)
+
+for _cls, _untraced in (
+    (PureLock, type(_stdlib.Lock())),
+    (PureRLock, type(_stdlib.RLock())),
+    (CompiledLock, type(_stdlib.Lock())),
+    (CompiledRLock, type(_stdlib.RLock())),
+):
+    if _cls is not None:
+        _UNTRACED_TYPES[_cls] = _untraced
 
 #: "compiled" or "pure": which Lock and RLock this process uses.
 IMPLEMENTATION = _impl.IMPLEMENTATION

@@ -8,14 +8,15 @@ program's first line — in every Python process the program starts too
 (``subprocess``, ``multiprocessing`` spawn), all under one run id.
 
 The command is spawned, not exec'd, so that the parent can report at the
-end: it forwards signals (a Ctrl-C from the terminal already reaches the
-whole process group, so only SIGINTs sent with ``kill`` are forwarded),
-returns the program's exit code (128+N when it dies of signal N), then
-prints the run's summary -- merged from the small summary file every traced
-process writes into a private per-run directory when it ends, whatever the
-exporters (``tracedsync.summary``) -- or the full table with ``--report``.
-While the program runs, each finding (a deadlock, a stuck wait...) is one
-line on its stderr when it happens, unless ``--quiet``.
+end: it forwards the signals sent to it alone, not those sent to the process
+group the program shares with it (a Ctrl-C, ``timeout``, ``kill -INT -PGID``:
+the program got them already, see ``tracedsync._groupwatch``), returns the
+program's exit code (128+N when it dies of signal N), then prints the run's
+summary -- merged from the small summary file every traced process writes
+into a private per-run directory when it ends, whatever the exporters
+(``tracedsync.summary``) -- or the full table with ``--report``. While the
+program runs, each finding (a deadlock, a stuck wait...) is one line on its
+stderr when it happens, unless ``--quiet``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import sys
 import tempfile
 
 from tracedsync import config, summary
+from tracedsync._groupwatch import GroupWatch
 from tracedsync.cli import CliError
 
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
@@ -41,7 +43,7 @@ _FORWARDED = [
     signal.SIGUSR2,
 ]
 #: Signals the terminal sends to the whole foreground group: the child got them.
-_GROUP_SIGNALS = {signal.SIGINT, signal.SIGQUIT}
+_TERMINAL_SIGNALS = {signal.SIGINT, signal.SIGQUIT}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -210,6 +212,7 @@ def spawn_and_wait(argv: list[str], env: dict[str, str]) -> int:
     """Spawn ``argv``, forward signals until it ends, return its exit code."""
     watched = set(_FORWARDED) | {signal.SIGCHLD}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    group = GroupWatch(_FORWARDED)
     try:
         try:
             pid = os.posix_spawnp(
@@ -225,14 +228,15 @@ def spawn_and_wait(argv: list[str], env: dict[str, str]) -> int:
             raise _NotStarted(126, f"permission denied: {argv[0]}") from None
         except OSError as exc:
             raise _NotStarted(126, f"cannot run {argv[0]}: {exc.strerror}") from None
-        return _wait_forwarding(pid, watched)
+        return _wait_forwarding(pid, watched, group)
     finally:
+        group.close()
         while signal.sigtimedwait(watched - {signal.SIGCHLD}, 0) is not None:
             pass  # already delivered to (or meant for) the child
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _wait_forwarding(pid: int, watched: set[signal.Signals]) -> int:
+def _wait_forwarding(pid: int, watched: set[signal.Signals], group: GroupWatch) -> int:
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
@@ -241,8 +245,10 @@ def _wait_forwarding(pid: int, watched: set[signal.Signals]) -> int:
         info = signal.sigtimedwait(watched, 0.5)
         if info is None or info.si_signo == signal.SIGCHLD:
             continue
-        if info.si_signo in _GROUP_SIGNALS and info.si_code == _SI_KERNEL:
+        if info.si_signo in _TERMINAL_SIGNALS and info.si_code == _SI_KERNEL:
             continue  # from the terminal: the child, in our group, got it too
+        if group.reached_group(info.si_signo, pid):
+            continue  # sent to the group: the child got it too
         try:
             os.kill(pid, info.si_signo)
         except ProcessLookupError:

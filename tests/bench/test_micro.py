@@ -93,10 +93,10 @@ def test_handoff_ping_pong_hands_over_and_leaves_both_taken(primitive: str) -> N
 def test_queue_case_is_made_under_install() -> None:
     """The Queue case's traced queue has traced primitives; threading is left unpatched."""
     q = micro.queue_under_install()
-    assert isinstance(q.mutex, primitives.Lock) and isinstance(q.not_empty, primitives.Condition)
+    assert type(q.mutex) is primitives.Lock and isinstance(q.not_empty, primitives.Condition)
     assert threading.Lock is _stdlib.Lock
     pure_q = micro.queue_with(primitives.PureLock)
-    assert isinstance(pure_q.mutex, primitives.PureLock)
+    assert type(pure_q.mutex) is primitives.PureLock
     pure_q.put(1)
     assert pure_q.get() == 1
 

@@ -12,17 +12,28 @@ import os
 import sys
 
 
-def _daemon_threads_allowed() -> bool:
-    """False in a subinterpreter made without daemon threads (3.12+), where
-    tracedsync's pipeline thread cannot start: it stays untraced, silently."""
-    import _thread
+def _in_main_interpreter() -> bool:
+    """False in a subinterpreter (its ``site`` runs this module too): no
+    tracedsync thread may start there, so it stays untraced, silently. The
+    test is ``tracedsync/_interpreter.py``, loaded by path so that nothing of
+    tracedsync is imported in a subinterpreter."""
+    import importlib.util
 
-    allowed = getattr(_thread, "daemon_threads_allowed", None)
-    return allowed is None or bool(allowed())
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        path = os.path.join(os.path.dirname(here), "_interpreter.py")
+        spec = importlib.util.spec_from_file_location("_tracedsync_interpreter", path)
+        if spec is None or spec.loader is None:
+            return True
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return bool(module.in_main_interpreter())
+    except Exception:  # not knowing is the main interpreter's case, as before
+        return True
 
 
 def _tracedsync_install() -> None:
-    if os.environ.get("TRACEDSYNC_RUN") != "1" or not _daemon_threads_allowed():
+    if os.environ.get("TRACEDSYNC_RUN") != "1" or not _in_main_interpreter():
         return
     try:
         from tracedsync import child

@@ -66,7 +66,7 @@ def flood_once(
             hold_threshold_ms=0,
         )
         pool = [primitives.Lock(name=f"flood_{i}") for i in range(locks)]
-        if not all(isinstance(lock, primitives.Lock) for lock in pool):
+        if not all(type(lock) is primitives.Lock for lock in pool):
             raise RuntimeError("the flood's locks are not traced")
         start = _stdlib.Barrier(threads + 1)
 

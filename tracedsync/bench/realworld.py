@@ -56,7 +56,7 @@ def _noop() -> None:
 
 def _check_lock(made: Any, traced: bool) -> None:
     if traced:
-        if not isinstance(made, traced_lock_types()):
+        if type(made) not in traced_lock_types():  # isinstance holds for the stdlib's too
             raise RuntimeError(f"threading.Lock() under install() made {type(made)!r}")
     elif type(made) is not type(_stdlib.Lock()):
         raise RuntimeError(f"plain threading.Lock() made {type(made)!r}")

@@ -93,7 +93,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _preconditions() -> None:
     traced = tuple(c for c in (primitives.PureLock, primitives.CompiledLock) if c is not None)
-    if not isinstance(primitives.Lock(name="bench_probe"), traced):
+    if type(primitives.Lock(name="bench_probe")) not in traced:
         raise CliError(
             "tracedsync is disabled here (TRACEDSYNC_DISABLED, or created from an excluded "
             "module): there is nothing to compare"
