@@ -69,6 +69,8 @@ def note(events: Iterable[Mapping[str, Any]]) -> None:
         name = event.get("event")
         if name == "unfinished_wait":
             _unfinished[(event.get("thread.id"), event.get("since"))] = dict(event)
+        elif name == "unfinished_wait_ended":
+            _unfinished.pop((event.get("thread.id"), event.get("since")), None)
         elif name in KEPT_EVENTS:
             _findings_seen += 1
             if len(_findings) < FINDINGS_LIMIT:

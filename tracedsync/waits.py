@@ -13,9 +13,11 @@ waits. An entry is a plain object set and removed by its own thread
 from __future__ import annotations
 
 from _thread import get_ident
+from time import monotonic_ns as _now
 from typing import Any
 
-from tracedsync import _settings, records
+from tracedsync import _settings, _threads, records
+from tracedsync.describe import iso_timestamp
 
 
 class Blocked:
@@ -51,8 +53,42 @@ def begin(prim: Any, since: int, idle: bool) -> Blocked:
 
 
 def end() -> Blocked | None:
-    """The calling thread's wait is over; its entry (None if it had none)."""
-    return _blocked.pop(get_ident(), None)
+    """The calling thread's wait is over; its entry (None if it had none).
+
+    A wait a flush already reported still blocked (``unfinished_wait``: the
+    main thread ended while it waited, say) is said to have ended, so that
+    the summary and the report do not call it blocked at exit.
+    """
+    entry = _blocked.pop(get_ident(), None)
+    if entry is not None and entry.since_wall:
+        _ended(entry)
+    return entry
+
+
+def _ended(entry: Blocked) -> None:
+    if not _settings.current.recording:
+        return
+    try:
+        me = get_ident()
+        meta = entry.prim._meta
+        thread = _threads.thread_name(me)
+        fields = {
+            "level": "info",
+            "thread.name": thread,
+            "thread.id": me,
+            "sync.kind": meta.kind,
+            "sync.name": meta.name,
+            "sync.id": meta.id,
+            "sync.instance": meta.instance,
+            "since": iso_timestamp(entry.since_wall),
+            "message": f"{thread} is no longer blocked on {meta.kind} {meta.name} #{meta.instance}",
+        }
+        records.emit(
+            records.Finding("unfinished_wait_ended", fields, entry.context, None, _now()),
+            urgent=True,
+        )
+    except Exception:
+        pass
 
 
 def restore(entry: Blocked | None) -> None:

@@ -59,6 +59,7 @@ SCENARIOS: dict[str, Scenario] = {
     "idle_pool_reload": Scenario("idle_pool_reload.py"),
     "health_timeouts": Scenario("health_timeouts.py"),
     "healthy": Scenario("healthy_service.py"),
+    "main_returns_first": Scenario("main_returns_first.py"),
     "healthy_lock_order": Scenario("healthy_service.py", options=("--lock-order",)),
     "counter_thresholds_0": Scenario("counter.py", options=THRESHOLDS_0),
     "hot_lock_thresholds_0": Scenario("hot_lock.py", options=THRESHOLDS_0),
@@ -727,6 +728,23 @@ def test_healthy_busy_service(runs: Runs) -> None:
         assert outcome.report_again("--fail-on", "findings>0").returncode == 0
         gate = outcome.report_again("--fail-on", "idle-unfinished>0")
         assert gate.returncode == 1, gate.stderr
+
+
+@uses("main_returns_first")
+def test_waits_blocked_when_the_main_thread_returns_that_end_later(runs: Runs) -> None:
+    """The flush when the main thread returns reports the reader's and the
+    reporter's waits still blocked; they end afterwards, so the exit summary
+    and the report show nothing blocked at exit and no finding."""
+    outcome = runs.outcome("main_returns_first")
+    assert "reader saw 1000" in outcome.stdout and "reporter saw 1000" in outcome.stdout
+    assert "still blocked" not in outcome.stderr and "still waiting" not in outcome.stderr
+    reported = {(e["thread.id"], e["since"]) for e in outcome.named("unfinished_wait")}
+    ended = {(e["thread.id"], e["since"]) for e in outcome.named("unfinished_wait_ended")}
+    assert reported and reported == ended
+    only_findings(outcome)
+    assert outcome.report["still_blocked"] == []
+    assert outcome.primitive("cache_lock (main_returns_first.py:14)")["contentions"] == 1
+    assert outcome.report_again("--fail-on", "findings>0").returncode == 0
 
 
 # -- what every lock wait span carries ------------------------------------------------------------

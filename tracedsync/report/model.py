@@ -495,6 +495,9 @@ class Analysis:
         self.log_lines = 0
         #: Waits still blocked at a flush, the latest per thread of a process.
         self.unfinished: dict[tuple[str | None, int | None, str], Unfinished] = {}
+        #: (run, pid, thread id) -> [(primitive id, name, start ns)] of waits
+        #: reported still blocked that ended later (``unfinished_wait_ended``).
+        self._ended_waits: dict[tuple[Any, ...], list[tuple[str, str, int]]] = {}
         self._prescan_start: int | None = None
         self._keep_cache: dict[tuple[str, str], bool] = {}
         #: The fast decoder's attribute lists (see fast.AttrCache), and the
@@ -1020,6 +1023,9 @@ class Analysis:
             raise ReportError(f'{where}: "event" is not a string')
         if event in SPAN_MIRRORS:
             return
+        if event == "unfinished_wait_ended":
+            self._note_ended(doc, run, pid)
+            return
         time_ns = parse_timestamp(doc.get("timestamp"))
         filters = self.filters
         if time_ns is not None and (
@@ -1203,8 +1209,41 @@ class Analysis:
         stuck_after = number(doc.get("idle_stuck_after_ms"))
         return stuck_after is not None and waited >= stuck_after
 
+    def _note_ended(self, doc: dict[str, Any], run: str | None, pid: int | None) -> None:
+        since = parse_timestamp(doc.get("since"))
+        if since is None:
+            return
+        waits = self._ended_waits.setdefault((run, pid, str(doc.get("thread.id"))), [])
+        if len(waits) < MAX_FINDINGS:
+            waits.append((str(doc.get("sync.id")), str(doc.get("sync.name")), since))
+
+    def _drop_ended(self) -> None:
+        """Waits a flush reported still blocked that ended afterwards (the
+        main thread ended while they waited, say): neither findings nor
+        still blocked."""
+        if not self._ended_waits:
+            return
+        dropped: set[int] = set()
+        for (run, pid, thread_id, prim_id), reports in self._unfinished_findings.items():
+            ended = self._ended_waits.get((run, pid, thread_id), ())
+            for start, index in reports:
+                if any(p == prim_id and abs(t - start) <= 1_000_000 for p, _, t in ended):
+                    self.finding_counts["unfinished_wait"] -= 1
+                    if index is not None:
+                        dropped.add(index)
+        if dropped:
+            self.findings = [f for i, f in enumerate(self.findings) if i not in dropped]
+        if not self.finding_counts.get("unfinished_wait", 1):
+            del self.finding_counts["unfinished_wait"]
+        for key, u in list(self.unfinished.items()):
+            ended = self._ended_waits.get((u.run, u.pid, str(u.thread_id)), ())
+            start = u.end_ns - u.waited_ns  # to the rounding of waited_ms
+            if any(n == u.name and abs(t - start) <= 5_000_000 for _, n, t in ended):
+                del self.unfinished[key]
+
     def _finish_unfinished(self) -> None:
         """Fold the waits still blocked into their primitives, sites and threads."""
+        self._drop_ended()
         for u in self.unfinished.values():
             key = (u.kind, u.name)
             if not self.filters.primitive(*key):
