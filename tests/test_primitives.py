@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 import tracemalloc
+import weakref
 from typing import Any
 
 import pytest
@@ -391,3 +392,19 @@ def test_weakref_and_collection() -> None:
     del lock
     gc.collect()
     assert ref() is None
+
+
+def test_a_semaphore_keeps_no_thread_alive_and_still_names_a_leaker() -> None:
+    """A thread that ends holding a permit is not kept alive by the semaphore
+    (CPython's tests count leftover Thread objects), and the permit's holder
+    is still named, as ended."""
+    sem = tracedsync.BoundedSemaphore(2)
+    t = threading.Thread(target=sem.acquire, name="leaker")
+    t.start()
+    t.join(10)
+    ref = weakref.ref(t)
+    del t
+    gc.collect()
+    assert ref() is None
+    ((_, _, _, holder),) = sem._holders()
+    assert holder.name == "leaker" and not holder.is_alive()

@@ -717,8 +717,10 @@ class Semaphore(_Traced):
     _hhist: list[int]
     _admit: int
     _window: int
-    #: thread ident -> [(since, code, offset, Thread)]: the Thread itself, as a
-    #: later thread may run under the ident of one that ended holding permits.
+    #: thread ident -> [(since, code, offset, weak reference to the Thread)]:
+    #: the Thread, as a later thread may run under the ident of one that
+    #: ended holding permits; weakly, as a semaphore must not keep threads
+    #: alive (CPython's tests count the Thread objects left).
     _holds: dict[int, list[tuple[int, Any, int, Any]]]
     _blame: int | None
     _track: bool
@@ -784,7 +786,7 @@ class Semaphore(_Traced):
         elif len(holds) >= _MAX_HOLDS_PER_THREAD:
             del holds[0]
         now = _now()
-        holds.append((now, code, offset, _threads.active.get(me)))
+        holds.append((now, code, offset, _threads.thread_ref(me)))
         return now
 
     def _block(self, timeout: float | None, code: Any, offset: int) -> bool:
@@ -880,12 +882,15 @@ class Semaphore(_Traced):
         acquisition, oldest first."""
         with self._mutex:
             pairs = [
-                (t, ident, code, offset, thread)
+                (t, ident, code, offset, ref)
                 for ident, entries in self._holds.items()
-                for t, code, offset, thread in entries
+                for t, code, offset, ref in entries
             ]
         pairs.sort(key=lambda p: p[0])
-        return [(ident, t, (code, offset), thread) for t, ident, code, offset, thread in pairs]
+        return [
+            (ident, t, (code, offset), _threads.from_ref(ref))
+            for t, ident, code, offset, ref in pairs
+        ]
 
     def __exit__(self, t: object, v: object, tb: object) -> None:
         self.release()
