@@ -334,7 +334,7 @@ def hold_end(prim: Any, t0: int, end: int, blame: int | None, depth: int) -> Non
         record = Hold(
             prim._meta,
             me,
-            _threads.active.get(me) or _threads.thread_name(me),
+            _threads.thread_name(me),
             t0,
             end,
             records.current_context(),

@@ -77,8 +77,9 @@ class Hold(NamedTuple):
 
     meta: Any  # registry.Identity
     thread: int
-    #: The Thread (its name is read on the pipeline thread) or a name.
-    thread_obj: Any
+    #: Its name, read when the hold ended (not the Thread: a record waiting
+    #: in the buffer must not keep a finished thread alive).
+    thread_name: str
     start: int
     end: int
     context: Any

@@ -189,11 +189,7 @@ class SpanBuilder:
         spans.append(self._finish_wait(name, rec.context, attrs, start, end, links))
 
     def _hold(self, rec: Hold, offset: int, spans: list[SpanData]) -> None:
-        thread_name = (
-            rec.thread_obj
-            if isinstance(rec.thread_obj, str)
-            else _threads.name_of(rec.thread_obj, rec.thread)
-        )
+        thread_name = rec.thread_name
         key = (Hold, rec.meta, rec.thread, thread_name, rec.stack, rec.depth)
 
         def make() -> dict[str, Any]:
