@@ -410,6 +410,8 @@ class Watchdog:
                 continue
             if not (at_exit or meta.kind == "rlock" or meta.id in waited_on):
                 continue
+            if getattr(prim, "_initial_value", None) == 0:
+                continue  # a semaphore made empty is a signal: nobody owes its permits back
             try:
                 holders = prim._holders()
             except Exception:

@@ -696,6 +696,7 @@ class Semaphore(_Traced):
         "_holds",
         "_hsum",
         "_hsup",
+        "_initial_value",
         "_meta",
         "_mutex",
         "_nwait",
@@ -709,6 +710,9 @@ class Semaphore(_Traced):
     _mutex: LockType
     _cond: threading.Condition | None
     _value: int
+    #: The value it was made with. 0: a signal (its permits come from other
+    #: threads' releases: an acquisition is not a hold anyone must give back).
+    _initial_value: int
     _nwait: int
     _acq: int
     _hsum: int
@@ -738,6 +742,7 @@ class Semaphore(_Traced):
         self._mutex = _allocate_lock()
         self._cond = None
         self._value = value
+        self._initial_value = value
         self._nwait = 0
         self._acq = self._hsum = self._hmax = self._hsup = 0
         self._admit = self._window = 0
@@ -900,17 +905,9 @@ class BoundedSemaphore(Semaphore):
     """A traced ``threading.BoundedSemaphore``: releasing more than was
     acquired raises ``ValueError``, like the stdlib."""
 
-    __slots__ = ("_initial_value",)
+    __slots__ = ()
     _kind = "bounded_semaphore"
-    _initial_value: int
     _stdlib_class = _stdlib.BoundedSemaphore
-
-    @staticmethod
-    def _make(cls: type[Semaphore], value: int) -> Semaphore:
-        self = Semaphore._make(cls, value)
-        assert isinstance(self, BoundedSemaphore)
-        self._initial_value = value
-        return self
 
     def __repr__(self) -> str:
         cls = self.__class__

@@ -73,6 +73,10 @@ def describe_holder(prim: Any, me: int) -> tuple[Holder | None, bool]:
     after it released, so the waiter looks again (a new holder), and says
     the holder released before it could look when it never catches one.
     """
+    if getattr(prim, "_initial_value", None) == 0:
+        # A semaphore made empty is a signal: a waiter waits for a release,
+        # not for a holder (whoever took earlier permits consumed them).
+        return None, False
     for _ in range(_LOOKS):
         try:
             entries = prim._holders()

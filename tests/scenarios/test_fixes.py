@@ -22,7 +22,7 @@ import pytest
 
 import tracedsync
 from tests.report import files
-from tracedsync import _sites, acquisition, cli, detection, waits
+from tracedsync import _sites, acquisition, cli, detection, recorder, waits
 from tracedsync.testing import LogCollector, blocked_on, wait_until
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
@@ -229,6 +229,32 @@ def test_permits_leaked_together_are_one_abandoned_hold(logs: LogCollector) -> N
     assert event["thread.name"] == "worker-1"
     assert event["count"] == 3
     assert event["acquired_at"] == TAKEN_LINE
+
+
+def test_a_semaphore_made_empty_is_a_signal_with_no_holders(logs: LogCollector) -> None:
+    """Semaphore(0) counting items (queue's pure-Python SimpleQueue): the
+    consumers that took items and ended owe nothing back, and a consumer
+    waiting for the next item waits for a release, not for a holder."""
+    configure(logs, watchdog_interval_ms=60_000)
+    items = tracedsync.Semaphore(0, name="items")
+    items.release(3)
+    consumers = [threading.Thread(target=items.acquire, name=f"consumer-{i}") for i in range(3)]
+    for c in consumers:
+        c.start()
+        c.join(10)
+    waiter = threading.Thread(target=items.acquire, name="next-consumer", daemon=True)
+    waiter.start()
+    try:
+        wait_until(blocked_on(items))
+        watchdog = detection.watchdog()
+        assert watchdog is not None
+        watchdog.check_abandoned(waits.snapshot(), at_exit=True)
+        assert recorder.describe_holder(items, waiter.ident or 0) == (None, False)
+    finally:
+        items.release()
+        waiter.join(10)
+    assert tracedsync.flush(10)
+    assert logs.named("abandoned_hold") == []
 
 
 def test_a_wait_still_blocked_at_two_flushes_is_one_finding(
