@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -299,6 +301,28 @@ def test_inversion_reported_although_no_deadlock_happened(logs: LogCollector) ->
     assert edges == {("a", "b"), ("b", "a")}
     assert all(e["outer_site"].startswith("tests/test_detection.py:") for e in event["edges"])
     assert collect(logs, "deadlock_detected") == []
+
+
+def _a_test_lock() -> Any:
+    return tracedsync.Lock()  # one creation site: one lock class
+
+
+def test_a_lock_dropped_while_held_orders_nothing(logs: LogCollector) -> None:
+    """``lock.acquire(); del lock`` (CPython's lock_tests do it): the lock is
+    gone, so it is held by nobody and not kept alive for the tracking, and
+    the locks taken afterwards are not ordered after it -- which made a later
+    lock of its class, taken inside another, an inversion."""
+    configure(logs, lock_order=True)
+    dropped = _a_test_lock()
+    dropped.acquire()
+    gone = weakref.ref(dropped)
+    del dropped
+    gc.collect()
+    assert gone() is None
+    outer = tracedsync.Lock(name="outer")
+    with outer, _a_test_lock():
+        pass
+    assert collect(logs, "lock_order_inversion") == []
 
 
 def test_three_lock_inversion_cycle(logs: LogCollector) -> None:

@@ -29,6 +29,7 @@ import itertools
 import sys
 import threading
 import time
+import weakref
 from _thread import RLock as _RawRLock
 from _thread import get_ident as _get_ident
 from collections.abc import Callable, Iterable
@@ -583,6 +584,10 @@ def report_abandoned(prim: Any, ident: int, since: int, site: Any, thread: Any) 
 PAIR_LIMIT = 10_000
 
 
+#: A thread's held list is cleared of dropped primitives past this length.
+_HELD_PRUNE_AT = 64
+
+
 class LockOrder:
     """The graph of nesting orders between lock classes (lockdep style).
 
@@ -600,7 +605,10 @@ class LockOrder:
         #: (outer id, inner id) -> (outer, inner, outer site, inner site, thread):
         #: nestings of two instances of one class.
         self._pairs: dict[tuple[int, int], tuple[Any, Any, str, str, str]] = {}
-        #: thread ident -> [(primitive, class, raw acquisition site)] it holds, in order
+        #: thread ident -> [(weak reference to the primitive, class, raw
+        #: acquisition site)] it holds, in order. Weak: a lock dropped while
+        #: held (``lock.acquire(); del lock``) is held by nobody, and is not
+        #: kept alive for it.
         self._held: dict[int, list[tuple[Any, str, Any]]] = {}
         self._reported: set[frozenset[Any]] = set()
 
@@ -624,8 +632,9 @@ class LockOrder:
         pairs = self._pairs
         new_classes = []
         new_pairs = []
-        for other, held_cls, held_site in held:
-            if other is prim:
+        for ref, held_cls, held_site in held:
+            other = ref()
+            if other is None or other is prim:
                 continue
             if held_cls != cls:
                 if (held_cls, cls) not in edges:
@@ -658,7 +667,9 @@ class LockOrder:
         stack = self._held.get(me)
         if stack is None:
             stack = self._held[me] = []
-        stack.append((prim, prim._meta.name, site))
+        if len(stack) > _HELD_PRUNE_AT:
+            stack[:] = [e for e in stack if e[0]() is not None]
+        stack.append((weakref.ref(prim), prim._meta.name, site))
 
     def released(self, prim: Any) -> None:
         if getattr(prim, "_count", 0) > 0:
@@ -667,13 +678,13 @@ class LockOrder:
         stack = self._held.get(me)
         if stack:
             for i in range(len(stack) - 1, -1, -1):
-                if stack[i][0] is prim:
+                if stack[i][0]() is prim:
                     del stack[i]
                     return
         with self._lock:  # a Lock released by a thread that did not take it
             for ident, stack in list(self._held.items()):
                 for i in range(len(stack) - 1, -1, -1):
-                    if stack[i][0] is prim:
+                    if stack[i][0]() is prim:
                         del stack[i]
                         if not stack and ident != me:
                             self._held.pop(ident, None)

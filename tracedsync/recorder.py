@@ -387,7 +387,9 @@ def _keep_wait(prim: Any, st: SlowStats, record: Wait, always: bool) -> None:
 
 
 def lock_wait_begin(prim: Any, t0: int) -> tuple[waits.Blocked, Holder | None, bool, Any]:
-    """A semaphore acquire starts to block: note it, name its holder."""
+    """A semaphore acquire starts to block: note it, name its holder. A
+    semaphore made empty is a signal: waiting on it is waiting for work (an
+    idle wait, stuck only past ``idle_stuck_after_ms``)."""
     me = _get_ident()
     prim._track = True
     holder = None
@@ -396,7 +398,8 @@ def lock_wait_begin(prim: Any, t0: int) -> tuple[waits.Blocked, Holder | None, b
     if _settings.current.recording and not _threads.is_internal(me):
         holder, released_before = describe_holder(prim, me)
         stack = stacks.capture(sys._getframe(1), _settings.current.stack_depth)
-    return waits.begin(prim, t0, idle=False), holder, released_before, stack
+    signal = prim._initial_value == 0
+    return waits.begin(prim, t0, idle=signal), holder, released_before, stack
 
 
 def lock_wait_end(

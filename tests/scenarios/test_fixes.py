@@ -234,7 +234,8 @@ def test_permits_leaked_together_are_one_abandoned_hold(logs: LogCollector) -> N
 def test_a_semaphore_made_empty_is_a_signal_with_no_holders(logs: LogCollector) -> None:
     """Semaphore(0) counting items (queue's pure-Python SimpleQueue): the
     consumers that took items and ended owe nothing back, and a consumer
-    waiting for the next item waits for a release, not for a holder."""
+    waiting for the next item waits for a release, not for a holder: an
+    idle wait (stuck only past idle_stuck_after_ms)."""
     configure(logs, watchdog_interval_ms=60_000)
     items = tracedsync.Semaphore(0, name="items")
     items.release(3)
@@ -250,6 +251,7 @@ def test_a_semaphore_made_empty_is_a_signal_with_no_holders(logs: LogCollector) 
         assert watchdog is not None
         watchdog.check_abandoned(waits.snapshot(), at_exit=True)
         assert recorder.describe_holder(items, waiter.ident or 0) == (None, False)
+        assert waits.snapshot()[waiter.ident or 0].idle
     finally:
         items.release()
         waiter.join(10)
