@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
-import weakref
 from _thread import get_ident
-from typing import Any
 
 from tracedsync._format import MAX_TEXT, cap
 
@@ -96,40 +94,6 @@ def alive(ident: int) -> bool:
         return ident in sys._current_frames()
     except Exception:
         return True
-
-
-class Gone:
-    """Stands for a thread whose Thread object no longer exists (kept only
-    weakly, so that tracedsync never keeps a finished thread alive): it has
-    ended, under the name it had."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def is_alive(self) -> bool:
-        return False
-
-
-#: A weak reference to a Thread, and its name when the reference was made.
-ThreadRef = tuple["weakref.ref[threading.Thread]", str]
-
-
-def thread_ref(ident: int) -> ThreadRef | None:
-    """A weak reference to the Thread running as ``ident``, with its name
-    (None for a thread ``threading`` does not know)."""
-    thread = active.get(ident)
-    return None if thread is None else (weakref.ref(thread), name_of(thread, ident))
-
-
-def from_ref(ref: ThreadRef | None) -> Any:
-    """The Thread ``ref`` points to, a :class:`Gone` of its name once the
-    Thread is collected, or None without a reference."""
-    if ref is None:
-        return None
-    thread = ref[0]()
-    return Gone(ref[1]) if thread is None else thread
 
 
 def ended(thread: threading.Thread | None, ident: int) -> bool:

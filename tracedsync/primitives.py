@@ -721,10 +721,10 @@ class Semaphore(_Traced):
     _hhist: list[int]
     _admit: int
     _window: int
-    #: thread ident -> [(since, code, offset, weak reference to the Thread)]:
-    #: the Thread, as a later thread may run under the ident of one that
-    #: ended holding permits; weakly, as a semaphore must not keep threads
-    #: alive (CPython's tests count the Thread objects left).
+    #: thread ident -> [(since, code, offset, Thread)]: the Thread itself, as a
+    #: later thread may run under the ident of one that ended holding permits
+    #: (which it keeps alive until they are released: it names the leaker).
+    #: Empty for a semaphore made empty (a signal: see ``_took``).
     _holds: dict[int, list[tuple[int, Any, int, Any]]]
     _blame: int | None
     _track: bool
@@ -782,8 +782,12 @@ class Semaphore(_Traced):
     def _took(self, code: Any, offset: int) -> int:
         """A unit was taken (under the mutex): note the hold. Returns its
         start, which is also the end of the wait that led to it (one clock
-        reading: in a timeline the hold never starts before the wait ends)."""
+        reading: in a timeline the hold never starts before the wait ends).
+        A semaphore made empty is a signal: its acquisitions consume what
+        other threads released, and are not holds."""
         self._acq += 1
+        if not self._initial_value:
+            return _now()
         me = _get_ident()
         holds = self._holds.get(me)
         if holds is None:
@@ -791,7 +795,7 @@ class Semaphore(_Traced):
         elif len(holds) >= _MAX_HOLDS_PER_THREAD:
             del holds[0]
         now = _now()
-        holds.append((now, code, offset, _threads.thread_ref(me)))
+        holds.append((now, code, offset, _threads.active.get(me)))
         return now
 
     def _block(self, timeout: float | None, code: Any, offset: int) -> bool:
@@ -887,15 +891,12 @@ class Semaphore(_Traced):
         acquisition, oldest first."""
         with self._mutex:
             pairs = [
-                (t, ident, code, offset, ref)
+                (t, ident, code, offset, thread)
                 for ident, entries in self._holds.items()
-                for t, code, offset, ref in entries
+                for t, code, offset, thread in entries
             ]
         pairs.sort(key=lambda p: p[0])
-        return [
-            (ident, t, (code, offset), _threads.from_ref(ref))
-            for t, ident, code, offset, ref in pairs
-        ]
+        return [(ident, t, (code, offset), thread) for t, ident, code, offset, thread in pairs]
 
     def __exit__(self, t: object, v: object, tb: object) -> None:
         self.release()
