@@ -714,15 +714,16 @@ core_used(CoreObject *self, PyObject *Py_UNUSED(ignored))
     return PyBool_FromLong(self->hsum != 0 || self->t != 0 || self->wcont != 0);
 }
 
+/* A copy of RAW_BUCKETS counts as a list of ints. */
 static PyObject *
-core_hhist(CoreObject *self, void *Py_UNUSED(closure))
+counts_list(const unsigned long long *counts)
 {
     PyObject *list = PyList_New(RAW_BUCKETS);
     if (list == NULL) {
         return NULL;
     }
     for (Py_ssize_t i = 0; i < RAW_BUCKETS; i++) {
-        PyObject *v = PyLong_FromUnsignedLongLong(self->hhist[i]);
+        PyObject *v = PyLong_FromUnsignedLongLong(counts[i]);
         if (v == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -733,24 +734,18 @@ core_hhist(CoreObject *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+core_hhist(CoreObject *self, void *Py_UNUSED(closure))
+{
+    return counts_list(self->hhist);
+}
+
+static PyObject *
 core_whist(CoreObject *self, void *Py_UNUSED(closure))
 {
     if (self->whist == NULL) {
         Py_RETURN_NONE;
     }
-    PyObject *list = PyList_New(RAW_BUCKETS);
-    if (list == NULL) {
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < RAW_BUCKETS; i++) {
-        PyObject *v = PyLong_FromUnsignedLongLong(self->whist[i]);
-        if (v == NULL) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, i, v);
-    }
-    return list;
+    return counts_list(self->whist);
 }
 
 static PyObject *
