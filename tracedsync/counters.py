@@ -11,7 +11,7 @@ there and to the named tuple, nowhere else. The metrics, the exit summary and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 #: Primitives count durations in raw buckets indexed by ``ns.bit_length()``
@@ -110,6 +110,14 @@ MAXIMA = tuple(raw for raw, how, _ in RAW_FIELDS.values() if how == "max")
 HISTOGRAMS = tuple(raw for raw, how, _ in RAW_FIELDS.values() if how == "hist")
 
 
+def add_histogram(into: list[int], counts: Iterable[int]) -> None:
+    """Add raw histogram ``counts`` into ``into``, in place, touching only the
+    buckets that counted (most are 0)."""
+    for i, n in enumerate(counts):
+        if n:
+            into[i] += n
+
+
 class Counters:
     """Raw integer counters (ns, raw histograms) of one primitive or a sum."""
 
@@ -165,13 +173,10 @@ class Counters:
             self.wait_max = other.wait_max
         if other.hold_max > self.hold_max:
             self.hold_max = other.hold_max
-        # In place, the buckets that counted only (most are 0): folding the
-        # primitives a program makes and drops (a Future's Condition per
-        # task) adds two histograms each.
-        for mine, theirs in ((self.wait_hist, other.wait_hist), (self.hold_hist, other.hold_hist)):
-            for i, n in enumerate(theirs):
-                if n:
-                    mine[i] += n
+        # Folding the primitives a program makes and drops (a Future's
+        # Condition per task) adds two histograms each.
+        add_histogram(self.wait_hist, other.wait_hist)
+        add_histogram(self.hold_hist, other.hold_hist)
 
     def used(self) -> bool:
         """True when anything was counted."""

@@ -158,9 +158,7 @@ def acquire_slow(prim: Any, blocking: Any, timeout: Any, began: int | None = Non
     blocks. ``began``: the compiled path already waited, from then, the wait
     threshold through (its first phase, see ``_block``)."""
     if not blocking or timeout == 0:
-        st = registry.slow_stats(prim)
-        with registry.stats_lock:
-            st.would_block += 1
+        count_would_block(prim)
         return False
     return _block(prim, timeout, began)
 

@@ -30,7 +30,7 @@ from typing import Any
 from tracedsync import _settings, _sites
 from tracedsync._format import MAX_TEXT, cap
 from tracedsync._threads import internal as _internal
-from tracedsync.counters import Counters, PrimitiveStats, SlowStats
+from tracedsync.counters import Counters, PrimitiveStats, SlowStats, add_histogram
 
 LOCK_KINDS = frozenset({"lock", "rlock", "semaphore", "bounded_semaphore"})
 IDLE_KINDS = frozenset({"event", "condition", "barrier"})
@@ -324,9 +324,7 @@ def read_counters(prim: Any, live: bool = True) -> Counters:
         c.wait_sum += prim._wsum
         if prim._wmax > c.wait_max:
             c.wait_max = prim._wmax
-        for i, n in enumerate(prim._whist or ()):
-            if n:
-                c.wait_hist[i] += n
+        add_histogram(c.wait_hist, prim._whist or ())
     if kind in LOCK_KINDS:
         # Uncontended acquisitions never reach the slow path: they waited 0 ns.
         c.wait_hist[0] += max(0, c.acquisitions - (c.contentions - c.timeouts))
