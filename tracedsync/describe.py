@@ -31,6 +31,17 @@ def iso_timestamp(epoch_ns: int) -> str:
     return f"{cached[1]}.{micro:06d}Z"
 
 
+def primitive_fields(meta: Any) -> dict[str, Any]:
+    """The attributes naming a primitive (its ``registry.Identity``), as
+    spans, findings and events carry them."""
+    return {
+        "sync.kind": meta.kind,
+        "sync.name": meta.name,
+        "sync.id": meta.id,
+        "sync.instance": meta.instance,
+    }
+
+
 def holder_attributes(holder: Holder | None, offset: int) -> dict[str, Any]:
     """The ``sync.holder.*`` attributes of a wait (``offset``: epoch ns minus
     monotonic ns, for the holder's own wait's start)."""

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from tracedsync import _impl, _settings, _stdlib, _threads, acquisition, recorder, registry, waits
 from tracedsync.counters import RAW_BUCKETS, PrimitiveStats, SlowStats
+from tracedsync.describe import primitive_fields
 
 if TYPE_CHECKING:
     _StdCondition = threading.Condition
@@ -1112,10 +1113,7 @@ class Barrier(_Traced, _StdBarrier):
                 "barrier_broken",
                 {
                     "level": "error",
-                    "sync.kind": meta.kind,
-                    "sync.name": meta.name,
-                    "sync.id": meta.id,
-                    "sync.instance": meta.instance,
+                    **primitive_fields(meta),
                     "parties": self._parties,
                     "arrived": came,
                     "cause": cause,

@@ -23,7 +23,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from tracedsync import _settings, _sites, _threads, recorder, stacks, waits
-from tracedsync.describe import holder_attributes, holder_text, iso_timestamp
+from tracedsync.describe import holder_attributes, holder_text, iso_timestamp, primitive_fields
 from tracedsync.events import SPAN_FIELD
 from tracedsync.exporters.base import SharedAttributes, SpanData
 from tracedsync.records import Finding, Hold, Record, Wait
@@ -131,12 +131,7 @@ class SpanBuilder:
 
     @staticmethod
     def _base(meta: Any, ident: int, thread_name: str, stack: Any) -> dict[str, Any]:
-        attrs: dict[str, Any] = {
-            "sync.kind": meta.kind,
-            "sync.name": meta.name,
-            "sync.id": meta.id,
-            "sync.instance": meta.instance,
-        }
+        attrs = primitive_fields(meta)
         attrs["thread.id"] = ident
         attrs["thread.name"] = thread_name
         site = stacks.call_site(stack)
@@ -378,10 +373,7 @@ class SpanBuilder:
                 "timestamp": iso_timestamp(now + offset),
                 "thread.name": thread,
                 "thread.id": ident,
-                "sync.kind": meta.kind,
-                "sync.name": meta.name,
-                "sync.id": meta.id,
-                "sync.instance": meta.instance,
+                **primitive_fields(meta),
                 "idle": entry.idle,
                 "since": iso_timestamp(entry.since_wall),
                 "waited_ms": round(waited_ns / 1e6, 3),

@@ -17,7 +17,7 @@ from time import monotonic_ns as _now
 from typing import Any
 
 from tracedsync import _settings, _threads, records
-from tracedsync.describe import iso_timestamp
+from tracedsync.describe import iso_timestamp, primitive_fields
 
 
 class Blocked:
@@ -76,10 +76,7 @@ def _ended(entry: Blocked) -> None:
             "level": "info",
             "thread.name": thread,
             "thread.id": me,
-            "sync.kind": meta.kind,
-            "sync.name": meta.name,
-            "sync.id": meta.id,
-            "sync.instance": meta.instance,
+            **primitive_fields(meta),
             "since": iso_timestamp(entry.since_wall),
             "message": f"{thread} is no longer blocked on {meta.kind} {meta.name} #{meta.instance}",
         }
