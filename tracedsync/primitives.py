@@ -345,7 +345,27 @@ def _make_plain(cls: type) -> Any:
 # ---------------------------------------------------------------------------
 
 
-class PureLock(_LockAPI, metaclass=_LockClass):
+class _PureCore:
+    """What the compiled core types provide the Lock and RLock layer with,
+    over the ``_thread`` lock ``_lock``: the underlying acquire and release
+    the slow paths use, and whether the hot path counted anything."""
+
+    __slots__ = ()
+    _lock: LockType
+    _hsum: int
+    _t: int
+
+    def _try(self, blocking: Any = True, timeout: Any = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def _rel(self) -> None:
+        self._lock.release()
+
+    def _used(self) -> bool:
+        return bool(self._hsum or self._t)
+
+
+class PureLock(_PureCore, _LockAPI, metaclass=_LockClass):
     """A traced ``threading.Lock``: a primitive lock, released by any thread.
 
     ``acquire(blocking=True, timeout=-1)`` returns True once acquired; with
@@ -417,15 +437,6 @@ class PureLock(_LockAPI, metaclass=_LockClass):
         # this instead of an acquire(False) probe that would pollute stats.
         return self._lock.locked()
 
-    def _try(self, blocking: Any = True, timeout: Any = -1) -> bool:
-        return self._lock.acquire(blocking, timeout)
-
-    def _rel(self) -> None:
-        self._lock.release()
-
-    def _used(self) -> bool:
-        return bool(self._hsum or self._t)
-
     def _at_fork_reinit(self) -> None:
         self._lock = _allocate_lock()
         self._t = 0
@@ -433,7 +444,7 @@ class PureLock(_LockAPI, metaclass=_LockClass):
         self._blame = None
 
 
-class PureRLock(_RLockAPI, metaclass=_LockClass):
+class PureRLock(_PureCore, _RLockAPI, metaclass=_LockClass):
     """A traced ``threading.RLock``: reentrant, released by its owner only.
 
     Re-entries by the owning thread are counted apart (``reentries``); a hold
@@ -517,15 +528,6 @@ class PureRLock(_RLockAPI, metaclass=_LockClass):
 
     def _recursion_count(self) -> int:
         return self._count if self._owner == _get_ident() else 0
-
-    def _try(self, blocking: Any = True, timeout: Any = -1) -> bool:
-        return self._lock.acquire(blocking, timeout)
-
-    def _rel(self) -> None:
-        self._lock.release()
-
-    def _used(self) -> bool:
-        return bool(self._hsum or self._t)
 
     def _at_fork_reinit(self) -> None:
         self._lock = _allocate_lock()
