@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,15 @@ def run_direct(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def run_traced(tmp_path: Path, name: str, *args: str) -> tuple[str, dict[str, list[Any]]]:
+def run_traced(
+    tmp_path: Path,
+    name: str,
+    *args: str,
+    options: Sequence[str] = (),
+    timeout: float = 60,
+) -> tuple[str, dict[str, list[Any]]]:
+    """``tracedsync run --output-dir tmp_path/out [options] -- python examples/name args``:
+    its stdout and what it wrote."""
     out = tmp_path / "out"
     result = subprocess.run(
         [
@@ -43,6 +52,7 @@ def run_traced(tmp_path: Path, name: str, *args: str) -> tuple[str, dict[str, li
             "run",
             "--output-dir",
             str(out),
+            *options,
             "--",
             sys.executable,
             str(EXAMPLES / name),
@@ -50,7 +60,7 @@ def run_traced(tmp_path: Path, name: str, *args: str) -> tuple[str, dict[str, li
         ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         env=_env(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -103,23 +113,15 @@ def test_counter_s_slowest_wait_is_kept_as_a_span(tmp_path: Path) -> None:
     lock is contended at all is up to the scheduler: up to three runs."""
     thresholds = ["--wait-threshold-ms", "0", "--hold-threshold-ms", "0"]
     for attempt in range(3):
-        out = tmp_path / f"out-{attempt}"
-        command = [sys.executable, "-m", "tracedsync", "run", "--output-dir", str(out)]
-        program = ["--", sys.executable, str(EXAMPLES / "counter.py")]
-        result = subprocess.run(
-            [*command, *thresholds, *program],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=_env(),
+        stdout, output = run_traced(
+            tmp_path / f"attempt-{attempt}", "counter.py", options=thresholds, timeout=120
         )
-        assert result.returncode == 0, result.stdout + result.stderr
-        if contended(result.stdout):
+        if contended(stdout):
             break
     else:
         pytest.fail("counter_lock was never contended in three runs")
-    longest_ms = float(result.stdout.split("longest wait ")[1].split(" ms")[0])
-    waits = named(read_output(out), "lock.wait", "counter_lock")
+    longest_ms = float(stdout.split("longest wait ")[1].split(" ms")[0])
+    waits = named(output, "lock.wait", "counter_lock")
     assert waits
     slowest_ns = max(int(s["endTimeUnixNano"]) - int(s["startTimeUnixNano"]) for s in waits)
     assert abs(slowest_ns / 1e6 - longest_ms) <= 0.05  # printed to 0.1 ms
