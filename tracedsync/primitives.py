@@ -112,8 +112,10 @@ class _Traced:
 # ---------------------------------------------------------------------------
 
 
-class _LockAPI(_Traced):
-    """The Python side of both implementations of ``Lock``."""
+class _OwnedAPI(_Traced):
+    """The Python side that Lock and RLock (both implementations) share: an
+    owner, the hold's start and its counters, given up and taken back by
+    ``Condition.wait``."""
 
     if not TYPE_CHECKING:  # mypy: the attributes are slots of the subclasses
         __slots__ = ()
@@ -132,14 +134,8 @@ class _LockAPI(_Traced):
 
     if TYPE_CHECKING:
 
-        def locked(self) -> bool: ...
         def _try(self, blocking: Any = True, timeout: Any = -1) -> bool: ...
         def _rel(self) -> None: ...
-
-    def _taken(self, t: int) -> None:
-        """The state once the slow path acquired."""
-        self._t = t
-        self._owner = _get_ident()
 
     def _holders(self) -> list[tuple[int, int, Any, Any]]:
         """(thread ident, since, acquisition site, Thread) of the holder."""
@@ -148,9 +144,10 @@ class _LockAPI(_Traced):
             return []
         return [(owner, self._t, self._acq_at, _threads.active.get(owner))]
 
-    def _release_save(self) -> int:
-        # Condition.wait: the lock is released while waiting; that time is not
-        # hold time, and the re-acquire afterwards is not an acquisition.
+    def _give_up(self, depth: int) -> int:
+        """``Condition.wait`` releases the lock while it waits: that time is
+        not hold time, and the re-acquire afterwards is not an acquisition.
+        Returns what was held so far (``_take_back`` continues from it)."""
         t0 = self._t
         now = _now()
         held = now - t0 if t0 else 0
@@ -161,15 +158,37 @@ class _LockAPI(_Traced):
         self._owner = 0
         self._rel()
         if blame is not None:  # a waiter links to the hold that ends here
-            recorder.hold_end(self, t0, now, blame, 0)
+            recorder.hold_end(self, t0, now, blame, depth)
         return held
 
-    def _acquire_restore(self, state: Any) -> None:
+    def _take_back(self, held: int) -> None:
+        """``Condition.wait`` is over: the lock is taken again, blocking as a
+        lock wait if it must; the hold goes on from ``held``."""
         if not self._try(False):
             recorder.reacquire(self)
-        held = state if isinstance(state, int) else 0
-        # Continue the hold: what was held before the wait still counts.
         self._t = _now() - held
+
+
+class _LockAPI(_OwnedAPI):
+    """The Python side of both implementations of ``Lock``."""
+
+    if not TYPE_CHECKING:
+        __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        def locked(self) -> bool: ...
+
+    def _taken(self, t: int) -> None:
+        """The state once the slow path acquired."""
+        self._t = t
+        self._owner = _get_ident()
+
+    def _release_save(self) -> int:
+        return self._give_up(0)
+
+    def _acquire_restore(self, state: Any) -> None:
+        self._take_back(state if isinstance(state, int) else 0)
         self._owner = _get_ident()
 
     def __repr__(self) -> str:
@@ -177,31 +196,14 @@ class _LockAPI(_Traced):
         return f"<{state} tracedsync.Lock object name={self._meta.name!r} at {id(self):#x}>"
 
 
-class _RLockAPI(_Traced):
+class _RLockAPI(_OwnedAPI):
     """The Python side of both implementations of ``RLock``."""
 
-    if not TYPE_CHECKING:  # mypy: the attributes are slots of the subclasses
+    if not TYPE_CHECKING:
         __slots__ = ()
-    _t: int
-    _owner: int
     _count: int
     _depth: int
     _reent: int
-    _rt: int
-    _blame: int | None
-    _acq_at: tuple[Any, int] | None
-    _track: bool
-    _hsum: int
-    _hmax: int
-    _hsup: int
-    _hhist: list[int]
-    _admit: int
-    _window: int
-
-    if TYPE_CHECKING:
-
-        def _try(self, blocking: Any = True, timeout: Any = -1) -> bool: ...
-        def _rel(self) -> None: ...
 
     def _taken(self, t: int) -> None:
         """The state once the slow path acquired."""
@@ -209,39 +211,18 @@ class _RLockAPI(_Traced):
         self._t = t
         self._owner = _get_ident()  # last: a waiter that sees it sees the rest
 
-    def _holders(self) -> list[tuple[int, int, Any, Any]]:
-        owner = self._owner
-        if not owner:
-            return []
-        return [(owner, self._t, self._acq_at, _threads.active.get(owner))]
-
     def _release_save(self) -> tuple[int, int, int]:
         count = self._count
         if count == 0:
             raise RuntimeError("cannot release un-acquired lock")
         owner = self._owner
-        t0 = self._t
-        now = _now()
-        held = now - t0 if t0 else 0
-        blame = self._blame
-        self._blame = None
-        self._t = 0
-        self._rt = now  # a waiter's hand-off is measured from here
         self._count = 0
-        self._owner = 0
-        self._rel()
-        if blame is not None:  # a waiter links to the hold that ends here
-            recorder.hold_end(self, t0, now, blame, self._depth)
-        return (count, owner, held)
+        return (count, owner, self._give_up(self._depth))
 
     def _acquire_restore(self, state: Any) -> None:
-        if not self._try(False):
-            recorder.reacquire(self)
-        count, owner = state[0], state[1]
-        held = state[2] if len(state) > 2 else 0
-        self._count = count
-        self._t = _now() - held
-        self._owner = owner  # last: a waiter that sees it sees the rest
+        self._take_back(state[2] if len(state) > 2 else 0)
+        self._count = state[0]
+        self._owner = state[1]  # last: a waiter that sees it sees the rest
 
     def __repr__(self) -> str:
         state = "locked" if self._count else "unlocked"
