@@ -242,28 +242,20 @@ def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
         if not got:
             st.timeouts += 1
         _count_wait(st, wait)
-    if wait >= settings.wait_ns and settings.recording and not _threads.is_internal(me):
-        if stack is None:
-            stack = stacks.capture(sys._getframe(1), settings.stack_depth)
-        _keep_wait(
-            prim,
-            st,
-            Wait(
-                prim._meta,
-                me,
-                _threads.thread_name(me),
-                t0,
-                t1,
-                "acquired" if got else "timeout",
-                records.current_context(),
-                stack,
-                holder,
-                released_before,
-                blame,
-                handoff,
-            ),
-            entry is not None and entry.reported,
-        )
+    _wait_over(
+        prim,
+        st,
+        me,
+        t0,
+        t1,
+        "acquired" if got else "timeout",
+        stack,
+        holder,
+        released_before,
+        blame,
+        handoff,
+        entry is not None and entry.reported,
+    )
     return got
 
 
@@ -365,6 +357,45 @@ def _count_wait(st: SlowStats, wait: int) -> None:
     st.wait_hist[wait.bit_length()] += 1
 
 
+def _wait_over(
+    prim: Any,
+    st: SlowStats,
+    me: int,
+    t0: int,
+    t1: int,
+    outcome: str,
+    stack: Any,
+    holder: Holder | None,
+    released_before: bool,
+    blame: int | None,
+    handoff: int | None,
+    reported: bool,
+) -> None:
+    """A counted wait of thread ``me`` is over: past the wait threshold it
+    becomes a record (its stack is the waiting caller's unless one was taken
+    when it began to block)."""
+    settings = _settings.current
+    if t1 - t0 < settings.wait_ns or not settings.recording or _threads.is_internal(me):
+        return
+    if stack is None:
+        stack = stacks.capture(sys._getframe(2), settings.stack_depth)
+    record = Wait(
+        prim._meta,
+        me,
+        _threads.thread_name(me),
+        t0,
+        t1,
+        outcome,
+        records.current_context(),
+        stack,
+        holder,
+        released_before,
+        blame,
+        handoff,
+    )
+    _keep_wait(prim, st, record, reported)
+
+
 def _keep_wait(prim: Any, st: SlowStats, record: Wait, always: bool) -> None:
     """Hand a wait record to the budget (or straight to the buffer when a
     finding named the wait, or there is no budget)."""
@@ -418,26 +449,18 @@ def lock_wait_end(
         if not acquired:
             st.timeouts += 1
         _count_wait(st, wait)
-    settings = _settings.current
-    if wait < settings.wait_ns or not settings.recording or _threads.is_internal(me):
-        return
-    _keep_wait(
+    _wait_over(
         prim,
         st,
-        Wait(
-            prim._meta,
-            me,
-            _threads.thread_name(me),
-            t0,
-            t1,
-            "acquired" if acquired else "timeout",
-            records.current_context(),
-            stack if stack is not None else stacks.capture(sys._getframe(1), settings.stack_depth),
-            holder,
-            released_before,
-            None,
-            None,
-        ),
+        me,
+        t0,
+        t1,
+        "acquired" if acquired else "timeout",
+        stack,
+        holder,
+        released_before,
+        None,
+        None,
         entry.reported,
     )
 
@@ -474,28 +497,21 @@ def idle_wait_end(
         if timed_out:
             st.timeouts += 1
         _count_wait(st, wait)
-    settings = _settings.current
-    if not blocked or wait < settings.wait_ns or not settings.recording or _threads.is_internal(me):
-        return
-    _keep_wait(
-        prim,
-        st,
-        Wait(
-            prim._meta,
+    if blocked:
+        _wait_over(
+            prim,
+            st,
             me,
-            _threads.thread_name(me),
             t0,
             t1,
             outcome,
-            records.current_context(),
-            stacks.capture(sys._getframe(1), settings.stack_depth),
+            None,
             None,
             False,
             None,
             None,
-        ),
-        entry is not None and entry.reported,
-    )
+            entry is not None and entry.reported,
+        )
 
 
 # --------------------------------------------------------------------------
