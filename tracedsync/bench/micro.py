@@ -253,6 +253,20 @@ def _taken_pair(factory: Callable[[], Any]) -> tuple[Any, Any]:
     return pair
 
 
+def _against(other: Callable[[], None], mine: Callable[[], None], n: int) -> tuple[int, float]:
+    """Time ``mine`` (``n`` round trips on this thread) while another thread
+    runs ``other``, its partner in every round trip."""
+    t = threading.Thread(target=other, daemon=True)
+    t.start()
+    t0 = time.perf_counter()
+    mine()
+    t1 = time.perf_counter()
+    t.join(120)
+    if t.is_alive():
+        raise RuntimeError("ping-pong did not finish")
+    return n, t1 - t0
+
+
 def _handoff_ping_pong_free(pair: tuple[Any, Any], n: int) -> tuple[int, float]:
     """One round trip: this thread releases ``ping`` and blocks on ``pong``;
     the other blocks on ``ping`` and releases ``pong`` (a ``Lock`` may be
@@ -264,17 +278,12 @@ def _handoff_ping_pong_free(pair: tuple[Any, Any], n: int) -> tuple[int, float]:
             ping.acquire()
             pong.release()
 
-    t = threading.Thread(target=other, daemon=True)
-    t.start()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        ping.release()
-        pong.acquire()
-    t1 = time.perf_counter()
-    t.join(120)
-    if t.is_alive():
-        raise RuntimeError("ping-pong did not finish")
-    return n, t1 - t0
+    def mine() -> None:
+        for _ in range(n):
+            ping.release()
+            pong.acquire()
+
+    return _against(other, mine, n)
 
 
 def _event_ping_pong_free(pair: tuple[Any, Any], n: int) -> tuple[int, float]:
@@ -286,18 +295,13 @@ def _event_ping_pong_free(pair: tuple[Any, Any], n: int) -> tuple[int, float]:
             ping.clear()
             pong.set()
 
-    t = threading.Thread(target=other, daemon=True)
-    t.start()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        ping.set()
-        pong.wait()
-        pong.clear()
-    t1 = time.perf_counter()
-    t.join(120)
-    if t.is_alive():
-        raise RuntimeError("ping-pong did not finish")
-    return n, t1 - t0
+    def mine() -> None:
+        for _ in range(n):
+            ping.set()
+            pong.wait()
+            pong.clear()
+
+    return _against(other, mine, n)
 
 
 def _condition_ping_pong_free(cond: Any, n: int) -> tuple[int, float]:
@@ -311,20 +315,15 @@ def _condition_ping_pong_free(cond: Any, n: int) -> tuple[int, float]:
                 turn[0] = 0
                 cond.notify()
 
-    t = threading.Thread(target=other, daemon=True)
-    t.start()
-    t0 = time.perf_counter()
-    with cond:
-        for _ in range(n):
-            turn[0] = 1
-            cond.notify()
-            while turn[0] != 0:
-                cond.wait()
-    t1 = time.perf_counter()
-    t.join(120)
-    if t.is_alive():
-        raise RuntimeError("ping-pong did not finish")
-    return n, t1 - t0
+    def mine() -> None:
+        with cond:
+            for _ in range(n):
+                turn[0] = 1
+                cond.notify()
+                while turn[0] != 0:
+                    cond.wait()
+
+    return _against(other, mine, n)
 
 
 def _on_one_cpu(run: Runner) -> Runner:
