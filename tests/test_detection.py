@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import tracedsync
 from tracedsync import detection
-from tracedsync.testing import LogCollector, blocked_on, run_threads, wait_until
+from tracedsync.testing import LogCollector, blocked_on, run_threads, threads_running, wait_until
 
 
 def configure(logs: LogCollector, spans: InMemorySpanExporter | None = None, **kw: Any) -> None:
@@ -245,19 +245,9 @@ def test_stuck_wait_reported_while_blocked(logs: LogCollector) -> None:
         with lock:
             pass
 
-    threads = [
-        threading.Thread(target=holder, name="holder"),
-        threading.Thread(target=waiter, name="waiter"),
-    ]
-    for t in threads:
-        t.start()
-    try:
+    with threads_running(holder, waiter, names=["holder", "waiter"], release=seen):
         wait_until(lambda: bool(tracedsync.flush(1) and logs.named("stuck_wait")), timeout=10)
         assert blocked_on(lock)(), "the report must come while the wait is blocked"
-    finally:
-        seen.set()
-        for t in threads:
-            t.join(10)
     (event,) = logs.named("stuck_wait")
     assert event["thread.name"] == "waiter"
     assert event["sync.holder.thread.name"] == "holder"

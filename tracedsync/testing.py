@@ -27,6 +27,7 @@ __all__ = [
     "held_in_thread",
     "reset",
     "run_threads",
+    "threads_running",
     "wait_until",
 ]
 
@@ -63,14 +64,33 @@ def run_threads(
     *targets: Callable[[], Any], timeout: float = 30.0, names: Sequence[str] | None = None
 ) -> None:
     """Start one thread per target, join each with a timeout, assert all ended."""
+    with threads_running(*targets, timeout=timeout, names=names):
+        pass
+
+
+@contextlib.contextmanager
+def threads_running(
+    *targets: Callable[[], Any],
+    timeout: float = 30.0,
+    names: Sequence[str] | None = None,
+    release: threading.Event | None = None,
+) -> Iterator[list[threading.Thread]]:
+    """Run one thread per target for the ``with`` block. Leaving it, normally
+    or not, sets ``release`` (what the threads wait for to finish), then
+    joins each thread with a timeout and asserts all ended."""
     threads = [
         threading.Thread(target=t, name=(names[i] if names else None), daemon=True)
         for i, t in enumerate(targets)
     ]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(timeout)
+    try:
+        yield threads
+    finally:
+        if release is not None:
+            release.set()
+        for t in threads:
+            t.join(timeout)
     alive = [t.name for t in threads if t.is_alive()]
     assert not alive, f"threads still running after {timeout}s: {alive}"
 

@@ -23,7 +23,7 @@ import pytest
 import tracedsync
 from tests.report import files
 from tracedsync import _sites, acquisition, cli, detection, recorder, waits
-from tracedsync.testing import LogCollector, blocked_on, wait_until
+from tracedsync.testing import LogCollector, blocked_on, threads_running, wait_until
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -384,18 +384,8 @@ def test_a_notified_waiter_blocked_by_its_notifier_is_a_deadlock(logs: LogCollec
                     return
             session.release()
 
-    threads = [
-        threading.Thread(target=upload, name="uploader"),
-        threading.Thread(target=schedule, name="scheduler"),
-    ]
-    for t in threads:
-        t.start()
-    try:
+    with threads_running(upload, schedule, names=["uploader", "scheduler"], release=reported):
         wait_until(lambda: bool(tracedsync.flush(1) and logs.named("deadlock_detected")))
-    finally:
-        reported.set()
-        for t in threads:
-            t.join(10)
     (event,) = logs.named("deadlock_detected")
     by_thread = {t["thread.name"]: t for t in event["threads"]}
     assert set(by_thread) == {"uploader", "scheduler"}
@@ -424,18 +414,8 @@ def test_a_holder_that_took_a_condition_is_placed_at_its_with(logs: LogCollector
         with jobs:
             pass
 
-    threads = [
-        threading.Thread(target=dispatcher, name="dispatcher"),
-        threading.Thread(target=worker, name="worker"),
-    ]
-    for t in threads:
-        t.start()
-    try:
+    with threads_running(dispatcher, worker, names=["dispatcher", "worker"], release=release):
         wait_until(blocked_on(jobs._lock))
-    finally:
-        release.set()
-        for t in threads:
-            t.join(10)
     assert tracedsync.flush(10)
     (wait,) = [e for e in logs.named("long_wait") if e["thread.name"] == "worker"]
     line = dispatcher.__code__.co_firstlineno + 1
