@@ -123,17 +123,22 @@ def _clock(iso_text: str | None) -> str:
     return iso_text[11:23] if len(iso_text) >= 23 else iso_text
 
 
+#: The wait-time group of both tables.
+_WAIT_COLUMNS = [
+    Column("total", ">", 10, "wait"),
+    Column("p50", ">", 3, "wait"),
+    Column("p95", ">", 5, "wait"),
+    Column("p99", ">", 7, "wait"),
+    Column("max", ">", 7, "wait"),
+]
+
 PRIMITIVE_COLUMNS = [
     Column("KIND", "<", 9),
     Column("NAME", "<", 10, flex=True, min_width=16),
     Column("CALLS", ">", 8),
     Column("CONT", ">", 7),
     Column("RATE", ">", 8),
-    Column("total", ">", 10, "wait"),
-    Column("p50", ">", 3, "wait"),
-    Column("p95", ">", 5, "wait"),
-    Column("p99", ">", 7, "wait"),
-    Column("max", ">", 7, "wait"),
+    *_WAIT_COLUMNS,
     Column("total", ">", 9, "hold"),
     Column("p50", ">", 2, "hold"),
     Column("p95", ">", 4, "hold"),
@@ -147,11 +152,7 @@ IDLE_COLUMNS = [
     Column("WAITS", ">", 8),
     Column("BLOCKED", ">", 6),
     Column("TIMEOUTS", ">", 5),
-    Column("total", ">", 10, "wait"),
-    Column("p50", ">", 3, "wait"),
-    Column("p95", ">", 5, "wait"),
-    Column("p99", ">", 7, "wait"),
-    Column("max", ">", 7, "wait"),
+    *_WAIT_COLUMNS,
     Column("STILL", ">", 8),
 ]
 
