@@ -48,6 +48,7 @@ from tracedsync import (
     waits,
 )
 from tracedsync.config import Config
+from tracedsync.kinds import LOCK_KINDS
 
 _now = time.monotonic_ns
 
@@ -407,7 +408,7 @@ class Watchdog:
         waited_on = {b.prim._meta.id for b in lock_waits.values()}
         for prim in registry.live_primitives():
             meta = prim._meta
-            if meta.kind not in registry.LOCK_KINDS:
+            if meta.kind not in LOCK_KINDS:
                 continue
             if not (at_exit or meta.kind == "rlock" or meta.id in waited_on):
                 continue

@@ -51,6 +51,7 @@ from tracedsync.exporters.base import (
 )
 from tracedsync.exporters.exemplars import Exemplars
 from tracedsync.exporters.lanes import Batch, FlushRequest, Lane
+from tracedsync.kinds import LOCK_KINDS
 from tracedsync.spans import SCOPE_NAME, SpanBuilder, blocked_gauges
 
 #: Set (to 1) by ``tracedsync run`` unless ``--quiet``.
@@ -586,8 +587,6 @@ def _stderr(line: str) -> None:
 
 # -- metrics ------------------------------------------------------------------
 
-_LOCK_KINDS = registry.LOCK_KINDS
-
 
 def _hist_min(buckets: Sequence[int]) -> float:
     """The lower bound of the first non-empty bucket (0 for the first)."""
@@ -658,7 +657,7 @@ def build_metrics_data(
 
     for (kind, name), c in sorted(registry.aggregated_counters().items()):
         attrs = {"sync.kind": kind, "sync.name": name}
-        lock_like = kind in _LOCK_KINDS
+        lock_like = kind in LOCK_KINDS
         if lock_like:
             add("tracedsync.acquisitions", attrs, c.acquisitions)
         add("tracedsync.contentions", attrs, c.contentions)
@@ -789,7 +788,7 @@ def observe_with_meter_provider(meter_provider: Any, version: str) -> Callable[[
                 return []
             out = []
             for (kind, name), c in registry.aggregated_counters().items():
-                if lock_only and kind not in _LOCK_KINDS:
+                if lock_only and kind not in LOCK_KINDS:
                     continue
                 value = getattr(c, field)
                 out.append(

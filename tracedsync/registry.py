@@ -31,10 +31,8 @@ from tracedsync import _settings, _sites
 from tracedsync._format import MAX_TEXT, cap
 from tracedsync._threads import internal as _internal
 from tracedsync.counters import Counters, PrimitiveStats, SlowStats, add_histogram
+from tracedsync.kinds import LOCK_KINDS
 
-LOCK_KINDS = frozenset({"lock", "rlock", "semaphore", "bounded_semaphore"})
-IDLE_KINDS = frozenset({"event", "condition", "barrier"})
-KINDS = ("lock", "rlock", "condition", "semaphore", "bounded_semaphore", "event", "barrier")
 #: Kinds whose acquisitions are the holds their hold histogram counts.
 _HOLD_COUNTED_KINDS = frozenset({"lock", "rlock"})
 

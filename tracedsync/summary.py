@@ -33,6 +33,7 @@ from tracedsync import registry
 from tracedsync._format import clean, duration
 from tracedsync.counters import HISTOGRAM_BOUNDS, Counters
 from tracedsync.describe import iso_timestamp
+from tracedsync.kinds import LOCK_KINDS
 
 FORMAT = "tracedsync-summary/1"
 #: Set by ``tracedsync run`` for the program and its children.
@@ -210,7 +211,7 @@ def render(merged: Mapping[str, Any], run_id: str, where: str | None, limit: int
         (
             (v["wait_total"], kind, name, v)
             for (kind, name), v in prims.items()
-            if kind in registry.LOCK_KINDS and v["contentions"]
+            if kind in LOCK_KINDS and v["contentions"]
         ),
         reverse=True,
     )

@@ -873,6 +873,7 @@ def test_report_imports_neither_opentelemetry_nor_structlog() -> None:
                     assert name in (
                         "tracedsync._format",
                         "tracedsync.cli",
+                        "tracedsync.kinds",
                         "tracedsync.report",
                     ) or name.startswith("tracedsync.report."), (path, name)
 

@@ -17,8 +17,8 @@ from typing import Any, TextIO
 from tracedsync import _format
 from tracedsync._sites import relative_path
 from tracedsync.exporters.base import Exporter, LogEvent
+from tracedsync.kinds import IDLE_KINDS
 
-_IDLE_KINDS = frozenset({"event", "condition", "barrier"})
 _RESET = "\x1b[0m"
 _DIM = "\x1b[2m"
 _COLOURS = {"info": "\x1b[33m", "warning": "\x1b[35m", "error": "\x1b[1;31m"}
@@ -78,7 +78,7 @@ def render(event: LogEvent, colour: bool = False) -> str:
     seconds = float(event.get("duration_ms", 0.0)) / 1e3
     if name == "long_wait":
         outcome = event.get("sync.outcome", "")
-        if kind in _IDLE_KINDS:
+        if kind in IDLE_KINDS:
             text = f"{thread} waited {_format.duration(seconds)} on {kind} {prim}: {c(outcome)}"
         elif outcome == "timeout":
             text = f"{thread} gave up after {_format.duration(seconds)} waiting for {prim}"

@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from tracedsync._format import clean, duration
+from tracedsync.kinds import KINDS
 from tracedsync.report.document import build_document
 from tracedsync.report.errors import ReportError
 from tracedsync.report.model import Analysis, Filters
 from tracedsync.report.profile import SIDES, WAITS, Profile
-from tracedsync.report.read import DEFAULT_MAX_LINE_BYTES, KINDS, parse_timestamp, select_files
+from tracedsync.report.read import DEFAULT_MAX_LINE_BYTES, parse_timestamp, select_files
 from tracedsync.report.render_json import render_json
 from tracedsync.report.render_table import render_summary, render_table
 from tracedsync.report.timeline import Timeline

@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from tracedsync.kinds import LOCK_KINDS
 from tracedsync.report.metrics import Hist
 from tracedsync.report.model import Analysis, PrimAgg, Sketch, ThreadAgg, Unfinished
-from tracedsync.report.read import LOCK_KINDS
 
 FORMAT_VERSION = "tracedsync-report/1"
 SITES_PER_PRIMITIVE = 3

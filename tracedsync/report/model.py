@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tracedsync.kinds import IDLE_KINDS
 from tracedsync.report.errors import ReportError
 from tracedsync.report.metrics import (
     SUMMARY_FORMAT,
@@ -37,7 +38,6 @@ from tracedsync.report.metrics import (
 )
 from tracedsync.report.profile import Profile
 from tracedsync.report.read import (
-    IDLE_KINDS,
     SCOPE,
     SPAN_NAMES,
     InputFile,

@@ -32,7 +32,8 @@ import re
 from collections import OrderedDict
 from typing import Any
 
-from tracedsync.report.read import IDLE_KINDS, LOCK_KINDS, SpanRecord, stack_frames
+from tracedsync.kinds import IDLE_KINDS, LOCK_KINDS
+from tracedsync.report.read import SpanRecord, stack_frames
 
 SIDES = ("waiter", "holder")
 WAITS = ("contention", "idle", "all")

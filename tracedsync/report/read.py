@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from tracedsync._format import MAX_TEXT, cap
+from tracedsync.kinds import KINDS
 from tracedsync.report.errors import ReportError
 
 #: ``spans-<run>-<pid>.jsonl``, rotated ``spans-<run>-<pid>.<n>.jsonl``, and
@@ -521,12 +522,6 @@ def parse_timestamp(text: Any) -> int | None:
 # -- spans ------------------------------------------------------------------------
 
 SCOPE = "tracedsync"
-KINDS = ("lock", "rlock", "condition", "semaphore", "bounded_semaphore", "event", "barrier")
-#: Kinds whose waits are contention (the PRIMITIVES section); a condition's
-#: lock is one of them, its ``wait()`` is not.
-LOCK_KINDS = frozenset({"lock", "rlock", "semaphore", "bounded_semaphore"})
-#: Kinds whose waits are waits for work or a signal (the IDLE WAITS section).
-IDLE_KINDS = frozenset({"event", "condition", "barrier"})
 #: ``<kind>.wait`` / ``<kind>.hold`` -> (kind, is a wait)
 SPAN_NAMES = {f"{k}.{w}": (k, w == "wait") for k in KINDS for w in ("wait", "hold")}
 
