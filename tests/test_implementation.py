@@ -708,6 +708,44 @@ def test_hold_spans_name_the_release_line(cls: Any, spans: InMemorySpanExporter)
 
 
 @classes
+def test_condition_wait_gives_the_lock_up_and_takes_it_back_alike(
+    cls: Any, spans: InMemorySpanExporter
+) -> None:
+    """_release_save/_acquire_restore (in C for the compiled classes,
+    _OwnedAPI's Python for the pure ones): the state given back, a hold that
+    goes on across the wait, and a waiter's reserved hold span (_blame)
+    recorded at the give-up under that span id."""
+    tracedsync.configure(exporters=[spans], hold_threshold_ms=0, max_spans_per_second=0)
+    lock = cls(name="given_up")
+    rlock = "RLock" in cls.__name__
+    with pytest.raises(RuntimeError):
+        lock._release_save()
+    for _ in range(2 if rlock else 1):
+        lock.acquire()
+    lock._blame = 0x1234
+    lock._t -= 50_000_000  # held for 50 ms so far
+    state = lock._release_save()
+    assert not lock.locked() and lock._owner == 0 and lock._t == 0 and lock._blame is None
+    held = state[2] if rlock else state
+    assert held >= 50_000_000
+    if rlock:
+        assert state[:2] == (2, threading.get_ident())
+    lock._acquire_restore(state)
+    assert lock.locked() and lock._owner == threading.get_ident()
+    assert time.monotonic_ns() - lock._t >= held
+    if rlock:
+        assert lock._recursion_count() == 2
+        lock.release()
+    lock.release()
+    assert not lock.locked()
+    assert tracedsync.flush(10)
+    holds = [s for s in spans.get_finished_spans() if s.attributes["sync.name"] == "given_up"]
+    assert [s.context.span_id == 0x1234 for s in holds] == [True, False]
+    for s in holds:
+        assert s.end_time - s.start_time >= 50_000_000
+
+
+@classes
 def test_hold_spans_keep_to_the_budget(cls: Any, spans: InMemorySpanExporter) -> None:
     """max_spans_per_second=4: four hold spans; the other six are counted
     suppressed, whether the hot path kept them out or the recorder did."""
@@ -780,7 +818,7 @@ def test_adopt_methods_keeps_overrides_and_refuses_other_classes() -> None:
         def locked(self) -> bool:
             return True
 
-    assert _impl.speedups.adopt_methods(Sub) == 9  # all but the overridden locked()
+    assert _impl.speedups.adopt_methods(Sub) == 11  # all but the overridden locked()
     assert _impl.speedups.adopt_methods(Sub) == 0  # done already
     assert Sub.__dict__["release"].__objclass__ is Sub
     assert Sub().locked() is True

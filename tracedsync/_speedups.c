@@ -53,6 +53,7 @@ static long long wait_ns = 0;
 static PyObject *recorder = NULL;
 static PyObject *str_acquire_slow = NULL;
 static PyObject *str_hold_end = NULL;
+static PyObject *str_reacquire = NULL;
 static PyObject *str_blocking = NULL;
 static PyObject *str_timeout = NULL;
 static PyObject *str_acquire = NULL;
@@ -684,6 +685,140 @@ rlock_recursion_count(CoreObject *self, PyObject *Py_UNUSED(ignored))
     return PyLong_FromSsize_t(self->owner == PyThread_get_thread_ident() ? self->count : 0);
 }
 
+/* -- Condition.wait: give the lock up, take it back ------------------------ */
+
+/* What primitives._OwnedAPI._give_up does (the Python reference, used by the
+ * pure implementation): the hold goes on across the wait, so nothing is
+ * counted; a waiter that reserved the hold's span id (blame) gets that hold's
+ * record now. Sets *held to the ns held so far. 0, or -1 with an error set. */
+static int
+give_up(CoreObject *self, Py_ssize_t depth, long long *held)
+{
+    if (!self->locked) {
+        PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
+        return -1;
+    }
+    long long t0 = self->t;
+    long long now = now_ns();
+    *held = t0 ? now - t0 : 0;
+    PyObject *blame = self->blame; /* ours now */
+    Py_INCREF(Py_None);
+    self->blame = Py_None;
+    self->t = 0;
+    self->rt = now; /* a waiter's hand-off is measured from here */
+    self->owner = 0;
+    self->locked = 0;
+    PyThread_release_lock(self->lock);
+    if (blame == Py_None || blame == NULL) {
+        Py_XDECREF(blame);
+        return 0;
+    }
+    PyObject *res = after_release(self, t0, now, blame, depth);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+/* What primitives._OwnedAPI._take_back does: take the lock again (blocking
+ * as a lock wait through recorder.reacquire when it must); the hold goes on
+ * from `held`. 0, or -1 with an error set. */
+static int
+take_back(CoreObject *self, long long held)
+{
+    if (!try_now(self)) {
+        if (recorder == NULL) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "tracedsync._speedups is not bound to the recorder");
+            return -1;
+        }
+        PyObject *res = PyObject_CallMethodOneArg(recorder, str_reacquire, (PyObject *)self);
+        if (res == NULL) {
+            return -1;
+        }
+        Py_DECREF(res);
+    }
+    self->t = now_ns() - held;
+    return 0;
+}
+
+/* The ns a saved state gives (an int; anything else, 0). */
+static long long
+held_of(PyObject *state)
+{
+    if (!PyLong_Check(state)) {
+        return 0;
+    }
+    long long held = PyLong_AsLongLong(state);
+    if (held == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return held;
+}
+
+static PyObject *
+lock_release_save(CoreObject *self, PyObject *Py_UNUSED(ignored))
+{
+    long long held;
+    if (give_up(self, 0, &held) < 0) {
+        return NULL;
+    }
+    return PyLong_FromLongLong(held);
+}
+
+static PyObject *
+lock_acquire_restore(CoreObject *self, PyObject *state)
+{
+    if (take_back(self, held_of(state)) < 0) {
+        return NULL;
+    }
+    self->owner = PyThread_get_thread_ident();
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+rlock_release_save(CoreObject *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_ssize_t count = self->count;
+    if (count == 0) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
+        return NULL;
+    }
+    unsigned long owner = self->owner;
+    long long held;
+    self->count = 0;
+    if (give_up(self, self->depth, &held) < 0) {
+        return NULL;
+    }
+    return Py_BuildValue("(nkL)", count, owner, held);
+}
+
+static PyObject *
+rlock_acquire_restore(CoreObject *self, PyObject *state)
+{
+    if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) < 2) {
+        PyErr_SetString(PyExc_TypeError, "_acquire_restore() takes a _release_save() state");
+        return NULL;
+    }
+    Py_ssize_t count = PyLong_AsSsize_t(PyTuple_GET_ITEM(state, 0));
+    if (count == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    unsigned long owner = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(state, 1));
+    if (owner == (unsigned long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    long long held = PyTuple_GET_SIZE(state) > 2 ? held_of(PyTuple_GET_ITEM(state, 2)) : 0;
+    if (take_back(self, held) < 0) {
+        return NULL;
+    }
+    self->count = count;
+    self->owner = owner; /* last: a waiter that sees it sees the rest */
+    Py_RETURN_NONE;
+}
+
 /* -- shared ---------------------------------------------------------------- */
 
 static PyObject *
@@ -871,6 +1006,8 @@ static PyMethodDef lock_methods[] = {
     {"__exit__", (PyCFunction)(void (*)(void))lock_exit, METH_FASTCALL, NULL},
     {"locked", (PyCFunction)lock_locked, METH_NOARGS, "True if the lock is held"},
     {"_is_owned", (PyCFunction)lock_locked, METH_NOARGS, NULL},
+    {"_release_save", (PyCFunction)lock_release_save, METH_NOARGS, NULL},
+    {"_acquire_restore", (PyCFunction)lock_acquire_restore, METH_O, NULL},
     COMMON_METHODS,
     {NULL},
 };
@@ -884,6 +1021,8 @@ static PyMethodDef rlock_methods[] = {
     {"locked", (PyCFunction)rlock_locked, METH_NOARGS, "True if some thread owns the lock"},
     {"_is_owned", (PyCFunction)rlock_is_owned, METH_NOARGS, NULL},
     {"_recursion_count", (PyCFunction)rlock_recursion_count, METH_NOARGS, NULL},
+    {"_release_save", (PyCFunction)rlock_release_save, METH_NOARGS, NULL},
+    {"_acquire_restore", (PyCFunction)rlock_acquire_restore, METH_O, NULL},
     COMMON_METHODS,
     {NULL},
 };
@@ -1156,6 +1295,7 @@ PyInit__speedups(void)
 {
     str_acquire_slow = PyUnicode_InternFromString("acquire_slow");
     str_hold_end = PyUnicode_InternFromString("hold_end");
+    str_reacquire = PyUnicode_InternFromString("reacquire");
     str_blocking = PyUnicode_InternFromString("blocking");
     str_timeout = PyUnicode_InternFromString("timeout");
     str_acquire = PyUnicode_InternFromString("acquire");
@@ -1165,8 +1305,8 @@ PyInit__speedups(void)
     if (!str_co_filename || !str_f_lasti) {
         return NULL;
     }
-    if (!str_acquire_slow || !str_hold_end || !str_blocking || !str_timeout || !str_acquire ||
-        !minus_one) {
+    if (!str_acquire_slow || !str_hold_end || !str_reacquire || !str_blocking || !str_timeout ||
+        !str_acquire || !minus_one) {
         return NULL;
     }
     PyObject *thread = PyImport_ImportModule("_thread");

@@ -147,7 +147,10 @@ class _OwnedAPI(_Traced):
     def _give_up(self, depth: int) -> int:
         """``Condition.wait`` releases the lock while it waits: that time is
         not hold time, and the re-acquire afterwards is not an acquisition.
-        Returns what was held so far (``_take_back`` continues from it)."""
+        Returns what was held so far (``_take_back`` continues from it).
+        The compiled Lock and RLock do this and ``_take_back`` in C
+        (``give_up``/``take_back`` in _speedups.c): a Condition's every wait
+        and notify round trip pays them."""
         t0 = self._t
         now = _now()
         held = now - t0 if t0 else 0
@@ -548,6 +551,9 @@ if _impl.speedups is not None:
         acquire_lock = _LockCore.acquire
         release_lock = _LockCore.release
         locked_lock = _LockCore.locked
+        # Condition.wait's give-up and take-back, in C (_OwnedAPI's are the reference)
+        _release_save = _LockCore._release_save
+        _acquire_restore = _LockCore._acquire_restore
 
     class _CompiledRLock(_RLockAPI, _RLockCore, metaclass=_LockClass):
         """A traced ``threading.RLock``: reentrant, released by its owner only.
@@ -564,6 +570,9 @@ if _impl.speedups is not None:
                 return _stdlib.RLock(*args, **kwargs)
             _rlock_arguments(args, kwargs)
             return self
+
+        _release_save = _RLockCore._release_save
+        _acquire_restore = _RLockCore._acquire_restore
 
     # Calls of the inherited C methods (release, locked, ...) specialise only
     # when the descriptor's type is the instance's: give the subclasses their own.

@@ -486,10 +486,13 @@ def idle_wait_end(
     timed_out: bool,
     entry: waits.Blocked | None,
 ) -> None:
-    """Account one ``wait()`` of an Event, Condition or Barrier."""
-    st = registry.slow_stats(prim)
+    """Account one ``wait()`` of an Event, Condition or Barrier (a
+    Condition's notify round trip pays this: the common case, a short wait,
+    is the counting alone)."""
+    st = prim._st
+    if st is None:
+        st = registry.slow_stats(prim)
     wait = t1 - t0
-    me = _get_ident()
     with registry.stats_lock:
         st.waits += 1
         if blocked:
@@ -497,11 +500,11 @@ def idle_wait_end(
         if timed_out:
             st.timeouts += 1
         _count_wait(st, wait)
-    if blocked:
+    if blocked and wait >= _settings.current.wait_ns:
         _wait_over(
             prim,
             st,
-            me,
+            _get_ident(),
             t0,
             t1,
             outcome,
