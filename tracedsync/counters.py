@@ -12,12 +12,14 @@ there and to the named tuple, nowhere else. The metrics, the exit summary and
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from itertools import compress
 from typing import Any, NamedTuple
 
 #: Primitives count durations in raw buckets indexed by ``ns.bit_length()``
 #: (no comparison on the hot path). Exported histograms fold them into these
 #: upper-inclusive bounds: 1.02 µs, 2.05 µs, ... 1100 s, then +Inf.
 RAW_BUCKETS = 65
+_BUCKETS = range(RAW_BUCKETS)
 HISTOGRAM_BOUNDS_NS: tuple[int, ...] = tuple((1 << (k + 10)) - 1 for k in range(31))
 HISTOGRAM_BOUNDS: tuple[float, ...] = tuple(b / 1e9 for b in HISTOGRAM_BOUNDS_NS)
 
@@ -110,12 +112,11 @@ MAXIMA = tuple(raw for raw, how, _ in RAW_FIELDS.values() if how == "max")
 HISTOGRAMS = tuple(raw for raw, how, _ in RAW_FIELDS.values() if how == "hist")
 
 
-def add_histogram(into: list[int], counts: Iterable[int]) -> None:
+def add_histogram(into: list[int], counts: Sequence[int]) -> None:
     """Add raw histogram ``counts`` into ``into``, in place, touching only the
-    buckets that counted (most are 0)."""
-    for i, n in enumerate(counts):
-        if n:
-            into[i] += n
+    buckets that counted (most are 0: ``compress`` finds the others in C)."""
+    for i in compress(_BUCKETS, counts):
+        into[i] += counts[i]
 
 
 class Counters:
