@@ -11,7 +11,7 @@ there and to the named tuple, nowhere else. The metrics, the exit summary and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from itertools import compress
 from typing import Any, NamedTuple
 
