@@ -98,10 +98,9 @@ def context_getter() -> Callable[[], Any]:
 
 def _loaded(otel_context: Any) -> bool:
     """``opentelemetry.context`` has finished importing (another thread may
-    be in the middle of its import)."""
-    return getattr(otel_context, "_RUNTIME_CONTEXT", None) is not None and hasattr(
-        otel_context, "get_current"
-    )
+    be in the middle of its import: the import system's own test)."""
+    initializing = getattr(getattr(otel_context, "__spec__", None), "_initializing", False)
+    return not initializing and hasattr(otel_context, "get_current")
 
 
 def _reader_of(otel_context: Any) -> Callable[[], Any]:
@@ -123,6 +122,9 @@ def _reader_of(otel_context: Any) -> Callable[[], Any]:
         pass
     get_current: Callable[[], Any] = otel_context.get_current
     return get_current
+
+
+_SERVICE_NAME = "service.name"
 
 
 def build_resource(run_id: str, environ: Any = None) -> Resource:
@@ -164,9 +166,6 @@ def build_resource(run_id: str, environ: Any = None) -> Resource:
     attrs["process.pid"] = os.getpid()
     attrs["tracedsync.run_id"] = run_id
     return Resource(attrs, defaulted=defaulted)
-
-
-_SERVICE_NAME = "service.name"
 
 
 #: Records turned into spans and delivered at a time: what one exporter call

@@ -115,10 +115,11 @@ class SpanBuilder:
         """(trace id, span id) of the span current in ``ctx``, else (0, 0)."""
         if ctx is None:
             return 0, 0
-        otel_trace = sys.modules.get(_OTEL_TRACE)
-        if otel_trace is None:
+        # (None while the program has not imported it, or is importing it.)
+        get_current_span = getattr(sys.modules.get(_OTEL_TRACE), "get_current_span", None)
+        if get_current_span is None:
             return 0, 0
-        sc = otel_trace.get_current_span(ctx).get_span_context()
+        sc = get_current_span(ctx).get_span_context()
         if sc.is_valid:
             return sc.trace_id, sc.span_id
         return 0, 0
