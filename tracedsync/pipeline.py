@@ -74,26 +74,32 @@ def context_getter() -> Callable[[], Any]:
     """What the recorder calls for the app thread's current context.
 
     Until the program has imported ``opentelemetry.context`` there is no
-    context to read: the getter looks for the module in ``sys.modules``
-    (one dict lookup, no import) and returns None. Once the module is there
-    (imported before or after tracedsync was configured), it reads it with
-    :func:`_reader_of`, and from then on plugs that reader into the
-    recorder directly (``records.replace_context``), so the look-up stops.
+    context to read: :func:`_until_imported` looks for the module in
+    ``sys.modules`` (one ``in`` test, no import) and returns None. Once the
+    module is there (imported before or after tracedsync was configured),
+    it is read with :func:`_reader_of`, which ``_until_imported`` also plugs
+    into the recorder (``records.replace_context``), so the test stops.
     """
-    modules = sys.modules
-    now = modules.get(_OTEL_CONTEXT)
-    if now is not None and _loaded(now):
-        return _reader_of(now)
+    otel = sys.modules.get(_OTEL_CONTEXT)
+    if otel is not None and _loaded(otel):
+        return _reader_of(otel)
+    return _until_imported
 
-    def until_imported() -> Any:
-        otel = modules.get(_OTEL_CONTEXT)
-        if otel is None or not _loaded(otel):
-            return None
-        reader = _reader_of(otel)
-        records.replace_context(until_imported, reader)
-        return reader()
 
-    return until_imported
+_modules = sys.modules
+
+
+def _until_imported() -> Any:
+    # On the record path (every threshold crossing): the test costs about
+    # what the ContextVar.get it stands in for does.
+    if "opentelemetry.context" not in _modules:
+        return None
+    otel = _modules.get(_OTEL_CONTEXT)
+    if otel is None or not _loaded(otel):
+        return None
+    reader = _reader_of(otel)
+    records.replace_context(_until_imported, reader)
+    return reader()
 
 
 def _loaded(otel_context: Any) -> bool:
