@@ -91,10 +91,12 @@ def test_run_with_the_default_exporter_loads_no_report_bench_sdk_or_structlog(
     tmp_path: Any,
 ) -> None:
     """``tracedsync run -- python -c pass`` (jsonfile, the default): the runner process
-    imports none of the report, the bench, the OpenTelemetry SDK or structlog."""
+    imports none of the report, the bench, the OpenTelemetry SDK or structlog, nor
+    OpenTelemetry or an exporter at all (the child exports)."""
     out = _cli_modules("run", "--", sys.executable, "-c", "pass", cwd=str(tmp_path))
     assert out["code"] == 0, out["stderr"]
     assert _heavy(out["modules"]) == []
+    assert [m for m in out["modules"] if m.startswith(("opentelemetry", "tracedsync.exp"))] == []
 
 
 def test_chosen_subcommand_is_the_first_argument_that_is_not_an_option() -> None:

@@ -66,7 +66,11 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tracedsync {__version__}")
     subs = parser.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=Parser)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        if importlib.util.find_spec(module_name) is None:
+        # Whether a module is part of this build matters only for the list
+        # of subcommands (--help, no or an unknown subcommand): with one
+        # chosen, only its own is looked for (finding the dashboard's would
+        # import tracedsync.exporters).
+        if (chosen is None or name == chosen) and importlib.util.find_spec(module_name) is None:
             continue  # not part of this build
         sub = subs.add_parser(name, help=help_text, description=help_text)
         if name == chosen:

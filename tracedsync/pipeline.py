@@ -21,22 +21,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry.sdk.metrics.export import (
-    AggregationTemporality,
-    Gauge,
-    Histogram,
-    HistogramDataPoint,
-    Metric,
-    MetricsData,
-    NumberDataPoint,
-    ResourceMetrics,
-    ScopeMetrics,
-    Sum,
-)
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-
 from tracedsync import _settings, _stdlib, _threads, budget, records, registry, summary
 from tracedsync._format import clean
 from tracedsync.counters import HISTOGRAM_BOUNDS, fold_histogram
@@ -51,6 +35,20 @@ from tracedsync.exporters.base import (
 )
 from tracedsync.exporters.exemplars import Exemplars
 from tracedsync.exporters.lanes import Batch, FlushRequest, Lane
+from tracedsync.exporters.model import (
+    AGGREGATION_TEMPORALITY_CUMULATIVE,
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricsData,
+    NumberDataPoint,
+    Resource,
+    ResourceMetrics,
+    Scope,
+    ScopeMetrics,
+    Sum,
+)
 from tracedsync.kinds import LOCK_KINDS
 from tracedsync.spans import SCOPE_NAME, SpanBuilder, blocked_gauges
 
@@ -62,61 +60,119 @@ _ABORT_RESERVE_S = 0.5
 _DRAIN_MARGIN_S = 0.05
 
 
-def scope(version: str) -> InstrumentationScope:
-    return InstrumentationScope(SCOPE_NAME, version)
+def scope(version: str) -> Scope:
+    return Scope(SCOPE_NAME, version)
+
+
+#: The OpenTelemetry API modules whose current context is read, and the
+#: contextvars runtime's; tracedsync never imports them itself (an app
+#: that never imported OpenTelemetry has no current span to parent to).
+_OTEL_CONTEXT = "opentelemetry.context"
+_OTEL_CONTEXTVARS = "opentelemetry.context.contextvars_context"
 
 
 def context_getter() -> Callable[[], Any]:
     """What the recorder calls for the app thread's current context.
 
-    ``opentelemetry.context.get_current``, or, when OpenTelemetry runs its
-    default contextvars runtime, the ``ContextVar.get`` that it ends in (two
-    Python calls fewer on every recorded event).
+    Until the program has imported ``opentelemetry.context`` there is no
+    context to read: :func:`_until_imported` looks for the module in
+    ``sys.modules`` (one ``in`` test, no import) and returns None. Once the
+    module is there (imported before or after tracedsync was configured),
+    it is read with :func:`_reader_of`, which ``_until_imported`` also plugs
+    into the recorder (``records.replace_context``), so the test stops.
     """
-    try:
-        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+    otel = sys.modules.get(_OTEL_CONTEXT)
+    if otel is not None and _loaded(otel):
+        return _reader_of(otel)
+    return _until_imported
 
+
+_modules = sys.modules
+
+
+def _until_imported() -> Any:
+    # On the record path (every threshold crossing): the test costs about
+    # what the ContextVar.get it stands in for does.
+    if "opentelemetry.context" not in _modules:
+        return None
+    otel = _modules.get(_OTEL_CONTEXT)
+    if otel is None or not _loaded(otel):
+        return None
+    reader = _reader_of(otel)
+    records.replace_context(_until_imported, reader)
+    return reader()
+
+
+def _loaded(otel_context: Any) -> bool:
+    """``opentelemetry.context`` has finished importing (another thread may
+    be in the middle of its import: the import system's own test)."""
+    initializing = getattr(getattr(otel_context, "__spec__", None), "_initializing", False)
+    return not initializing and hasattr(otel_context, "get_current")
+
+
+def _reader_of(otel_context: Any) -> Callable[[], Any]:
+    """``opentelemetry.context.get_current``, or, when OpenTelemetry runs its
+    default contextvars runtime, the ``ContextVar.get`` that it ends in (two
+    Python calls fewer on every recorded event)."""
+    try:
+        contextvars_module = sys.modules.get(_OTEL_CONTEXTVARS)
+        runtime_type = getattr(contextvars_module, "ContextVarsRuntimeContext", None)
         runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
         var = getattr(runtime, "_current_context", None)
-        if type(runtime) is ContextVarsRuntimeContext and isinstance(var, contextvars.ContextVar):
+        if (
+            runtime_type is not None
+            and type(runtime) is runtime_type
+            and isinstance(var, contextvars.ContextVar)
+        ):
             return var.get
     except Exception:
         pass
-    return otel_context.get_current
+    get_current: Callable[[], Any] = otel_context.get_current
+    return get_current
 
 
-def build_resource(run_id: str) -> Resource:
-    """What ``Resource.create`` gives (the SDK's attributes, its configured
-    detectors, ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME``, the
-    ``unknown_service:<executable>`` default), plus the process id and the
-    tracedsync run id.
+_SERVICE_NAME = "service.name"
 
-    The detectors run one after another on the calling thread rather than
-    in ``Resource.create``'s thread pool: configuring starts no thread but
-    tracedsync's own (a program that counts its threads, a fork child, see
-    none appear and go), and a failing detector costs only its own
-    attributes, as in the SDK.
+
+def build_resource(run_id: str, environ: Any = None) -> Resource:
+    """The resource of this process's telemetry: the attributes
+    ``OTEL_RESOURCE_ATTRIBUTES`` gives (``key=value`` pairs separated by
+    commas, values percent-decoded, as the OpenTelemetry SDK reads them),
+    ``service.name`` from ``OTEL_SERVICE_NAME`` over them, else
+    ``unknown_service:<executable>``, plus the process id and the tracedsync
+    run id. The OpenTelemetry SDK is not needed for it: an SDK exporter's
+    resource is made from this one (``tracedsync.exporters.sdk.sdk_resource``,
+    which adds the SDK's ``telemetry.sdk.*`` and its detectors').
     """
-    from opentelemetry.sdk import resources
-
-    # The SDK's telemetry.sdk.* attributes and detector list are private
-    # names; an SDK without them still gets the OTEL_* variables applied.
-    merged = getattr(resources, "_DEFAULT_RESOURCE", None) or Resource.get_empty()
-    try:
-        detectors = resources._build_resource_detectors()
-    except Exception:
-        detectors = [resources.OTELResourceDetector()]
-    for detector in detectors:
-        try:
-            merged = merged.merge(detector.detect())
-        except Exception:
+    env = os.environ if environ is None else environ
+    attrs: dict[str, Any] = {}
+    for item in (env.get("OTEL_RESOURCE_ATTRIBUTES") or "").split(","):
+        if not item.strip():
             continue
-    merged = merged.merge(Resource({"process.pid": os.getpid(), "tracedsync.run_id": run_id}))
-    if not merged.attributes.get(resources.SERVICE_NAME):
+        key, sep, value = item.partition("=")
+        if not sep:
+            _stderr(
+                f"tracedsync: OTEL_RESOURCE_ATTRIBUTES: {item.strip()!r} is not key=value; "
+                "left out of the resource"
+            )
+            continue
+        value = value.strip()
+        if "%" in value:
+            from urllib.parse import unquote
+
+            value = unquote(value)
+        attrs[key.strip()] = value
+    service = env.get("OTEL_SERVICE_NAME")
+    if service:
+        attrs[_SERVICE_NAME] = service
+    defaulted: frozenset[str] = frozenset()
+    if not attrs.get(_SERVICE_NAME):
         executable = os.path.basename(sys.executable) if sys.executable else ""
-        default = f"unknown_service:{executable}" if executable else "unknown_service"
-        merged = merged.merge(Resource({resources.SERVICE_NAME: default}))
-    return merged
+        attrs[_SERVICE_NAME] = f"unknown_service:{executable}" if executable else "unknown_service"
+        defaulted = frozenset((_SERVICE_NAME,))
+    attrs["process.pid"] = os.getpid()
+    attrs["tracedsync.run_id"] = run_id
+    return Resource(attrs, defaulted=defaulted)
 
 
 #: Records turned into spans and delivered at a time: what one exporter call
@@ -207,15 +263,19 @@ class Pipeline:
         thread that called ``configure()``.
         """
         from tracedsync.exporters import otlp_json
-        from tracedsync.exporters.sdk import to_readable_span
 
         span = SpanData("warm-up", 1, 1, 0, 1, 2, {"k": 1, "f": 1.0}, [(1, 1, {})])
         otlp_json.encode_spans([span], self.resource, self.scope)
-        to_readable_span(span, self.resource, self.scope)
-        otlp_json.encode_metrics(self.metrics_now())
+        metrics = self.metrics_now()
+        otlp_json.encode_metrics(metrics)
+        # The SDK adapters' conversions, when an SDK exporter is configured
+        # (the module is imported only then).
+        sdk = sys.modules.get("tracedsync.exporters.sdk")
+        if sdk is not None:
+            sdk.warm_up(span, metrics, self.resource, self.scope)
         self._log.info("warm-up", timestamp=iso_timestamp(time.time_ns()))
         otlp_json.encode_log(self._collector.events.pop())
-        self._spans.parent(otel_context.get_current())
+        self._spans.parent(self.context_reader())
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -528,7 +588,7 @@ class Pipeline:
 
     # -- metrics ---------------------------------------------------------------
 
-    def metrics_now(self) -> Any:
+    def metrics_now(self) -> MetricsData:
         """The metric data now (any thread: a pull exporter's scrape)."""
         return build_metrics_data(self.resource, self.scope, self._start_ns, self._exemplars)
 
@@ -598,10 +658,10 @@ def _hist_min(buckets: Sequence[int]) -> float:
 
 def build_metrics_data(
     resource: Resource,
-    scope_: InstrumentationScope,
+    scope_: Scope,
     start_ns: int,
     exemplars: Exemplars | None = None,
-) -> Any:
+) -> MetricsData:
     """Cumulative metrics of every primitive, straight from the counters.
 
     Sums ``tracedsync.acquisitions``, ``.contentions``, ``.timeouts``,
@@ -615,7 +675,7 @@ def build_metrics_data(
     """
 
     now = time.time_ns()
-    cumulative = AggregationTemporality.CUMULATIVE
+    cumulative = AGGREGATION_TEMPORALITY_CUMULATIVE
     points: dict[str, list[Any]] = {}
     hists: dict[str, list[Any]] = {"tracedsync.wait.duration": [], "tracedsync.hold.duration": []}
     gauges: dict[str, list[Any]] = {}
@@ -663,7 +723,7 @@ def build_metrics_data(
         add("tracedsync.contentions", attrs, c.contentions)
         add("tracedsync.timeouts", attrs, c.timeouts)
         add("tracedsync.wait.time", attrs, c.wait_sum / 1e9)
-        examples = exemplars.sdk_exemplars(kind, name) if exemplars is not None else []
+        examples = exemplars.data_exemplars(kind, name) if exemplars is not None else []
         hist("tracedsync.wait.duration", attrs, c.wait_hist, c.wait_sum, c.wait_max, examples)
         if lock_like:
             add("tracedsync.hold.time", attrs, c.hold_sum / 1e9)

@@ -156,6 +156,13 @@ def connect(
     _on_first = on_first
 
 
+def replace_context(old: Callable[[], Any], new: Callable[[], Any]) -> None:
+    """Read the context with ``new`` from now on, if ``old`` is what reads it."""
+    global _context
+    if _context is old:
+        _context = new
+
+
 def current_context() -> Any:
     """The calling thread's OpenTelemetry context, or None."""
     try:

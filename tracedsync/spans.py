@@ -15,12 +15,10 @@ when the wait's record comes first, the wait waits here for the hold, up to
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
-
-from opentelemetry import trace as otel_trace
-from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from tracedsync import _settings, _sites, _threads, recorder, stacks, waits
 from tracedsync.describe import holder_attributes, holder_text, iso_timestamp, primitive_fields
@@ -29,7 +27,10 @@ from tracedsync.exporters.base import SharedAttributes, SpanData
 from tracedsync.records import Finding, Hold, Record, Wait
 
 SCOPE_NAME = "tracedsync"
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+#: The OpenTelemetry API module a context's current span is read with; never
+#: imported here: a context exists only once the program imported
+#: OpenTelemetry, and a span is current in it only once it imported this.
+_OTEL_TRACE = "opentelemetry.trace"
 #: How long a wait span waits for the hold span it links to.
 LINK_PATIENCE_NS = 5_000_000_000
 #: Distinct span attribute sets kept: primitives made per request give every
@@ -56,6 +57,14 @@ class _ForcedIdGenerator:
 
     def __getattr__(self, name: str) -> Any:  # e.g. is_trace_id_random()
         return getattr(self.inner, name)
+
+
+def _link(trace_id: int, span_id: int, attrs: dict[str, Any]) -> Any:
+    """An OpenTelemetry ``Link`` to a sampled span (for a tracer provider the
+    program gave: the OpenTelemetry API is imported then)."""
+    from opentelemetry.trace import Link, SpanContext, TraceFlags
+
+    return Link(SpanContext(trace_id, span_id, True, TraceFlags(TraceFlags.SAMPLED)), attrs or None)
 
 
 _span_names: dict[tuple[str, bool], str] = {}
@@ -106,7 +115,11 @@ class SpanBuilder:
         """(trace id, span id) of the span current in ``ctx``, else (0, 0)."""
         if ctx is None:
             return 0, 0
-        sc = otel_trace.get_current_span(ctx).get_span_context()
+        # (None while the program has not imported it, or is importing it.)
+        get_current_span = getattr(sys.modules.get(_OTEL_TRACE), "get_current_span", None)
+        if get_current_span is None:
+            return 0, 0
+        sc = get_current_span(ctx).get_span_context()
         if sc.is_valid:
             return sc.trace_id, sc.span_id
         return 0, 0
@@ -303,7 +316,7 @@ class SpanBuilder:
             name,
             context=ctx,
             attributes=attrs,
-            links=[Link(SpanContext(t, s, True, _SAMPLED), a or None) for t, s, a in links],
+            links=[_link(t, s, a) for t, s, a in links],
             start_time=start,
         )
         span.end(end_time=end)

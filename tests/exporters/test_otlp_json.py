@@ -9,15 +9,20 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from tests.otlp_proto import parse_trace_line
+import tracedsync
+from tests.otlp_proto import parse_metrics_line, parse_trace_line
 from tracedsync.describe import iso_timestamp
 from tracedsync.events import SPAN_FIELD as _SPAN_FIELD
 from tracedsync.events import _span_fields
 from tracedsync.exporters import otlp_json
 from tracedsync.exporters.base import SharedAttributes, SpanData
+from tracedsync.exporters.exemplars import Exemplars
+from tracedsync.exporters.sdk import sdk_metrics_data
+from tracedsync.pipeline import build_metrics_data, build_resource, scope
 
 
 def encode_spans_reference(spans: list[SpanData], resource: Any, scope: Any) -> str:
@@ -269,3 +274,42 @@ def test_caches_stay_small_when_every_span_is_new() -> None:
         otlp_json.encode_log(_span_event(span))
     assert len(otlp_json._shared_text) <= otlp_json._ATTRS_CACHE_LIMIT
     assert len(otlp_json._shared_log_text) <= otlp_json._ATTRS_CACHE_LIMIT
+
+
+def test_encoded_metrics_are_what_the_official_encoder_makes_of_the_sdk_data() -> None:
+    """The pipeline's metric data (exemplars included) written by the jsonfile
+    encoder, and the same data converted to the SDK's classes
+    (``exporters.sdk.sdk_metrics_data``, what the otlp exporter sends) encoded
+    by OpenTelemetry's own OTLP encoder: the same message, but for the SDK's
+    ``telemetry.sdk.*`` resource attributes."""
+    lock = tracedsync.Lock()
+    with lock:
+        pass
+    exemplars = Exemplars()
+    exemplars.offer(
+        SpanData(
+            "lock.wait",
+            0xABC,
+            0xDEF,
+            0,
+            1_000,
+            2_001_000,
+            {"sync.kind": "lock", "sync.name": lock.name, "thread.name": "waiter"},
+        )
+    )
+    data = build_metrics_data(build_resource("r1"), scope("0.1.0"), 1, exemplars)
+    ours = parse_metrics_line(otlp_json.encode_metrics(data))
+    official = encode_metrics(sdk_metrics_data(data))
+    assert len(ours.resource_metrics) == len(official.resource_metrics) == 1
+    assert ours.resource_metrics[0].scope_metrics == official.resource_metrics[0].scope_metrics
+    exemplar_points = [
+        p
+        for m in ours.resource_metrics[0].scope_metrics[0].metrics
+        for p in m.histogram.data_points
+        if p.exemplars
+    ]
+    assert exemplar_points and exemplar_points[0].exemplars[0].span_id == (0xDEF).to_bytes(8, "big")
+    sdk_attrs = {kv.key: kv.value for kv in official.resource_metrics[0].resource.attributes}
+    our_attrs = {kv.key: kv.value for kv in ours.resource_metrics[0].resource.attributes}
+    assert {k: v for k, v in sdk_attrs.items() if k in our_attrs} == our_attrs
+    assert "telemetry.sdk.language" in sdk_attrs

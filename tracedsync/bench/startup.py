@@ -21,7 +21,12 @@ its baseline), with the quartiles of those differences as the spread.
   lock past the default hold threshold (15 ms, so one span and one
   ``long_hold`` event are exported), against that program plain;
 - ``startup: import tracedsync``: ``python -c 'import tracedsync'`` against
-  ``python -c 'import threading'``.
+  ``python -c 'import threading'``;
+- ``startup: structlog's imports``: ``python -c 'import structlog,
+  importlib.metadata'`` against ``python -c 'print(1)'``: the part of a
+  traced child's figure that its log events' private structlog pipeline
+  costs (``tracedsync.events``: both are imported when the pipeline is
+  built, before the program's first line).
 
 Children run with the bytecode cache allowed (``PYTHONDONTWRITEBYTECODE``
 removed) after one unmeasured round that writes it: a user's installed
@@ -64,6 +69,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "traced child: python -c <hold a lock 15 ms>": (RECORDING, "child"),
     "python -c 'import threading'": ("import threading", "plain"),
     "python -c 'import tracedsync'": ("import tracedsync", "plain"),
+    "python -c 'import structlog, importlib.metadata'": (
+        "import structlog, importlib.metadata",
+        "plain",
+    ),
 }
 
 #: case -> (command, baseline command)
@@ -78,6 +87,10 @@ CASES: dict[str, tuple[str, str]] = {
         "python -c <hold a lock 15 ms>",
     ),
     "startup: import tracedsync": ("python -c 'import tracedsync'", "python -c 'import threading'"),
+    "startup: structlog's imports": (
+        "python -c 'import structlog, importlib.metadata'",
+        "python -c 'print(1)'",
+    ),
 }
 
 

@@ -36,8 +36,7 @@ def create_exporters(
     or Prometheus packages missing, no port) is reported to ``on_unavailable`` and left out; without
     that callback the error is raised.
     """
-    from tracedsync.exporters.otlp import OtlpUnavailable
-    from tracedsync.exporters.prometheus import PrometheusUnavailable
+    from tracedsync.exporters.base import ExporterUnavailable
     from tracedsync.outdir import OutputDirError
 
     out: list[Exporter] = []
@@ -48,7 +47,7 @@ def create_exporters(
                 for exporter in made:
                     exporter.owned = True
             out.extend(made)
-        except (OutputDirError, OtlpUnavailable, PrometheusUnavailable) as exc:
+        except (OutputDirError, ExporterUnavailable) as exc:
             if on_unavailable is None:
                 raise
             on_unavailable(str(item), exc)
@@ -56,11 +55,6 @@ def create_exporters(
 
 
 def _create_one(item: Any, config: Any, resource: Any, scope: Any) -> list[Exporter]:
-    from opentelemetry.sdk.metrics.export import MetricExporter
-    from opentelemetry.sdk.trace.export import SpanExporter
-
-    from tracedsync.exporters.sdk import MetricExporterAdapter, SpanExporterAdapter
-
     if item == "console":
         from tracedsync.exporters.console import ConsoleExporter
 
@@ -79,6 +73,12 @@ def _create_one(item: Any, config: Any, resource: Any, scope: Any) -> list[Expor
         return [PrometheusExporter.from_config(config)]
     if isinstance(item, Exporter):
         return [item]
+    # Anything else may be an SDK exporter: the SDK is imported only now.
+    from opentelemetry.sdk.metrics.export import MetricExporter
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from tracedsync.exporters.sdk import MetricExporterAdapter, SpanExporterAdapter
+
     if isinstance(item, SpanExporter):
         return [SpanExporterAdapter(item, resource, scope)]
     if isinstance(item, MetricExporter):

@@ -126,7 +126,9 @@ class Exporter:
         """Deliver a batch of finished spans."""
 
     def export_metrics(self, metrics: Any) -> None:
-        """Deliver an ``opentelemetry.sdk.metrics.export.MetricsData``."""
+        """Deliver a ``tracedsync.exporters.model.MetricsData`` (the SDK's
+        field names; ``tracedsync.exporters.sdk.sdk_metrics_data`` makes the
+        SDK's own)."""
 
     def export_logs(self, events: Sequence[LogEvent]) -> None:
         """Deliver a batch of log events."""
@@ -147,6 +149,11 @@ class Exporter:
         timeout). No call follows it; what the lane still held counts as
         failed. The default does nothing.
         """
+
+
+class ExporterUnavailable(RuntimeError):
+    """A named exporter cannot start here (its packages are missing, its
+    settings are unusable, no port): it is left out with one warning line."""
 
 
 #: Longest ``exporter_failed`` detail; longer ones are cut at a word boundary.

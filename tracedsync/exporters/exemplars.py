@@ -15,10 +15,9 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any, NamedTuple
 
-from opentelemetry.sdk.metrics import Exemplar as SdkExemplar
-
 from tracedsync import _stdlib
 from tracedsync.counters import HISTOGRAM_BOUNDS
+from tracedsync.exporters import model
 from tracedsync.exporters.base import SpanData
 
 #: Upper-inclusive bucket bounds in nanoseconds (the histogram's, exactly).
@@ -83,11 +82,11 @@ class Exemplars:
         with self._lock:
             return dict(self._by_key.get((kind, name), ()))
 
-    def sdk_exemplars(self, kind: str, name: str) -> list[Any]:
-        """The exemplars of one primitive as the SDK's ``Exemplar`` objects
-        (what ``HistogramDataPoint.exemplars`` holds), in bucket order."""
+    def data_exemplars(self, kind: str, name: str) -> list[model.Exemplar]:
+        """The exemplars of one primitive as ``HistogramDataPoint.exemplars``
+        holds them, in bucket order."""
         out = []
         for _, e in sorted(self.of(kind, name).items()):
-            attrs = {"thread.name": e.thread_name} if e.thread_name else {}
-            out.append(SdkExemplar(attrs, e.value, e.time_ns, e.span_id, e.trace_id))
+            attrs: dict[str, Any] = {"thread.name": e.thread_name} if e.thread_name else {}
+            out.append(model.Exemplar(attrs, e.value, e.time_ns, e.span_id, e.trace_id))
         return out

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tracedsync.exporters.base import Exporter
+from tracedsync.exporters.base import Exporter, ExporterUnavailable
 from tracedsync.exporters.sdk import MetricExporterAdapter, SpanExporterAdapter
 
 PROTOCOLS = ("grpc", "http/protobuf")
@@ -85,7 +85,7 @@ def _quiet_exporter_loggers() -> None:
             logger.filters.insert(0, _captured)
 
 
-class OtlpUnavailable(RuntimeError):
+class OtlpUnavailable(ExporterUnavailable):
     """The OTLP exporter packages are not installed, or the protocol is unknown."""
 
 

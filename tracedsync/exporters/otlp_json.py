@@ -16,15 +16,12 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from opentelemetry.sdk.metrics.export import Gauge, Histogram, Sum
-
 from tracedsync.exporters.base import SharedAttributes, SpanData, SpanEvent
+from tracedsync.exporters.model import Gauge, Histogram, Sum
 
 _V = TypeVar("_V")
 
 SPAN_KIND_INTERNAL = 1
-AGGREGATION_TEMPORALITY_CUMULATIVE = 2
-AGGREGATION_TEMPORALITY_DELTA = 1
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 #: What ``json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)``
@@ -270,7 +267,7 @@ def _histogram_point(point: Any) -> dict[str, Any]:
 
 
 def _exemplar(exemplar: Any) -> dict[str, Any]:
-    """An ``Exemplar`` (the SDK's) in JSON form: ids as hex, as in spans."""
+    """An ``Exemplar`` in JSON form: ids as hex, as in spans."""
     out: dict[str, Any] = {
         "filteredAttributes": attributes(exemplar.filtered_attributes),
         "timeUnixNano": str(exemplar.time_unix_nano),
@@ -310,7 +307,8 @@ def _metric_json(metric: Any) -> dict[str, Any]:
 
 
 def encode_metrics(metrics_data: Any) -> str:
-    """One ``ExportMetricsServiceRequest`` (from an SDK ``MetricsData``) as a JSON line."""
+    """One ``ExportMetricsServiceRequest`` (from a ``tracedsync.exporters.model.MetricsData``)
+    as a JSON line."""
     return str(
         _dumps(
             {

@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from tracedsync import _threads
-from tracedsync.exporters.base import Exporter
+from tracedsync.exporters.base import Exporter, ExporterUnavailable
 
 INSTALL_HINT = "the prometheus exporter needs its extra: pip install 'tracedsync[prometheus]'"
 DEFAULT_PORT = 9464
@@ -66,7 +66,7 @@ REQUEST_TIMEOUT_S = 5.0
 _LABEL_RE = re.compile(r"[^A-Za-z0-9_]")
 
 
-class PrometheusUnavailable(RuntimeError):
+class PrometheusUnavailable(ExporterUnavailable):
     """prometheus_client is not installed, or no port could be bound."""
 
 
@@ -98,11 +98,12 @@ def label_name(key: str) -> str:
 
 
 def families(metrics_data: Any, core: Any) -> Iterator[Any]:
-    """The Prometheus metric families of an SDK ``MetricsData`` (``core`` is
+    """The Prometheus metric families of a ``MetricsData`` (``core`` is
     ``prometheus_client.core``): sums as counters, gauges as gauges, explicit-
     bucket histograms with cumulative ``le`` buckets and their exemplars."""
-    from opentelemetry.sdk.metrics.export import Gauge, Histogram, Sum
     from prometheus_client.utils import floatToGoString
+
+    from tracedsync.exporters.model import Gauge, Histogram, Sum
 
     for rm in metrics_data.resource_metrics:
         for sm in rm.scope_metrics:
