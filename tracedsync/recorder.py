@@ -349,7 +349,7 @@ def hold_end(prim: Any, t0: int, end: int, blame: int | None, depth: int) -> Non
             return
         st = registry.slow_stats(prim)
         with registry.stats_lock:
-            held = budget.budgets(st)[1]
+            held = budget.budgets(st)[budget.HOLDS]
             suppressed = budget.offer(held, end - t0, end, record, settings.spans_per_second)
             prim._admit = held.admit
             prim._window = held.window
@@ -373,7 +373,7 @@ def _keep_wait(prim: Any, st: SlowStats, record: Wait, always: bool) -> None:
         records.emit(record)
         return
     with registry.stats_lock:
-        kept = budget.budgets(st)[0]
+        kept = budget.budgets(st)[budget.WAITS]
         st.suppressed += budget.offer(
             kept, record.end - record.start, record.end, record, settings.spans_per_second
         )
