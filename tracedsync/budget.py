@@ -24,12 +24,19 @@ kept is the slowest of each second, never merely the first.
 Records that must not be lost never enter a budget: a hold whose span id a
 waiter reserved (the wait links to it), a wait that a finding named.
 
-Everything here runs under ``registry.stats_lock``.
+Each kind has its own lock (``locks``), not ``registry.stats_lock``: a
+waiter offers its wait right after it acquired the primitive, and it must
+not queue there behind the many threads that end holds during a flood (a
+thread preempted inside the hold budget then stalled every waiter holding
+a lock, and the waiters behind them: a convoy). The callers take the lock
+of the kind they offer; ``close_expired``, ``close_all`` and
+``at_fork_child`` take both themselves.
 """
 
 from __future__ import annotations
 
 import heapq
+from _thread import RLock as _RawRLock
 from typing import Any
 
 from tracedsync import records
@@ -60,23 +67,29 @@ class Budget:
         self.seq = 0
 
 
-#: id(budget) -> budget, for every budget holding records.
-_open: dict[int, Budget] = {}
-#: How many budgets of each kind hold records (the limit's sharers).
-_sharing = [0, 0]
+#: Per kind: guards its budgets and ``_open``.
+locks = (_RawRLock(), _RawRLock())
+#: Guards making a primitive's pair of budgets.
+_making = _RawRLock()
+#: Per kind: id(budget) -> budget, for every budget holding records (the
+#: limit's sharers).
+_open: tuple[dict[int, Budget], dict[int, Budget]] = ({}, {})
 
 
 def budgets(st: Any) -> list[Budget]:
     """A primitive's (wait, hold) budgets from its SlowStats, made on first use."""
     pair: list[Budget] | None = st.budgets
     if pair is None:
-        pair = st.budgets = [Budget(WAITS), Budget(HOLDS)]
+        with _making:  # a waiter and a holder (two kinds' locks) may both get here
+            pair = st.budgets
+            if pair is None:
+                pair = st.budgets = [Budget(WAITS), Budget(HOLDS)]
     return pair
 
 
 def share(kind: int, limit: int) -> int:
     """How many records one budget of ``kind`` may keep now."""
-    return max(1, limit // max(1, _sharing[kind]))
+    return max(1, limit // max(1, len(_open[kind])))
 
 
 def offer(budget: Budget, duration: int, end: int, record: records.Record, limit: int) -> int:
@@ -95,8 +108,7 @@ def offer(budget: Budget, duration: int, end: int, record: records.Record, limit
         return 1
     heap = budget.heap
     if not heap:
-        _open[id(budget)] = budget
-        _sharing[budget.kind] += 1
+        _open[budget.kind][id(budget)] = budget
     budget.seq += 1
     heapq.heappush(heap, (duration, budget.seq, record))
     keep = share(budget.kind, limit)
@@ -131,8 +143,7 @@ def _close(budget: Budget) -> None:
     if heap:
         kept = [entry[2] for entry in sorted(heap, key=lambda e: e[1])]
         heap.clear()
-        _open.pop(id(budget), None)
-        _sharing[budget.kind] -= 1
+        _open[budget.kind].pop(id(budget), None)
         for record in kept:
             records.emit(record)
 
@@ -140,22 +151,30 @@ def _close(budget: Budget) -> None:
 def close_expired(now: int) -> None:
     """Send the records of every window that ended before ``now`` (the
     pipeline's cycle; a quiet primitive's last records must not wait)."""
-    for budget in list(_open.values()):
-        if now - budget.window >= WINDOW_NS:
-            _close(budget)
+    for kind in (WAITS, HOLDS):
+        with locks[kind]:
+            for budget in list(_open[kind].values()):
+                if now - budget.window >= WINDOW_NS:
+                    _close(budget)
 
 
 def close_all() -> None:
     """Send every kept record now (flush, exit)."""
-    for budget in list(_open.values()):
-        _close(budget)
+    for kind in (WAITS, HOLDS):
+        with locks[kind]:
+            for budget in list(_open[kind].values()):
+                _close(budget)
 
 
 def at_fork_child() -> None:
-    """The kept records are the parent's."""
-    for budget in list(_open.values()):
-        budget.heap.clear()
-        budget.admit = 0
-        budget.full = False
-    _open.clear()
-    _sharing[:] = [0, 0]
+    """The kept records are the parent's; the locks are new (a parent
+    thread may have held them)."""
+    global locks, _making
+    locks = (_RawRLock(), _RawRLock())
+    _making = _RawRLock()
+    for kind in (WAITS, HOLDS):
+        for budget in _open[kind].values():
+            budget.heap.clear()
+            budget.admit = 0
+            budget.full = False
+        _open[kind].clear()

@@ -178,13 +178,19 @@ def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
     watchdog, and from then on the primitive records its acquisition sites.
     The compiled Lock and RLock run phase 1 in C (counting the waits that
     end there themselves) and come here at ``began`` past it.
+
+    Phase 1 lasts the wait threshold, or the wait budget's admission
+    threshold while that is higher (``_phase_one_ns``): a wait that ends
+    within it would be suppressed anyway, so it is counted suppressed with
+    no holder named, no stack taken and no record made -- under a flood of
+    contended acquires the budget cuts the work, not only the records.
     """
     t0 = _now() if began is None else began
     me = _get_ident()
     try_acquire = prim._try
     settings = _settings.current
-    threshold_s = settings.wait_ns / 1e9
     st = registry.slow_stats(prim)
+    threshold_s = _phase_one_ns(st, settings, t0) / 1e9
     prim._track = True
     got = False
     holder = None
@@ -237,12 +243,17 @@ def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
             prim._blame = None
             blame = None
     wait = t1 - t0
+    candidate = wait >= settings.wait_ns and settings.recording and not _threads.is_internal(me)
     with registry.stats_lock:
         st.contentions += 1
         if not got:
             st.timeouts += 1
         _count_wait(st, wait)
-    if wait >= settings.wait_ns and settings.recording and not _threads.is_internal(me):
+        if candidate and began is None and entry is None:
+            # Ended within the budget's admission threshold (phase 1).
+            st.suppressed += 1
+            candidate = False
+    if candidate:
         if stack is None:
             stack = stacks.capture(sys._getframe(1), settings.stack_depth)
         _keep_wait(
@@ -265,6 +276,20 @@ def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
             entry is not None and entry.reported,
         )
     return got
+
+
+def _phase_one_ns(st: SlowStats, settings: _settings.Settings, t0: int) -> int:
+    """How long ``_block`` waits before naming a holder: the wait threshold,
+    or the admission threshold of the primitive's wait budget while its
+    window is current and that is higher (read without the lock: a stale
+    value only moves the line between a cheap wait and a recorded one)."""
+    threshold = settings.wait_ns
+    pair = st.budgets
+    if pair is not None and settings.budgeted and settings.recording:
+        waits_budget = pair[budget.WAITS]
+        if waits_budget.admit > threshold and t0 - waits_budget.window < budget.WINDOW_NS:
+            return int(waits_budget.admit)
+    return threshold
 
 
 #: How long a waiter looks for a lock's owner in a hand-over (seconds, in
@@ -348,12 +373,14 @@ def hold_end(prim: Any, t0: int, end: int, blame: int | None, depth: int) -> Non
             records.emit(record)
             return
         st = registry.slow_stats(prim)
-        with registry.stats_lock:
+        with budget.locks[budget.HOLDS]:
             held = budget.budgets(st)[budget.HOLDS]
             suppressed = budget.offer(held, end - t0, end, record, settings.spans_per_second)
             prim._admit = held.admit
             prim._window = held.window
-            st.suppressed += suppressed
+        if suppressed:
+            with registry.stats_lock:
+                st.suppressed += suppressed
     except Exception:
         pass
 
@@ -372,11 +399,14 @@ def _keep_wait(prim: Any, st: SlowStats, record: Wait, always: bool) -> None:
     if always or not settings.budgeted:
         records.emit(record)
         return
-    with registry.stats_lock:
+    with budget.locks[budget.WAITS]:
         kept = budget.budgets(st)[budget.WAITS]
-        st.suppressed += budget.offer(
+        suppressed = budget.offer(
             kept, record.end - record.start, record.end, record, settings.spans_per_second
         )
+    if suppressed:
+        with registry.stats_lock:
+            st.suppressed += suppressed
 
 
 # --------------------------------------------------------------------------
