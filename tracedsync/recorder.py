@@ -190,7 +190,8 @@ def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
     try_acquire = prim._try
     settings = _settings.current
     st = registry.slow_stats(prim)
-    threshold_s = _phase_one_ns(st, settings, t0) / 1e9
+    phase_one = _phase_one_ns(st, settings, t0)
+    threshold_s = phase_one / 1e9
     prim._track = True
     got = False
     holder = None
@@ -249,7 +250,7 @@ def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
         if not got:
             st.timeouts += 1
         _count_wait(st, wait)
-        if candidate and began is None and entry is None:
+        if candidate and entry is None and began is None and phase_one > settings.wait_ns:
             # Ended within the budget's admission threshold (phase 1).
             st.suppressed += 1
             candidate = False
