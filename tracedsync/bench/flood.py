@@ -7,10 +7,12 @@ exporter: every acquisition is a span candidate. The same run with
 wall time (barrier released to the last thread joined; the flush
 afterwards is printed apart) over the baseline's in the same repetition,
 per implementation; target 3x. The figure is the *worst* repetition, not
-the median: a flood must stay within 3x every time, and a slow flood is
-the one that outlasts a budget window (a second) and pays for the next;
-every ratio is printed. The span budget (``max_spans_per_second``) is left
-at its default: cutting the flood before it costs the app is its job.
+the median: a flood must stay within 3x every time. Every ratio is
+printed, and each run's wall and CPU time: on a shared machine a run of
+either mode can take several times its usual time, which a ratio of two
+runs shows as a bad (or good) flood. The span budget
+(``max_spans_per_second``) is left at its default: cutting the flood
+before it costs the app is its job.
 
 Each run is a fresh process (``python -m tracedsync.bench.flood``, the pure
 one with ``TRACEDSYNC_PURE_PYTHON=1``), as a program's would be: the first
