@@ -180,8 +180,8 @@ def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
     end there themselves) and come here at ``began`` past it.
 
     Phase 1 lasts the wait threshold, or the wait budget's admission
-    threshold while that is higher (``_phase_one_ns``): a wait that ends
-    within it would be suppressed anyway, so it is counted suppressed with
+    threshold while that is higher (``_phase_one_ns``): a wait no longer
+    than that would be suppressed anyway, so it is counted suppressed with
     no holder named, no stack taken and no record made -- under a flood of
     contended acquires the budget cuts the work, not only the records.
     """
@@ -250,8 +250,16 @@ def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
         if not got:
             st.timeouts += 1
         _count_wait(st, wait)
-        if candidate and entry is None and began is None and phase_one > settings.wait_ns:
-            # Ended within the budget's admission threshold (phase 1).
+        if (
+            candidate
+            and entry is None
+            and began is None
+            and settings.wait_ns < phase_one
+            and wait <= phase_one
+        ):
+            # Ended within the budget's admission threshold (phase 1). A
+            # wait acquired in phase 1 but measured longer (it waited for
+            # the GIL after the lock) is recorded, with no holder named.
             st.suppressed += 1
             candidate = False
     if candidate:
