@@ -250,18 +250,16 @@ def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
         if not got:
             st.timeouts += 1
         _count_wait(st, wait)
-        if (
-            candidate
-            and entry is None
-            and began is None
-            and settings.wait_ns < phase_one
-            and wait <= phase_one
-        ):
-            # Ended within the budget's admission threshold (phase 1). A
-            # wait acquired in phase 1 but measured longer (it waited for
-            # the GIL after the lock) is recorded, with no holder named.
-            st.suppressed += 1
-            candidate = False
+        if candidate and entry is None and began is None and settings.wait_ns < phase_one:
+            if wait <= phase_one:
+                # Ended within the budget's admission threshold (phase 1).
+                st.suppressed += 1
+                candidate = False
+            elif got:
+                # Acquired in phase 1 but measured longer (it waited for the
+                # GIL after the lock): recorded; its holder had released
+                # before the waiter would have looked.
+                released_before = True
     if candidate:
         if stack is None:
             stack = stacks.capture(sys._getframe(1), settings.stack_depth)
