@@ -202,5 +202,6 @@ class SlowStats(Counters):
         #: The highest acquisition count reported for a Lock or RLock (see
         #: ``registry.read_counters``): a live figure never goes back.
         self.acq_seen = 0
-        #: The span budgets (wait, hold), made when first needed.
+        #: The span budgets (wait, hold), made when first needed (guarded
+        #: by their own locks: ``tracedsync.budget``).
         self.budgets: Any = None

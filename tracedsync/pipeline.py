@@ -455,8 +455,7 @@ class Pipeline:
             self._note_failure("pipeline", exc)
 
     def _cycle(self, final: bool) -> None:
-        with registry.stats_lock:
-            budget.close_expired(time.monotonic_ns())
+        budget.close_expired(time.monotonic_ns())
         registry.fold_collected()
         taken = [] if self._abandoned else records.take_all()
         offset = time.time_ns() - time.monotonic_ns()

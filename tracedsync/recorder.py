@@ -178,13 +178,20 @@ def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
     watchdog, and from then on the primitive records its acquisition sites.
     The compiled Lock and RLock run phase 1 in C (counting the waits that
     end there themselves) and come here at ``began`` past it.
+
+    Phase 1 lasts the wait threshold, or the wait budget's admission
+    threshold while that is higher (``_phase_one_ns``): a wait no longer
+    than that would be suppressed anyway, so it is counted suppressed with
+    no holder named, no stack taken and no record made -- under a flood of
+    contended acquires the budget cuts the work, not only the records.
     """
     t0 = _now() if began is None else began
     me = _get_ident()
     try_acquire = prim._try
     settings = _settings.current
-    threshold_s = settings.wait_ns / 1e9
     st = registry.slow_stats(prim)
+    phase_one = _phase_one_ns(st, settings, t0)
+    threshold_s = phase_one / 1e9
     prim._track = True
     got = False
     holder = None
@@ -237,26 +244,52 @@ def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
             prim._blame = None
             blame = None
     wait = t1 - t0
+    candidate = wait >= settings.wait_ns and settings.recording and not _threads.is_internal(me)
     with registry.stats_lock:
         st.contentions += 1
         if not got:
             st.timeouts += 1
         _count_wait(st, wait)
-    _wait_over(
-        prim,
-        st,
-        me,
-        t0,
-        t1,
-        "acquired" if got else "timeout",
-        stack,
-        holder,
-        released_before,
-        blame,
-        handoff,
-        entry is not None and entry.reported,
-    )
+        if candidate and entry is None and began is None and settings.wait_ns < phase_one:
+            if wait <= phase_one:
+                # Ended within the budget's admission threshold (phase 1).
+                st.suppressed += 1
+                candidate = False
+            elif got:
+                # Acquired in phase 1 but measured longer (it waited for the
+                # GIL after the lock): recorded; its holder had released
+                # before the waiter would have looked.
+                released_before = True
+    if candidate:
+        _wait_over(
+            prim,
+            st,
+            me,
+            t0,
+            t1,
+            "acquired" if got else "timeout",
+            stack,
+            holder,
+            released_before,
+            blame,
+            handoff,
+            entry is not None and entry.reported,
+        )
     return got
+
+
+def _phase_one_ns(st: SlowStats, settings: _settings.Settings, t0: int) -> int:
+    """How long ``_block`` waits before naming a holder: the wait threshold,
+    or the admission threshold of the primitive's wait budget while its
+    window is current and that is higher (read without the lock: a stale
+    value only moves the line between a cheap wait and a recorded one)."""
+    threshold = settings.wait_ns
+    pair = st.budgets
+    if pair is not None and settings.budgeted and settings.recording:
+        waits_budget = pair[budget.WAITS]
+        if waits_budget.admit > threshold and t0 - waits_budget.window < budget.WINDOW_NS:
+            return int(waits_budget.admit)
+    return threshold
 
 
 #: How long a waiter looks for a lock's owner in a hand-over (seconds, in
@@ -340,12 +373,14 @@ def hold_end(prim: Any, t0: int, end: int, blame: int | None, depth: int) -> Non
             records.emit(record)
             return
         st = registry.slow_stats(prim)
-        with registry.stats_lock:
-            held = budget.budgets(st)[1]
+        with budget.locks[budget.HOLDS]:
+            held = budget.budgets(st)[budget.HOLDS]
             suppressed = budget.offer(held, end - t0, end, record, settings.spans_per_second)
             prim._admit = held.admit
             prim._window = held.window
-            st.suppressed += suppressed
+        if suppressed:
+            with registry.stats_lock:
+                st.suppressed += suppressed
     except Exception:
         pass
 
@@ -403,11 +438,14 @@ def _keep_wait(prim: Any, st: SlowStats, record: Wait, always: bool) -> None:
     if always or not settings.budgeted:
         records.emit(record)
         return
-    with registry.stats_lock:
-        kept = budget.budgets(st)[0]
-        st.suppressed += budget.offer(
+    with budget.locks[budget.WAITS]:
+        kept = budget.budgets(st)[budget.WAITS]
+        suppressed = budget.offer(
             kept, record.end - record.start, record.end, record, settings.spans_per_second
         )
+    if suppressed:
+        with registry.stats_lock:
+            st.suppressed += suppressed
 
 
 # --------------------------------------------------------------------------

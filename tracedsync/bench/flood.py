@@ -7,19 +7,21 @@ exporter: every acquisition is a span candidate. The same run with
 wall time (barrier released to the last thread joined; the flush
 afterwards is printed apart) over the baseline's in the same repetition,
 per implementation; target 3x. The figure is the *worst* repetition, not
-the median: the same flood took 0.5-1.1 s in seven fresh processes and
-6.1 s in an eighth here (81,056 records instead of 8,000: once a flood
-outlasts a second, every second admits the budget's worth again), and a
-flood must stay within 3x every time; the median is printed beside it. The span budget
-(``max_spans_per_second``) is left at its default: cutting the flood before
-it costs the app is its job.
+the median: a flood must stay within 3x every time. Every ratio is
+printed, and each run's wall and CPU time: on a shared machine a run of
+either mode can take several times its usual time, which a ratio of two
+runs shows as a bad (or good) flood. The span budget
+(``max_spans_per_second``) is left at its default: cutting the flood
+before it costs the app is its job.
 
 Each run is a fresh process (``python -m tracedsync.bench.flood``, the pure
 one with ``TRACEDSYNC_PURE_PYTHON=1``), as a program's would be: the first
-flood a process sees is the one that also pays for starting the pipeline
-and its exporter (a 0.6 s flood took 8 s as a process's first and 0.6-0.9 s
-as its next ones here), so runs in one long-lived process would measure
-only the later, cheaper kind.
+flood a process sees is the one whose budget windows all start empty, so
+runs in one long-lived process would measure only the later kind. Each run
+also reports what the budget did: the holds that reached the recorder
+(every hold minus those the hot path compared and kept out), the records
+produced and suppressed, the process's CPU time and context switches
+during the app's run.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -83,16 +86,24 @@ def flood_once(
         for w in workers:
             w.start()
         before = accounting_now()
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
         start.wait()
         t0 = time.perf_counter()
         for w in workers:
             w.join(600)
         t1 = time.perf_counter()
+        usage1 = resource.getrusage(resource.RUSAGE_SELF)
         if any(w.is_alive() for w in workers):
             raise RuntimeError("the flood's threads did not all finish")
         flushed = tracedsync.flush(120)
         t2 = time.perf_counter()
         counts = accounting_since(before)
+        stats = [lock.statistics() for lock in pool]
+        holds = sum(st.acquisitions for st in stats)
+        counts["suppressed"] = sum(st.spans_suppressed for st in stats)
+        # With no exporter nothing is recorded: no hold reaches the recorder.
+        counts["to_recorder"] = holds - sum(lock._hsup for lock in pool) if exporter else 0
+        counts["contentions"] = sum(st.contentions for st in stats)
     finally:
         patching.uninstall()
         tracedsync.shutdown()
@@ -102,6 +113,10 @@ def flood_once(
         "app_seconds": round(t1 - t0, 4),
         "flush_seconds": round(t2 - t1, 4),
         "flushed": flushed,
+        "app_cpu_seconds": round(
+            usage1.ru_utime + usage1.ru_stime - usage0.ru_utime - usage0.ru_stime, 4
+        ),
+        "context_switches": usage1.ru_nvcsw + usage1.ru_nivcsw - usage0.ru_nvcsw - usage0.ru_nivcsw,
         "accounting": counts,
     }
 
@@ -198,7 +213,20 @@ def format_lines(data: dict[str, Any]) -> list[str]:
             f"flush {c['flush_seconds']:.2f} s; at most {acc['produced']:,} records, "
             f"{acc['exported']:,} exported, {acc['dropped']:,} dropped"
         )
+        lines.append(f"    every x, sorted: {' '.join(f'{r:.2f}' for r in sorted(c['ratios']))}")
+        for mode, runs in c["samples"].items():
+            lines.append(f"    {mode}, each run: " + "; ".join(_run_line(r) for r in runs))
     return lines
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    """One run: app seconds, CPU seconds, and what the budget did."""
+    acc = run["accounting"]
+    return (
+        f"{run['app_seconds']:.2f} s (cpu {run['app_cpu_seconds']:.2f}), "
+        f"{acc['to_recorder']:,} to the recorder, {acc['produced']:,} produced, "
+        f"{acc['suppressed']:,} suppressed"
+    )
 
 
 def main() -> int:
