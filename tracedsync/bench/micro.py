@@ -113,10 +113,10 @@ def queue_with(lock_cls: Any) -> Any:
 def _traced_column(name: str, lock_cls: Any, rlock_cls: Any) -> Column:
     p = primitives
     active = lock_cls is primitives.Lock
-    if lock_cls is p.PureLock:
-        sem_cls, bounded_cls = p.PureSemaphore, p.PureBoundedSemaphore
-    else:
-        sem_cls, bounded_cls = p.CompiledSemaphore, p.CompiledBoundedSemaphore
+    sem_cls: Any = p.PureSemaphore if lock_cls is p.PureLock else p.CompiledSemaphore
+    bounded_cls: Any = (
+        p.PureBoundedSemaphore if lock_cls is p.PureLock else p.CompiledBoundedSemaphore
+    )
     return Column(
         name,
         {
