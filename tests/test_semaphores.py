@@ -344,3 +344,17 @@ def test_refcounts_do_not_leak() -> None:
         sem.acquire()
         sem.release(2)
     assert (sys.getrefcount(code), sys.getrefcount(thread)) == before
+
+
+@semaphore_classes
+def test_the_largest_counted_value(cls: Any) -> None:
+    """Semaphore(sys.maxsize) counts like any other; the compiled one (which
+    counts in a C long long) refuses a release past it with OverflowError."""
+    sem = cls(sys.maxsize)
+    assert sem.acquire(False)
+    sem.release()
+    assert sem._value == sys.maxsize
+    if cls is primitives.CompiledSemaphore:
+        with pytest.raises(OverflowError):
+            sem.release()
+        assert sem._value == sys.maxsize

@@ -34,6 +34,7 @@
 #include <frameobject.h>
 #include <pythread.h>
 #include <structmember.h>
+#include <limits.h>
 #include <math.h>
 #include <time.h>
 
@@ -945,7 +946,10 @@ static PyTypeObject RLockCore_Type = {
  * finding or a report asks. */
 
 #define MAX_HOLDS_PER_THREAD 1024 /* primitives._MAX_HOLDS_PER_THREAD */
-#define SEMAPHORE_VALUE_MAX (1LL << 62)
+/* A compiled semaphore counts in a long long: tracedsync.primitives makes
+ * the pure-Python one for an initial value past it (or not an int), and a
+ * release past it raises OverflowError. */
+#define SEMAPHORE_VALUE_MAX LLONG_MAX
 
 typedef struct {
     PyObject_HEAD
@@ -1080,6 +1084,7 @@ typedef struct {
     char bounded;       /* a BoundedSemaphore: release past the initial value raises */
     char track;         /* _track (the recorder sets it; sites are always noted) */
     unsigned long long acq;  /* _acq */
+    unsigned long long wblock; /* _wblock: failed non-blocking tries */
     unsigned long long hsum; /* _hsum */
     unsigned long long hmax; /* _hmax */
     unsigned long long hsup; /* _hsup */
@@ -1102,7 +1107,6 @@ static PyTypeObject SemaphoreCore_Type;
 static PyObject *active_threads = NULL;
 static PyObject *str_block = NULL;
 static PyObject *str_notify = NULL;
-static PyObject *str_count_would_block = NULL;
 static PyObject *str_check_acquire = NULL;
 static PyObject *str_check_release = NULL;
 static PyObject *str_n = NULL;
@@ -1299,18 +1303,10 @@ sem_take(SemObject *self, int blocking, PyObject *timeout)
         }
     }
     if (!blocking) {
+        /* A failed try: counted here (recorder.count_would_block counts the
+         * pure one's in _st), added by registry.read_counters. */
         Py_XDECREF(code);
-        PyObject *res = recorder ? PyObject_CallMethodOneArg(recorder, str_count_would_block,
-                                                             (PyObject *)self)
-                                 : NULL;
-        if (res == NULL) {
-            if (recorder == NULL) {
-                PyErr_SetString(PyExc_RuntimeError,
-                                "tracedsync._speedups is not bound to the recorder");
-            }
-            return NULL;
-        }
-        Py_DECREF(res);
+        self->wblock++;
         Py_RETURN_FALSE;
     }
     if (code == NULL) {
@@ -1463,7 +1459,7 @@ sem_release_n(SemObject *self, PyObject *n_obj)
         if (n == -1 && PyErr_Occurred()) {
             return NULL;
         }
-        if (overflow || n > SEMAPHORE_VALUE_MAX) {
+        if (overflow) {
             PyErr_SetString(PyExc_OverflowError, "semaphore value too large");
             return NULL;
         }
@@ -1476,12 +1472,12 @@ sem_release_n(SemObject *self, PyObject *n_obj)
     if (mutex_lock(self->mutex) < 0) {
         return NULL;
     }
-    if (self->bounded && self->value + n > self->initial) {
+    if (self->bounded && n > self->initial - self->value) {
         mutex_unlock(self->mutex);
         PyErr_SetString(PyExc_ValueError, "Semaphore released too many times");
         return NULL;
     }
-    if (self->value + n > SEMAPHORE_VALUE_MAX) {
+    if (n > SEMAPHORE_VALUE_MAX - self->value) {
         mutex_unlock(self->mutex);
         PyErr_SetString(PyExc_OverflowError, "semaphore value too large");
         return NULL;
@@ -1637,11 +1633,11 @@ sem_holders(SemObject *self, PyObject *Py_UNUSED(ignored))
     return list;
 }
 
-/* _used(): took a unit on the hot path (the slow paths count in _st). */
+/* _used(): took a unit or failed a try on the hot path (the waits count in _st). */
 static PyObject *
 sem_used(SemObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return PyBool_FromLong(self->acq != 0);
+    return PyBool_FromLong(self->acq != 0 || self->wblock != 0);
 }
 
 static PyObject *
@@ -1660,8 +1656,8 @@ sem_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                                      &bounded)) {
         return NULL;
     }
-    if (value < 0 || value > SEMAPHORE_VALUE_MAX) {
-        PyErr_SetString(PyExc_ValueError, "semaphore initial value must be >= 0 and <= 2**62");
+    if (value < 0) {
+        PyErr_SetString(PyExc_ValueError, "semaphore initial value must be >= 0");
         return NULL;
     }
     SemObject *self = (SemObject *)type->tp_alloc(type, 0);
@@ -1737,6 +1733,7 @@ static PyMemberDef sem_members[] = {
     {"_nwait", T_PYSSIZET, offsetof(SemObject, nwait), 0, NULL},
     {"_track", T_BOOL, offsetof(SemObject, track), 0, NULL},
     {"_acq", T_ULONGLONG, offsetof(SemObject, acq), READONLY, NULL},
+    {"_wblock", T_ULONGLONG, offsetof(SemObject, wblock), READONLY, NULL},
     {"_hsum", T_ULONGLONG, offsetof(SemObject, hsum), READONLY, NULL},
     {"_hmax", T_ULONGLONG, offsetof(SemObject, hmax), READONLY, NULL},
     {"_hsup", T_ULONGLONG, offsetof(SemObject, hsup), 0, NULL},
@@ -2059,13 +2056,12 @@ PyInit__speedups(void)
     }
     str_block = PyUnicode_InternFromString("_block");
     str_notify = PyUnicode_InternFromString("notify");
-    str_count_would_block = PyUnicode_InternFromString("count_would_block");
     str_check_acquire = PyUnicode_InternFromString("_signature_acquire");
     str_check_release = PyUnicode_InternFromString("_signature_release");
     str_n = PyUnicode_InternFromString("n");
     zero = PyLong_FromLong(0);
     one = PyLong_FromLong(1);
-    if (!str_block || !str_notify || !str_count_would_block || !str_check_acquire ||
+    if (!str_block || !str_notify || !str_check_acquire ||
         !str_check_release || !str_n || !zero || !one) {
         return NULL;
     }
@@ -2107,6 +2103,10 @@ PyInit__speedups(void)
     Py_INCREF(&Mutex_Type);
     if (PyModule_AddObject(m, "Mutex", (PyObject *)&Mutex_Type) < 0) {
         Py_DECREF(&Mutex_Type);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddObject(m, "SEMAPHORE_VALUE_MAX", PyLong_FromLongLong(SEMAPHORE_VALUE_MAX)) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -4,6 +4,7 @@ from types import CodeType
 from typing import Any
 
 RAW_BUCKETS: int
+SEMAPHORE_VALUE_MAX: int
 
 class _Core:
     _t: int
@@ -80,6 +81,8 @@ class SemaphoreCore:
     def _initial_value(self) -> int: ...
     @property
     def _acq(self) -> int: ...
+    @property
+    def _wblock(self) -> int: ...
     @property
     def _hsum(self) -> int: ...
     @property

@@ -960,11 +960,8 @@ CompiledSemaphore: type[Any] | None = None
 CompiledBoundedSemaphore: type[Any] | None = None
 
 if _impl.speedups is not None:
+    from tracedsync._speedups import SEMAPHORE_VALUE_MAX as _SEMAPHORE_VALUE_MAX
     from tracedsync._speedups import SemaphoreCore as _SemaphoreCore
-
-    #: The values the compiled semaphore counts in (a C long long): any other
-    #: initial value (a float, a larger int) makes the pure-Python one.
-    _COMPILED_VALUE_MAX = 2**63 - 1
 
     class _CompiledSemaphore(_SemaphoreAPI, _SemaphoreCore):
         """A traced ``threading.Semaphore``.
@@ -988,7 +985,9 @@ if _impl.speedups is not None:
         def _make(cls: type[Any], value: int) -> Any:
             if value < 0:
                 raise ValueError("semaphore initial value must be >= 0")
-            if type(value) is not int or value > _COMPILED_VALUE_MAX:
+            # C counts in a long long: another initial value (a float, a
+            # larger int) makes the pure-Python semaphore.
+            if type(value) is not int or value > _SEMAPHORE_VALUE_MAX:
                 return _make_pure_semaphore(cls._pure, value)
             return _SemaphoreCore.__new__(cls, value, cls._bounded)
 
