@@ -1,4 +1,5 @@
-/* tracedsync._speedups: the compiled hot path of tracedsync.Lock and RLock.
+/* tracedsync._speedups: the compiled hot path of tracedsync.Lock and RLock
+ * (and of Semaphore and BoundedSemaphore: SemaphoreCore, its own section).
  *
  * LockCore and RLockCore are base types; tracedsync.primitives subclasses
  * them in Python (identity, repr, the Condition protocol) and inherits

@@ -5,17 +5,21 @@ semantics, plus a keyword-only ``name=``. CPython's ``Lib/test/lock_tests.py``
 is the reference and runs against them (``tests/conformance``).
 
 Blocking is never ours: a ``Lock`` or ``RLock`` is a thin layer over a
-``_thread`` lock (as CPython's own ``threading._PyRLock`` is), and
-``Condition``, ``Event`` and ``Barrier`` are the stdlib's classes with their
-waits timed. The layer is the hot path -- on acquire a non-blocking try, one
-clock read and the holder's ident; on release one clock read and the
-counters -- and everything else (blocking, thresholds crossed, bad
-arguments) is a call into ``tracedsync.recorder``. The counters live on the
-primitive (``_hsum``, ``_hmax``, ``_hhist``; ``recorder`` lists what else), so
-a compiled type with the same attributes can replace the layer: ``Lock`` and
-``RLock`` are ``CompiledLock``/``CompiledRLock`` (``tracedsync._speedups``)
-where the extension is built and ``TRACEDSYNC_PURE_PYTHON`` is not set, else
-``PureLock``/``PureRLock``; ``IMPLEMENTATION`` says which.
+``_thread`` lock (as CPython's own ``threading._PyRLock`` is), a
+``Semaphore`` counts under a raw mutex and blocks on a stdlib ``Condition``
+over it, and ``Condition``, ``Event`` and ``Barrier`` are the stdlib's
+classes with their waits timed. The layer is the hot path -- on acquire a
+non-blocking try, one clock read and the holder's ident (and a semaphore's
+hold: thread, site and Thread); on release one clock read and the counters
+-- and everything else (blocking, thresholds crossed, bad arguments) is a
+call into ``tracedsync.recorder``. The counters live on the primitive
+(``_hsum``, ``_hmax``, ``_hhist``; ``recorder`` lists what else), so a
+compiled type with the same attributes can replace the layer: ``Lock``,
+``RLock``, ``Semaphore`` and ``BoundedSemaphore`` are ``CompiledLock``,
+``CompiledRLock``, ``CompiledSemaphore`` and ``CompiledBoundedSemaphore``
+(``tracedsync._speedups``) where the extension is built and
+``TRACEDSYNC_PURE_PYTHON`` is not set, else ``PureLock``, ``PureRLock``,
+``PureSemaphore`` and ``PureBoundedSemaphore``; ``IMPLEMENTATION`` says which.
 """
 
 from __future__ import annotations
@@ -605,7 +609,7 @@ for _cls, _untraced in (
     if _cls is not None:
         _UNTRACED_TYPES[_cls] = _untraced
 
-#: "compiled" or "pure": which Lock and RLock this process uses.
+#: "compiled" or "pure": which Lock, RLock, Semaphore and BoundedSemaphore this process uses.
 IMPLEMENTATION = _impl.IMPLEMENTATION
 
 if TYPE_CHECKING:
