@@ -17,9 +17,10 @@ import weakref
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tracedsync
-from tracedsync import _stdlib, acquisition, primitives
+from tracedsync import _stdlib, acquisition, primitives, waits
 from tracedsync.testing import run_threads, wait_until
 
 IMPLEMENTATIONS: dict[str, tuple[Any, Any]] = {
@@ -358,3 +359,35 @@ def test_the_largest_counted_value(cls: Any) -> None:
         with pytest.raises(OverflowError):
             sem.release()
         assert sem._value == sys.maxsize
+
+
+@classes
+@pytest.mark.parametrize("threshold_ms", [0, 60_000])
+def test_a_wait_is_noted_past_the_wait_threshold(
+    cls: Any, threshold_ms: int, spans: InMemorySpanExporter
+) -> None:
+    """A blocked acquire first waits the wait threshold through unnoted (most
+    waits end there: no holder is named, the watchdog does not see it); past
+    it -- at once with a threshold of 0 -- the wait is noted and becomes a
+    span naming the holder. Either way it is counted."""
+    tracedsync.configure(exporters=[spans], wait_threshold_ms=threshold_ms)
+    sem = cls(1, name="pool")
+    line = sys._getframe().f_lineno + 1
+    assert sem.acquire()
+    got: list[bool] = []
+    t = threading.Thread(target=lambda: got.append(sem.acquire(timeout=60)), daemon=True)
+    t.start()
+    wait_until(lambda: sem._nwait == 1)
+    assert (waits.of(t.ident or 0) is not None) == (threshold_ms == 0)
+    sem.release()
+    t.join(timeout=30)
+    assert not t.is_alive() and got == [True]
+    tracedsync.flush()
+    waited = [s for s in spans.get_finished_spans() if s.name.endswith(".wait")]
+    if threshold_ms == 0:
+        (span,) = waited
+        assert span.attributes is not None
+        assert span.attributes.get("sync.holder.acquired_at", "").endswith(f":{line}")
+    else:
+        assert waited == []
+    assert sem.statistics().contentions == 1

@@ -744,40 +744,61 @@ class _SemaphoreAPI(_Traced):
 
     def _block(self, timeout: float | None, code: Any, offset: int) -> bool:
         """Wait for a unit (``acquire`` found none): True once taken, False
-        when the timeout expired first."""
+        when the timeout expired first.
+
+        As a Lock's wait (``recorder._block``), phase 1 waits up to the wait
+        threshold with no bookkeeping but the counters: most contended waits
+        end there. A wait that outlives it will become a span, so phase 2
+        first names the holders (``recorder.lock_wait_begin``, outside the
+        mutex: it reads ``_holders()``) and notes the wait for the watchdog,
+        from when it began, then waits on.
+        """
         t0 = _now()
-        began = recorder.lock_wait_begin(self, t0)
+        first = _settings.current.wait_ns / 1e9
+        began = None
         got = False
         finished = False
         took_at = 0
         try:
-            with self._mutex:
-                cond = self._cond
-                if cond is None:
-                    cond = self._cond = _stdlib.Condition(self._mutex)
-                self._nwait += 1
-                try:
-                    endtime = None
-                    while not self._value:
-                        if timeout is not None:
-                            if endtime is None:
-                                endtime = _time() + timeout
-                            else:
-                                timeout = endtime - _time()
-                                if timeout <= 0:
-                                    break
-                        cond.wait(timeout)
-                    else:
-                        took_at = self._take(code, offset)
-                        got = True
-                finally:
-                    self._nwait -= 1
+            if first > 0:
+                got, took_at = self._wait_unit(
+                    first if timeout is None else min(first, timeout), code, offset
+                )
+            if not got:
+                left = None if timeout is None else timeout - (_now() - t0) / 1e9
+                if left is None or left > 0 or first <= 0:
+                    began = recorder.lock_wait_begin(self, t0)
+                    got, took_at = self._wait_unit(left, code, offset)
             finished = True
         finally:
-            waits.end()
+            if began is not None:
+                waits.end()
             if finished:
                 recorder.lock_wait_end(self, t0, took_at if got else _now(), got, began)
         return got
+
+    def _wait_unit(self, timeout: float | None, code: Any, offset: int) -> tuple[bool, int]:
+        """Wait on the Condition over the mutex until a unit is left (then
+        take it: True and the hold's start) or ``timeout`` expires."""
+        with self._mutex:
+            cond = self._cond
+            if cond is None:
+                cond = self._cond = _stdlib.Condition(self._mutex)
+            self._nwait += 1
+            try:
+                endtime = None
+                while not self._value:
+                    if timeout is not None:
+                        if endtime is None:
+                            endtime = _time() + timeout
+                        else:
+                            timeout = endtime - _time()
+                            if timeout <= 0:
+                                return False, 0
+                    cond.wait(timeout)
+                return True, self._take(code, offset)
+            finally:
+                self._nwait -= 1
 
 
 def _make_pure_semaphore(cls: type[Any], value: int) -> Any:
