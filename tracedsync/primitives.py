@@ -746,15 +746,17 @@ class _SemaphoreAPI(_Traced):
         """Wait for a unit (``acquire`` found none): True once taken, False
         when the timeout expired first.
 
-        As a Lock's wait (``recorder._block``), phase 1 waits up to the wait
-        threshold with no bookkeeping but the counters: most contended waits
-        end there. A wait that outlives it will become a span, so phase 2
+        While recording, as a Lock's wait (``recorder._block``), phase 1 waits
+        up to the wait threshold with no bookkeeping but the counters: most
+        contended waits end there. A wait that outlives it will become a span, so phase 2
         first names the holders (``recorder.lock_wait_begin``, outside the
         mutex: it reads ``_holders()``) and notes the wait for the watchdog,
         from when it began, then waits on.
         """
         t0 = _now()
-        first = _settings.current.wait_ns / 1e9
+        settings = _settings.current
+        # Not recording, no holder is named: one untimed wait is cheaper.
+        first = settings.wait_ns / 1e9 if settings.recording else 0.0
         began = None
         got = False
         finished = False
