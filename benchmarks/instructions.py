@@ -1,7 +1,7 @@
-"""Instructions per Lock/RLock operation, counted by valgrind: a noise-free
-way to compare changes to the hot path.
+"""Instructions per Lock/RLock/Semaphore operation, counted by valgrind: a
+noise-free way to compare changes to the hot path.
 
-    python benchmarks/instructions.py                 # Lock and RLock, with and explicit
+    python benchmarks/instructions.py                 # with and explicit, every lock-like
     python benchmarks/instructions.py --only RLock --ops 50000
 
 ``tracedsync bench`` times these same cases (its own objects and unrolled
@@ -30,14 +30,18 @@ from typing import Any
 COLUMNS = ("plain", "compiled", "pure")
 
 
+#: The primitives measured: those with a compiled and a pure implementation.
+PRIMITIVES = ("Lock", "RLock", "Semaphore", "BoundedSemaphore")
+
+
 def lock_cases() -> list[Any]:
-    """``tracedsync bench``'s own uncontended Lock and RLock cases."""
+    """``tracedsync bench``'s own uncontended cases of :data:`PRIMITIVES`."""
     from tracedsync.bench import micro
 
     return [
         c
         for c in micro.all_cases()
-        if c.primitive in ("Lock", "RLock") and c.style in ("uncontended", "explicit")
+        if c.primitive in PRIMITIVES and c.style in ("uncontended", "explicit")
     ]
 
 
@@ -91,7 +95,7 @@ def main() -> None:
 
     ops = max(2, args.ops // UNROLL) * UNROLL
     print(f"instructions per operation ({ops:,} operations minus {UNROLL}, callgrind)")
-    print(f"{'case':<22}" + "".join(f"{c:>16}" for c in COLUMNS))
+    print(f"{'case':<34}" + "".join(f"{c:>16}" for c in COLUMNS))
     for case in lock_cases():
         if args.only not in case.name:
             continue
@@ -101,7 +105,7 @@ def main() -> None:
             for c in COLUMNS
         }
         cells = "".join(f"{row[c]:>8.0f} ({row[c] / row['plain']:.2f}x)".rjust(16) for c in COLUMNS)
-        print(f"{case.name:<22}{cells}", flush=True)
+        print(f"{case.name:<34}{cells}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-/* tracedsync._speedups: the compiled hot path of tracedsync.Lock and RLock.
+/* tracedsync._speedups: the compiled hot path of tracedsync.Lock and RLock
+ * (and of Semaphore and BoundedSemaphore: SemaphoreCore, its own section).
  *
  * LockCore and RLockCore are base types; tracedsync.primitives subclasses
  * them in Python (identity, repr, the Condition protocol) and inherits
@@ -34,6 +35,7 @@
 #include <frameobject.h>
 #include <pythread.h>
 #include <structmember.h>
+#include <limits.h>
 #include <math.h>
 #include <time.h>
 
@@ -254,10 +256,11 @@ timeout_to_ns(PyObject *obj, long long *out)
     return 0;
 }
 
-/* _try(blocking=True, timeout=-1): acquire the underlying lock, exactly like
- * _thread.lock.acquire. The recorder's slow path blocks through this. */
+/* acquire(blocking=True, timeout=-1) of a raw lock (`*locked` is its flag),
+ * exactly like _thread.lock.acquire. */
 static PyObject *
-core_try(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+raw_acquire(PyThread_type_lock lock, char *locked, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
 {
     PyObject *blocking_obj, *timeout_obj;
     long long timeout = UNSET_TIMEOUT;
@@ -283,12 +286,12 @@ core_try(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
     else if (timeout != UNSET_TIMEOUT && (timeout + 999) / 1000 > (long long)PY_TIMEOUT_MAX) {
         goto stdlib;
     }
-    PyLockStatus r = acquire_timed(self->lock, timeout);
+    PyLockStatus r = acquire_timed(lock, timeout);
     if (r == PY_LOCK_INTR) {
         return NULL;
     }
     if (r == PY_LOCK_ACQUIRED) {
-        self->locked = 1;
+        *locked = 1;
         Py_RETURN_TRUE;
     }
     Py_RETURN_FALSE;
@@ -298,6 +301,14 @@ stdlib:
         PyErr_SetString(PyExc_ValueError, "unsupported acquire() arguments");
     }
     return NULL;
+}
+
+/* _try(blocking=True, timeout=-1): acquire the underlying lock, exactly like
+ * _thread.lock.acquire. The recorder's slow path blocks through this. */
+static PyObject *
+core_try(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return raw_acquire(self->lock, &self->locked, args, nargs, kwnames);
 }
 
 static PyObject *
@@ -1055,6 +1066,876 @@ static PyTypeObject RLockCore_Type = {
     .tp_new = core_new,
 };
 
+/* -- Semaphore and BoundedSemaphore ----------------------------------------- */
+
+/* SemaphoreCore is the layer of tracedsync.primitives.PureSemaphore in C:
+ * its acquire takes a unit under a raw mutex and notes the hold (thread
+ * ident, clock reading, the caller's code object and offset, and the
+ * caller's Thread, so permits a thread leaked are still named after it has
+ * ended); its release gives units back, pairs each with a hold (this
+ * thread's latest, else the oldest outstanding one), counts the holds and
+ * hands those past the hold threshold that the span budget admits to
+ * recorder.hold_end. A semaphore made with value 0 is a signal: no holds.
+ *
+ * Blocking is the Python subclass's `_block` (a stdlib Condition over the
+ * same mutex, made when a thread first must wait): the mutex is a Mutex
+ * object, a lock with _thread.lock's interface that the Condition takes,
+ * and `_take` is the unit taken under it. The holds are a C array in the
+ * order they were taken (oldest first), each holding its code object and
+ * Thread; `_holders()` turns them into Python objects when a wait, a
+ * finding or a report asks. */
+
+#define MAX_HOLDS_PER_THREAD 1024 /* primitives._MAX_HOLDS_PER_THREAD */
+/* A compiled semaphore counts in a long long: tracedsync.primitives makes
+ * the pure-Python one for an initial value past it (or not an int), and a
+ * release past it raises OverflowError. */
+#define SEMAPHORE_VALUE_MAX LLONG_MAX
+
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock lock;
+    char locked;
+} MutexObject;
+
+static PyTypeObject Mutex_Type;
+
+static PyObject *
+mutex_new(PyTypeObject *type, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kwds))
+{
+    MutexObject *self = (MutexObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->lock = PyThread_allocate_lock();
+    if (self->lock == NULL) {
+        Py_DECREF(self);
+        PyErr_SetString(PyExc_MemoryError, "cannot allocate lock");
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+mutex_dealloc(MutexObject *self)
+{
+    if (self->lock != NULL) {
+        if (self->locked) {
+            PyThread_release_lock(self->lock);
+        }
+        PyThread_free_lock(self->lock);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Block until the mutex is ours (the GIL released meanwhile). -1 with the
+ * exception a signal handler raised. */
+static inline int
+mutex_lock(MutexObject *m)
+{
+    if (PyThread_acquire_lock_timed(m->lock, 0, 0) != PY_LOCK_ACQUIRED &&
+        acquire_timed(m->lock, -1) != PY_LOCK_ACQUIRED) {
+        return -1;
+    }
+    m->locked = 1;
+    return 0;
+}
+
+static inline void
+mutex_unlock(MutexObject *m)
+{
+    m->locked = 0;
+    PyThread_release_lock(m->lock);
+}
+
+static PyObject *
+mutex_acquire(MutexObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return raw_acquire(self->lock, &self->locked, args, nargs, kwnames);
+}
+
+static PyObject *
+mutex_enter(MutexObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (mutex_lock(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+mutex_release(MutexObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!self->locked) {
+        PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
+        return NULL;
+    }
+    mutex_unlock(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mutex_exit(MutexObject *self, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(nargs))
+{
+    return mutex_release(self, NULL);
+}
+
+static PyObject *
+mutex_locked(MutexObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->locked);
+}
+
+static PyMethodDef mutex_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))mutex_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire(blocking=True, timeout=-1) -> bool"},
+    {"__enter__", (PyCFunction)mutex_enter, METH_NOARGS, NULL},
+    {"release", (PyCFunction)mutex_release, METH_NOARGS, "release the lock"},
+    {"__exit__", (PyCFunction)(void (*)(void))mutex_exit, METH_FASTCALL, NULL},
+    {"locked", (PyCFunction)mutex_locked, METH_NOARGS, "True if the lock is held"},
+    {NULL},
+};
+
+static PyTypeObject Mutex_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tracedsync._speedups.Mutex",
+    .tp_basicsize = sizeof(MutexObject),
+    .tp_dealloc = (destructor)mutex_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A compiled semaphore's mutex: a raw lock, as _thread.lock.",
+    .tp_methods = mutex_methods,
+    .tp_new = mutex_new,
+};
+
+/* One outstanding acquisition. */
+typedef struct {
+    unsigned long ident;
+    long long since;
+    PyObject *code;   /* the caller's code object, or NULL */
+    int offset;
+    PyObject *thread; /* the Thread it ran as, or None */
+} HoldEntry;
+
+typedef struct {
+    PyObject_HEAD
+    MutexObject *mutex; /* _mutex */
+    long long value;    /* _value */
+    long long initial;  /* _initial_value: 0 makes it a signal (no holds) */
+    Py_ssize_t nwait;   /* _nwait: threads in _block */
+    char bounded;       /* a BoundedSemaphore: release past the initial value raises */
+    char track;         /* _track (the recorder sets it; sites are always noted) */
+    unsigned long long acq;  /* _acq */
+    unsigned long long wblock; /* _wblock: failed non-blocking tries */
+    unsigned long long hsum; /* _hsum */
+    unsigned long long hmax; /* _hmax */
+    unsigned long long hsup; /* _hsup */
+    long long admit;         /* _admit */
+    long long window;        /* _window */
+    PyObject *blame;         /* _blame */
+    PyObject *st;            /* _st */
+    PyObject *meta;          /* _meta */
+    PyObject *cond;          /* _cond: None until a thread first blocks */
+    HoldEntry *holds;        /* oldest first */
+    Py_ssize_t nholds;
+    Py_ssize_t cap;
+    PyObject *weakreflist;
+    unsigned long long hhist[RAW_BUCKETS]; /* _hhist */
+} SemObject;
+
+static PyTypeObject SemaphoreCore_Type;
+
+/* threading._active (tracedsync._threads.active), set by bind_threads. */
+static PyObject *active_threads = NULL;
+static PyObject *str_block = NULL;
+static PyObject *str_notify = NULL;
+static PyObject *str_check_acquire = NULL;
+static PyObject *str_check_release = NULL;
+static PyObject *str_n = NULL;
+static PyObject *zero = NULL;
+static PyObject *one = NULL;
+
+/* The caller's code object (new reference, or NULL with no frame) and
+ * offset, as frame.f_code and frame.f_lasti read them. */
+static inline void
+caller_site(PyObject **code, int *offset)
+{
+    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
+    *code = NULL;
+    *offset = -1;
+    if (frame == NULL) {
+        return;
+    }
+    *code = (PyObject *)PyFrame_GetCode(frame);
+#if PY_VERSION_HEX >= 0x030B0000
+    *offset = PyFrame_GetLasti(frame);
+#else
+    *offset = frame->f_lasti < 0 ? -1 : frame->f_lasti * (int)sizeof(_Py_CODEUNIT);
+#endif
+}
+
+/* The Thread running as `ident` (_threads.active.get(ident)): a new
+ * reference, None when there is none; NULL with an error set. */
+static PyObject *
+thread_of(unsigned long ident)
+{
+    if (active_threads == NULL) {
+        Py_RETURN_NONE;
+    }
+    PyObject *key = PyLong_FromUnsignedLong(ident);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *thread;
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyDict_GetItemRef(active_threads, key, &thread) < 0) {
+        Py_DECREF(key);
+        return NULL;
+    }
+#else
+    thread = PyDict_GetItemWithError(active_threads, key);
+    if (thread == NULL && PyErr_Occurred()) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    Py_XINCREF(thread);
+#endif
+    Py_DECREF(key);
+    if (thread == NULL) {
+        Py_RETURN_NONE;
+    }
+    return thread;
+}
+
+/* Room for one more hold (under the mutex: no Python runs). -1 with
+ * MemoryError set. */
+static int
+reserve_hold(SemObject *self)
+{
+    if (self->nholds < self->cap) {
+        return 0;
+    }
+    Py_ssize_t cap = self->cap ? self->cap * 2 : 4;
+    HoldEntry *holds = PyMem_Realloc(self->holds, (size_t)cap * sizeof(HoldEntry));
+    if (holds == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->holds = holds;
+    self->cap = cap;
+    return 0;
+}
+
+static inline void
+remove_hold(SemObject *self, Py_ssize_t i)
+{
+    self->nholds--;
+    memmove(&self->holds[i], &self->holds[i + 1],
+            (size_t)(self->nholds - i) * sizeof(HoldEntry));
+}
+
+/* A unit was taken under the mutex (room reserved): note the hold, taking
+ * over the references to code and thread. When this thread has
+ * MAX_HOLDS_PER_THREAD outstanding already its oldest is dropped into
+ * *dropped (the caller lets go of its references once the mutex is free;
+ * dropped->code and ->thread stay NULL otherwise). Returns the hold's start. */
+static long long
+note_hold(SemObject *self, unsigned long me, PyObject *code, int offset, PyObject *thread,
+          HoldEntry *dropped)
+{
+    long long now = now_ns();
+    self->acq++;
+    if (self->nholds >= MAX_HOLDS_PER_THREAD) {
+        Py_ssize_t mine = 0, first = -1;
+        for (Py_ssize_t i = 0; i < self->nholds; i++) {
+            if (self->holds[i].ident == me) {
+                if (first < 0) {
+                    first = i;
+                }
+                mine++;
+            }
+        }
+        if (mine >= MAX_HOLDS_PER_THREAD) {
+            *dropped = self->holds[first];
+            remove_hold(self, first);
+        }
+    }
+    HoldEntry *e = &self->holds[self->nholds++];
+    e->ident = me;
+    e->since = now;
+    e->code = code;
+    e->offset = offset;
+    e->thread = thread;
+    return now;
+}
+
+static inline void
+let_go(HoldEntry *e)
+{
+    Py_CLEAR(e->code);
+    Py_CLEAR(e->thread);
+}
+
+/* What the Python signature of `acquire(self, blocking=True, timeout=None)`
+ * or `release(self, n=1)` raises for arguments that do not fit it (the
+ * subclass's _signature_acquire, _signature_release). Always NULL. */
+static PyObject *
+sem_bad_args(SemObject *self, PyObject *signature, PyObject *const *args, Py_ssize_t nargs,
+             PyObject *kwnames)
+{
+    PyObject *check = PyObject_GetAttr((PyObject *)self, signature);
+    if (check == NULL) {
+        return NULL;
+    }
+    PyObject *res = PyObject_Vectorcall(check, args, nargs, kwnames);
+    Py_DECREF(check);
+    if (res != NULL) {
+        Py_DECREF(res);
+        PyErr_SetString(PyExc_TypeError, "unsupported arguments");
+    }
+    return NULL;
+}
+
+/* acquire(blocking, timeout) with the arguments checked (timeout NULL for
+ * None): a unit taken at once, else a failed try counted, else _block. */
+static PyObject *
+sem_take(SemObject *self, int blocking, PyObject *timeout)
+{
+    unsigned long me = 0;
+    PyObject *code = NULL, *thread = NULL;
+    int offset = -1;
+    int signal = self->initial == 0;
+    if (!signal) {
+        me = PyThread_get_thread_ident();
+        thread = thread_of(me);
+        if (thread == NULL) {
+            return NULL;
+        }
+        caller_site(&code, &offset);
+    }
+    if (mutex_lock(self->mutex) < 0) {
+        goto error;
+    }
+    if (self->value > 0) {
+        HoldEntry dropped = {0, 0, NULL, -1, NULL};
+        if (signal) {
+            self->acq++;
+        }
+        else {
+            if (reserve_hold(self) < 0) {
+                mutex_unlock(self->mutex);
+                goto error;
+            }
+            note_hold(self, me, code, offset, thread, &dropped);
+        }
+        self->value--;
+        mutex_unlock(self->mutex);
+        let_go(&dropped);
+        Py_RETURN_TRUE;
+    }
+    mutex_unlock(self->mutex);
+    Py_CLEAR(thread);
+    if (blocking && timeout != NULL) {
+        int expired = PyObject_RichCompareBool(timeout, zero, Py_LE);
+        if (expired < 0) {
+            goto error;
+        }
+        if (expired) {
+            blocking = 0;
+        }
+    }
+    if (!blocking) {
+        /* A failed try: counted here (recorder.count_would_block counts the
+         * pure one's in _st), added by registry.read_counters. */
+        Py_XDECREF(code);
+        self->wblock++;
+        Py_RETURN_FALSE;
+    }
+    if (code == NULL) {
+        caller_site(&code, &offset);
+    }
+    PyObject *poffset = PyLong_FromLong(offset);
+    if (poffset == NULL) {
+        goto error;
+    }
+    PyObject *argv[4] = {(PyObject *)self, timeout ? timeout : Py_None, code ? code : Py_None,
+                         poffset};
+    PyObject *res = PyObject_VectorcallMethod(str_block, argv,
+                                              4, NULL);
+    Py_DECREF(poffset);
+    Py_XDECREF(code);
+    return res;
+
+error:
+    Py_XDECREF(code);
+    Py_XDECREF(thread);
+    return NULL;
+}
+
+static PyObject *
+sem_acquire(SemObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *blocking_obj = NULL, *timeout = NULL;
+    int blocking = 1;
+    if (nargs || kwnames) {
+        if (split_args(args, nargs, kwnames, &blocking_obj, &timeout) < 0) {
+            return sem_bad_args(self, str_check_acquire, args, nargs, kwnames);
+        }
+        if (blocking_obj != NULL && (blocking = PyObject_IsTrue(blocking_obj)) < 0) {
+            return NULL;
+        }
+        if (timeout == Py_None) {
+            timeout = NULL;
+        }
+        if (!blocking && timeout != NULL) {
+            PyErr_SetString(PyExc_ValueError, "can't specify timeout for non-blocking acquire");
+            return NULL;
+        }
+    }
+    return sem_take(self, blocking, timeout);
+}
+
+static PyObject *
+sem_enter(SemObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return sem_take(self, 1, NULL);
+}
+
+/* _take(code, offset): the unit _block takes once it may (the caller holds
+ * the mutex); returns the hold's start, which is also the end of the wait
+ * (one clock reading: in a timeline the hold never starts before the wait
+ * ends). */
+static PyObject *
+sem_take_locked(SemObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "_take(code, offset: int)");
+        return NULL;
+    }
+    if (self->value <= 0) {
+        PyErr_SetString(PyExc_RuntimeError, "_take() with no unit left");
+        return NULL;
+    }
+    long long start;
+    if (self->initial == 0) {
+        self->acq++;
+        start = now_ns();
+    }
+    else {
+        long loffset = PyLong_AsLong(args[1]);
+        if (loffset == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        int offset = loffset < INT_MIN || loffset > INT_MAX ? -1 : (int)loffset;
+        unsigned long me = PyThread_get_thread_ident();
+        PyObject *thread = thread_of(me);
+        if (thread == NULL) {
+            return NULL;
+        }
+        if (reserve_hold(self) < 0) {
+            Py_DECREF(thread);
+            return NULL;
+        }
+        PyObject *code = PyCode_Check(args[0]) ? args[0] : NULL;
+        Py_XINCREF(code);
+        HoldEntry dropped = {0, 0, NULL, -1, NULL};
+        start = note_hold(self, me, code, offset, thread, &dropped);
+        let_go(&dropped); /* a Thread and a code object: no finalizer of ours runs */
+    }
+    self->value--;
+    return PyLong_FromLongLong(start);
+}
+
+/* recorder.hold_end(self, t0, now, None, 0), after the mutex is free. -1
+ * only when it raised what is not an Exception (KeyboardInterrupt). */
+static int
+sem_hold_end(SemObject *self, long long t0, long long now)
+{
+    PyObject *res = NULL;
+    PyObject *fn = recorder ? PyObject_GetAttr(recorder, str_hold_end) : NULL;
+    if (fn != NULL) {
+        PyObject *pt0 = PyLong_FromLongLong(t0);
+        PyObject *pnow = PyLong_FromLongLong(now);
+        PyObject *pdepth = PyLong_FromLong(0);
+        if (pt0 != NULL && pnow != NULL && pdepth != NULL) {
+            PyObject *argv[5] = {(PyObject *)self, pt0, pnow, Py_None, pdepth};
+            res = PyObject_Vectorcall(fn, argv, 5, NULL);
+        }
+        Py_XDECREF(pt0);
+        Py_XDECREF(pnow);
+        Py_XDECREF(pdepth);
+        Py_DECREF(fn);
+    }
+    if (res != NULL) {
+        Py_DECREF(res);
+        return 0;
+    }
+    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) {
+        return -1;
+    }
+    PyErr_Clear();
+    return 0;
+}
+
+/* release(n=1): give back n units, waking up to n waiters. */
+static PyObject *
+sem_release_n(SemObject *self, PyObject *n_obj)
+{
+    long long n = 1;
+    if (n_obj != one) {
+        int small = PyObject_RichCompareBool(n_obj, one, Py_LT);
+        if (small < 0) {
+            return NULL;
+        }
+        if (small) {
+            PyErr_SetString(PyExc_ValueError, "n must be one or more");
+            return NULL;
+        }
+        PyObject *index = PyNumber_Index(n_obj);
+        if (index == NULL) {
+            return NULL;
+        }
+        int overflow = 0;
+        n = PyLong_AsLongLongAndOverflow(index, &overflow);
+        Py_DECREF(index);
+        if (n == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (overflow) {
+            PyErr_SetString(PyExc_OverflowError, "semaphore value too large");
+            return NULL;
+        }
+    }
+    /* The holds this release ends (their references are let go of once the
+     * mutex is free), and those that go to the recorder. */
+    HoldEntry local[8];
+    HoldEntry *ended = local;
+    Py_ssize_t nended = 0;
+    if (mutex_lock(self->mutex) < 0) {
+        return NULL;
+    }
+    if (self->bounded && n > self->initial - self->value) {
+        mutex_unlock(self->mutex);
+        PyErr_SetString(PyExc_ValueError, "Semaphore released too many times");
+        return NULL;
+    }
+    if (n > SEMAPHORE_VALUE_MAX - self->value) {
+        mutex_unlock(self->mutex);
+        PyErr_SetString(PyExc_OverflowError, "semaphore value too large");
+        return NULL;
+    }
+    Py_ssize_t pairs = self->nholds < n ? self->nholds : (Py_ssize_t)n;
+    if (pairs > (Py_ssize_t)(sizeof(local) / sizeof(local[0]))) {
+        ended = PyMem_Malloc((size_t)pairs * sizeof(HoldEntry));
+        if (ended == NULL) {
+            mutex_unlock(self->mutex);
+            return PyErr_NoMemory();
+        }
+    }
+    self->value += n;
+    long long now = now_ns();
+    unsigned long me = PyThread_get_thread_ident();
+    for (Py_ssize_t k = 0; k < pairs; k++) {
+        /* This thread's latest hold, else (released by another thread) the
+         * oldest outstanding one. */
+        Py_ssize_t i = self->nholds - 1;
+        while (i >= 0 && self->holds[i].ident != me) {
+            i--;
+        }
+        if (i < 0) {
+            i = 0;
+        }
+        HoldEntry e = self->holds[i];
+        remove_hold(self, i);
+        long long d = now - e.since;
+        if (d < 0) {
+            d = 0;
+        }
+        self->hsum += (unsigned long long)d;
+        self->hhist[bit_length((unsigned long long)d)]++;
+        if ((unsigned long long)d > self->hmax) {
+            self->hmax = (unsigned long long)d;
+        }
+        ended[nended++] = e;
+    }
+    PyObject *cond = NULL;
+    if (self->nwait && self->cond != NULL && self->cond != Py_None) {
+        cond = self->cond;
+        Py_INCREF(cond);
+    }
+    PyObject *err = NULL;
+    if (cond != NULL) {
+        /* The stdlib Condition notifies under its lock: the mutex, ours. */
+        PyObject *pn = n_obj == one ? (Py_INCREF(one), one) : PyLong_FromLongLong(n);
+        PyObject *res = pn ? PyObject_CallMethodOneArg(cond, str_notify, pn) : NULL;
+        Py_XDECREF(pn);
+        Py_DECREF(cond);
+        if (res == NULL) {
+            err = Py_None; /* an error is set */
+        }
+        Py_XDECREF(res);
+    }
+    mutex_unlock(self->mutex);
+    PyObject *result = Py_None;
+    if (err != NULL) {
+        result = NULL;
+    }
+    for (Py_ssize_t k = 0; k < nended; k++) {
+        HoldEntry *e = &ended[k];
+        long long d = now - e->since;
+        let_go(e);
+        if (result == NULL || d < hold_ns) {
+            continue;
+        }
+        if (!(d > self->admit || now - self->window >= WINDOW_NS)) {
+            self->hsup++; /* the budget's window is full of slower holds */
+            continue;
+        }
+        if (sem_hold_end(self, e->since, now) < 0) {
+            result = NULL;
+        }
+    }
+    if (ended != local) {
+        PyMem_Free(ended);
+    }
+    if (result == NULL) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sem_release(SemObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *n = one;
+    if (nargs || kwnames) {
+        Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+        if (nargs + nkw > 1 ||
+            (nkw == 1 && PyUnicode_Compare(PyTuple_GET_ITEM(kwnames, 0), str_n) != 0)) {
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+            return sem_bad_args(self, str_check_release, args, nargs, kwnames);
+        }
+        n = args[0];
+    }
+    return sem_release_n(self, n);
+}
+
+static PyObject *
+sem_exit(SemObject *self, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(nargs))
+{
+    return sem_release_n(self, one);
+}
+
+/* _holders(): [(thread ident, since, (code, offset) or None, Thread)] of
+ * every outstanding acquisition, oldest first. The entries are copied under
+ * the mutex; the Python objects are made once it is free. */
+static PyObject *
+sem_holders(SemObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (mutex_lock(self->mutex) < 0) {
+        return NULL;
+    }
+    Py_ssize_t n = self->nholds;
+    HoldEntry *copy = n ? PyMem_Malloc((size_t)n * sizeof(HoldEntry)) : NULL;
+    if (n && copy == NULL) {
+        mutex_unlock(self->mutex);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        copy[i] = self->holds[i];
+        Py_XINCREF(copy[i].code);
+        Py_XINCREF(copy[i].thread);
+    }
+    mutex_unlock(self->mutex);
+    PyObject *list = PyList_New(n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        HoldEntry *e = &copy[i];
+        if (list != NULL) {
+            PyObject *item;
+            if (e->code != NULL) {
+                item = Py_BuildValue("(kL(Oi)O)", e->ident, e->since, e->code, e->offset,
+                                     e->thread ? e->thread : Py_None);
+            }
+            else {
+                item = Py_BuildValue("(kLOO)", e->ident, e->since, Py_None,
+                                     e->thread ? e->thread : Py_None);
+            }
+            if (item == NULL) {
+                Py_CLEAR(list);
+            }
+            else {
+                PyList_SET_ITEM(list, i, item);
+            }
+        }
+        let_go(e);
+    }
+    PyMem_Free(copy);
+    return list;
+}
+
+/* _used(): took a unit or failed a try on the hot path (the waits count in _st). */
+static PyObject *
+sem_used(SemObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->acq != 0 || self->wblock != 0);
+}
+
+static PyObject *
+sem_hhist(SemObject *self, void *Py_UNUSED(closure))
+{
+    return counts_list(self->hhist);
+}
+
+static PyObject *
+sem_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    long long value;
+    int bounded = 0;
+    static char *kwlist[] = {"value", "bounded", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "L|p:SemaphoreCore", kwlist, &value,
+                                     &bounded)) {
+        return NULL;
+    }
+    if (value < 0) {
+        PyErr_SetString(PyExc_ValueError, "semaphore initial value must be >= 0");
+        return NULL;
+    }
+    SemObject *self = (SemObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->mutex = (MutexObject *)mutex_new(&Mutex_Type, NULL, NULL);
+    if (self->mutex == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->value = self->initial = value;
+    self->bounded = (char)bounded;
+    self->track = 1;
+    Py_INCREF(Py_None);
+    self->blame = Py_None;
+    Py_INCREF(Py_None);
+    self->st = Py_None;
+    Py_INCREF(Py_None);
+    self->cond = Py_None;
+    return (PyObject *)self;
+}
+
+static int
+sem_traverse(SemObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->cond);
+    Py_VISIT(self->st);
+    Py_VISIT(self->meta);
+    Py_VISIT(self->blame);
+    for (Py_ssize_t i = 0; i < self->nholds; i++) {
+        Py_VISIT(self->holds[i].code);
+        Py_VISIT(self->holds[i].thread);
+    }
+    return 0;
+}
+
+static int
+sem_clear(SemObject *self)
+{
+    Py_CLEAR(self->cond);
+    Py_CLEAR(self->st);
+    Py_CLEAR(self->meta);
+    Py_CLEAR(self->blame);
+    /* The entries are gone before their references are. */
+    Py_ssize_t n = self->nholds;
+    HoldEntry *holds = self->holds;
+    self->nholds = self->cap = 0;
+    self->holds = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        let_go(&holds[i]);
+    }
+    PyMem_Free(holds);
+    return 0;
+}
+
+static void
+sem_dealloc(SemObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    sem_clear(self);
+    Py_CLEAR(self->mutex);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef sem_members[] = {
+    {"_mutex", T_OBJECT, offsetof(SemObject, mutex), READONLY, NULL},
+    {"_value", T_LONGLONG, offsetof(SemObject, value), READONLY, NULL},
+    {"_initial_value", T_LONGLONG, offsetof(SemObject, initial), READONLY, NULL},
+    {"_nwait", T_PYSSIZET, offsetof(SemObject, nwait), 0, NULL},
+    {"_track", T_BOOL, offsetof(SemObject, track), 0, NULL},
+    {"_acq", T_ULONGLONG, offsetof(SemObject, acq), READONLY, NULL},
+    {"_wblock", T_ULONGLONG, offsetof(SemObject, wblock), READONLY, NULL},
+    {"_hsum", T_ULONGLONG, offsetof(SemObject, hsum), READONLY, NULL},
+    {"_hmax", T_ULONGLONG, offsetof(SemObject, hmax), READONLY, NULL},
+    {"_hsup", T_ULONGLONG, offsetof(SemObject, hsup), 0, NULL},
+    {"_admit", T_LONGLONG, offsetof(SemObject, admit), 0, NULL},
+    {"_window", T_LONGLONG, offsetof(SemObject, window), 0, NULL},
+    {"_blame", T_OBJECT, offsetof(SemObject, blame), 0, NULL},
+    {"_st", T_OBJECT, offsetof(SemObject, st), 0, NULL},
+    {"_meta", T_OBJECT_EX, offsetof(SemObject, meta), 0, NULL},
+    {"_cond", T_OBJECT, offsetof(SemObject, cond), 0, NULL},
+    {NULL},
+};
+
+static PyGetSetDef sem_getset[] = {
+    {"_hhist", (getter)sem_hhist, NULL, "raw hold histogram (a copy)", NULL},
+    {NULL},
+};
+
+static PyMethodDef sem_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))sem_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire(blocking=True, timeout=None) -> bool"},
+    {"__enter__", (PyCFunction)sem_enter, METH_NOARGS, NULL},
+    {"release", (PyCFunction)(void (*)(void))sem_release, METH_FASTCALL | METH_KEYWORDS,
+     "release(n=1): give back n units, waking up to n waiters"},
+    {"__exit__", (PyCFunction)(void (*)(void))sem_exit, METH_FASTCALL, NULL},
+    {"_take", (PyCFunction)(void (*)(void))sem_take_locked, METH_FASTCALL,
+     "_take(code, offset): take a unit under the mutex; the hold's start"},
+    {"_holders", (PyCFunction)sem_holders, METH_NOARGS,
+     "(thread ident, since, acquisition site, Thread) of every outstanding acquisition"},
+    {"_used", (PyCFunction)sem_used, METH_NOARGS, "took a unit on the hot path"},
+    {NULL},
+};
+
+static PyTypeObject SemaphoreCore_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tracedsync._speedups.SemaphoreCore",
+    .tp_basicsize = sizeof(SemObject),
+    .tp_dealloc = (destructor)sem_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The compiled hot path of tracedsync.Semaphore and BoundedSemaphore "
+              "(subclass it; do not use alone).",
+    .tp_traverse = (traverseproc)sem_traverse,
+    .tp_clear = (inquiry)sem_clear,
+    .tp_weaklistoffset = offsetof(SemObject, weakreflist),
+    .tp_methods = sem_methods,
+    .tp_members = sem_members,
+    .tp_getset = sem_getset,
+    .tp_new = sem_new,
+};
+
+static PyObject *
+mod_bind_threads(PyObject *Py_UNUSED(module), PyObject *active)
+{
+    if (!PyDict_Check(active)) {
+        PyErr_SetString(PyExc_TypeError, "bind_threads() takes threading._active (a dict)");
+        return NULL;
+    }
+    Py_INCREF(active);
+    Py_XSETREF(active_threads, active);
+    Py_RETURN_NONE;
+}
+
+
 /* -- module ---------------------------------------------------------------- */
 
 /* The state above (recorder, hold_ns) is process-wide, and a single-phase
@@ -1145,9 +2026,12 @@ mod_adopt_methods(PyObject *Py_UNUSED(module), PyObject *cls)
     else if (PyType_IsSubtype(sub, &RLockCore_Type)) {
         base = &RLockCore_Type;
     }
+    else if (PyType_IsSubtype(sub, &SemaphoreCore_Type)) {
+        base = &SemaphoreCore_Type;
+    }
     else {
         PyErr_SetString(PyExc_TypeError,
-                        "adopt_methods() takes a subclass of LockCore or RLockCore");
+                        "adopt_methods() takes a subclass of LockCore, RLockCore or SemaphoreCore");
         return NULL;
     }
     long adopted = 0;
@@ -1271,6 +2155,8 @@ static PyMethodDef module_methods[] = {
     {"adopt_methods", mod_adopt_methods, METH_O,
      "adopt_methods(cls): cls's own descriptors for the C methods it inherits (faster calls)"},
     {"_bind", mod_bind, METH_O, "_bind(recorder): where the slow paths live"},
+    {"bind_threads", mod_bind_threads, METH_O,
+     "bind_threads(active): threading._active, where a semaphore's hold finds its Thread"},
     {"set_hold_threshold", mod_set_hold_threshold, METH_O,
      "set_hold_threshold(ns): holds at least this long go to recorder.hold_end"},
     {"hold_threshold", mod_hold_threshold, METH_NOARGS, "the current hold threshold (ns)"},
@@ -1285,7 +2171,7 @@ static PyMethodDef module_methods[] = {
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "tracedsync._speedups",
-    .m_doc = "The compiled hot path of tracedsync.Lock and tracedsync.RLock.",
+    .m_doc = "The compiled hot path of tracedsync's Lock, RLock, Semaphore and BoundedSemaphore.",
     .m_size = -1,
     .m_methods = module_methods,
 };
@@ -1309,6 +2195,17 @@ PyInit__speedups(void)
         !str_acquire || !minus_one) {
         return NULL;
     }
+    str_block = PyUnicode_InternFromString("_block");
+    str_notify = PyUnicode_InternFromString("notify");
+    str_check_acquire = PyUnicode_InternFromString("_signature_acquire");
+    str_check_release = PyUnicode_InternFromString("_signature_release");
+    str_n = PyUnicode_InternFromString("n");
+    zero = PyLong_FromLong(0);
+    one = PyLong_FromLong(1);
+    if (!str_block || !str_notify || !str_check_acquire ||
+        !str_check_release || !str_n || !zero || !one) {
+        return NULL;
+    }
     PyObject *thread = PyImport_ImportModule("_thread");
     if (thread == NULL) {
         return NULL;
@@ -1318,7 +2215,8 @@ PyInit__speedups(void)
     if (allocate_lock == NULL) {
         return NULL;
     }
-    if (PyType_Ready(&LockCore_Type) < 0 || PyType_Ready(&RLockCore_Type) < 0) {
+    if (PyType_Ready(&LockCore_Type) < 0 || PyType_Ready(&RLockCore_Type) < 0 ||
+        PyType_Ready(&Mutex_Type) < 0 || PyType_Ready(&SemaphoreCore_Type) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&speedups_module);
@@ -1334,6 +2232,22 @@ PyInit__speedups(void)
     Py_INCREF(&RLockCore_Type);
     if (PyModule_AddObject(m, "RLockCore", (PyObject *)&RLockCore_Type) < 0) {
         Py_DECREF(&RLockCore_Type);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&SemaphoreCore_Type);
+    if (PyModule_AddObject(m, "SemaphoreCore", (PyObject *)&SemaphoreCore_Type) < 0) {
+        Py_DECREF(&SemaphoreCore_Type);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&Mutex_Type);
+    if (PyModule_AddObject(m, "Mutex", (PyObject *)&Mutex_Type) < 0) {
+        Py_DECREF(&Mutex_Type);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddObject(m, "SEMAPHORE_VALUE_MAX", PyLong_FromLongLong(SEMAPHORE_VALUE_MAX)) < 0) {
         Py_DECREF(m);
         return NULL;
     }

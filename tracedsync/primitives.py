@@ -5,17 +5,21 @@ semantics, plus a keyword-only ``name=``. CPython's ``Lib/test/lock_tests.py``
 is the reference and runs against them (``tests/conformance``).
 
 Blocking is never ours: a ``Lock`` or ``RLock`` is a thin layer over a
-``_thread`` lock (as CPython's own ``threading._PyRLock`` is), and
-``Condition``, ``Event`` and ``Barrier`` are the stdlib's classes with their
-waits timed. The layer is the hot path -- on acquire a non-blocking try, one
-clock read and the holder's ident; on release one clock read and the
-counters -- and everything else (blocking, thresholds crossed, bad
-arguments) is a call into ``tracedsync.recorder``. The counters live on the
-primitive (``_hsum``, ``_hmax``, ``_hhist``; ``recorder`` lists what else), so
-a compiled type with the same attributes can replace the layer: ``Lock`` and
-``RLock`` are ``CompiledLock``/``CompiledRLock`` (``tracedsync._speedups``)
-where the extension is built and ``TRACEDSYNC_PURE_PYTHON`` is not set, else
-``PureLock``/``PureRLock``; ``IMPLEMENTATION`` says which.
+``_thread`` lock (as CPython's own ``threading._PyRLock`` is), a
+``Semaphore`` counts under a raw mutex and blocks on a stdlib ``Condition``
+over it, and ``Condition``, ``Event`` and ``Barrier`` are the stdlib's
+classes with their waits timed. The layer is the hot path -- on acquire a
+non-blocking try, one clock read and the holder's ident (and a semaphore's
+hold: thread, site and Thread); on release one clock read and the counters
+-- and everything else (blocking, thresholds crossed, bad arguments) is a
+call into ``tracedsync.recorder``. The counters live on the primitive
+(``_hsum``, ``_hmax``, ``_hhist``; ``recorder`` lists what else), so a
+compiled type with the same attributes can replace the layer: ``Lock``,
+``RLock``, ``Semaphore`` and ``BoundedSemaphore`` are ``CompiledLock``,
+``CompiledRLock``, ``CompiledSemaphore`` and ``CompiledBoundedSemaphore``
+(``tracedsync._speedups``) where the extension is built and
+``TRACEDSYNC_PURE_PYTHON`` is not set, else ``PureLock``, ``PureRLock``,
+``PureSemaphore`` and ``PureBoundedSemaphore``; ``IMPLEMENTATION`` says which.
 """
 
 from __future__ import annotations
@@ -50,13 +54,17 @@ __all__ = [
     "Barrier",
     "BoundedSemaphore",
     "BrokenBarrierError",
+    "CompiledBoundedSemaphore",
     "CompiledLock",
     "CompiledRLock",
+    "CompiledSemaphore",
     "Condition",
     "Event",
     "Lock",
+    "PureBoundedSemaphore",
     "PureLock",
     "PureRLock",
+    "PureSemaphore",
     "RLock",
     "Semaphore",
 ]
@@ -591,7 +599,7 @@ for _cls, _untraced in (
     if _cls is not None:
         _UNTRACED_TYPES[_cls] = _untraced
 
-#: "compiled" or "pure": which Lock and RLock this process uses.
+#: "compiled" or "pure": which Lock, RLock, Semaphore and BoundedSemaphore this process uses.
 IMPLEMENTATION = _impl.IMPLEMENTATION
 
 if TYPE_CHECKING:
@@ -659,11 +667,152 @@ class Condition(_Traced, _StdCondition):
 # Semaphore, BoundedSemaphore
 # ---------------------------------------------------------------------------
 
-#: Outstanding acquisitions remembered per thread to pair releases with them.
+#: Outstanding acquisitions remembered per thread to pair releases with them
+#: (``MAX_HOLDS_PER_THREAD`` in _speedups.c).
 _MAX_HOLDS_PER_THREAD = 1024
 
 
-class Semaphore(_Traced):
+class _SemaphoreAPI(_Traced):
+    """The Python side of both implementations of ``Semaphore`` and
+    ``BoundedSemaphore``: creation, repr, and ``_block``, the wait of an
+    acquire that found no unit left.
+
+    A unit is taken or given back under a raw mutex (``_mutex``); only a
+    thread that must block uses a stdlib Condition over that mutex, so the
+    uncontended path runs no Python-level locking at all. Each acquisition is
+    noted (``_holders()``: thread ident, when, the caller's code object and
+    offset, and its Thread) and resolved into names only when a wait, a
+    finding or a report asks.
+    """
+
+    if not TYPE_CHECKING:  # mypy: the attributes are slots of the subclasses
+        __slots__ = ()
+    _kind = "semaphore"
+    _stdlib_class: Any = _stdlib.Semaphore
+    _mutex: Any
+    _cond: threading.Condition | None
+    _value: int
+    #: The value it was made with. 0: a signal (its permits come from other
+    #: threads' releases: an acquisition is not a hold anyone must give back).
+    _initial_value: int
+    _nwait: int
+    _acq: int
+    _hsum: int
+    _hmax: int
+    _hsup: int
+    _hhist: list[int]
+    _admit: int
+    _window: int
+    _blame: int | None
+    _track: bool
+
+    if TYPE_CHECKING:
+
+        def _take(self, code: Any, offset: int) -> int:
+            """Take a unit (the caller holds the mutex): the hold's start."""
+
+        def _holders(self) -> list[tuple[int, int, Any, Any]]:
+            """(thread ident, since, acquisition site, Thread) of every
+            outstanding acquisition, oldest first."""
+
+        @staticmethod
+        def _make(cls: type[Any], value: int) -> Any: ...
+
+    def __new__(cls, value: int = 1, *, name: str | None = None) -> Any:
+        self = registry.new(cls, cls._kind, name, cls._make, value)
+        return cls._stdlib_class(value) if self is None else self
+
+    def __repr__(self) -> str:
+        cls = self.__class__
+        value = f"{self._value}"
+        if self._kind == "bounded_semaphore":
+            value += f"/{self._initial_value}"
+        return (
+            f"<{cls.__module__}.{cls.__qualname__} at {id(self):#x} "
+            f"name={self._meta.name!r}: value={value}>"
+        )
+
+    def _block(self, timeout: float | None, code: Any, offset: int) -> bool:
+        """Wait for a unit (``acquire`` found none): True once taken, False
+        when the timeout expired first.
+
+        While recording, as a Lock's wait (``recorder._block``), phase 1 waits
+        up to the wait threshold with no bookkeeping but the counters: most
+        contended waits end there. A wait that outlives it will become a span, so phase 2
+        first names the holders (``recorder.lock_wait_begin``, outside the
+        mutex: it reads ``_holders()``) and notes the wait for the watchdog,
+        from when it began, then waits on.
+        """
+        t0 = _now()
+        settings = _settings.current
+        # Not recording, no holder is named: one untimed wait is cheaper.
+        first = settings.wait_ns / 1e9 if settings.recording else 0.0
+        began = None
+        got = False
+        finished = False
+        took_at = 0
+        try:
+            if first > 0:
+                got, took_at = self._wait_unit(
+                    first if timeout is None else min(first, timeout), code, offset
+                )
+            if not got:
+                left = None if timeout is None else timeout - (_now() - t0) / 1e9
+                if left is None or left > 0 or first <= 0:
+                    began = recorder.lock_wait_begin(self, t0)
+                    got, took_at = self._wait_unit(left, code, offset)
+            finished = True
+        finally:
+            if began is not None:
+                waits.end()
+            if finished:
+                recorder.lock_wait_end(self, t0, took_at if got else _now(), got, began)
+        return got
+
+    def _wait_unit(self, timeout: float | None, code: Any, offset: int) -> tuple[bool, int]:
+        """Wait on the Condition over the mutex until a unit is left (then
+        take it: True and the hold's start) or ``timeout`` expires."""
+        with self._mutex:
+            cond = self._cond
+            if cond is None:
+                cond = self._cond = _stdlib.Condition(self._mutex)
+            self._nwait += 1
+            try:
+                endtime = None
+                while not self._value:
+                    if timeout is not None:
+                        if endtime is None:
+                            endtime = _time() + timeout
+                        else:
+                            timeout = endtime - _time()
+                            if timeout <= 0:
+                                return False, 0
+                    cond.wait(timeout)
+                return True, self._take(code, offset)
+            finally:
+                self._nwait -= 1
+
+
+def _make_pure_semaphore(cls: type[Any], value: int) -> Any:
+    """A pure Semaphore's state, before the registry names it."""
+    if value < 0:
+        raise ValueError("semaphore initial value must be >= 0")
+    self = object.__new__(cls)
+    self._mutex = _allocate_lock()
+    self._cond = None
+    self._value = value
+    self._initial_value = value
+    self._nwait = 0
+    self._acq = self._hsum = self._hmax = self._hsup = 0
+    self._admit = self._window = 0
+    self._hhist = [0] * RAW_BUCKETS
+    self._holds = {}
+    self._blame = self._st = None
+    self._track = True
+    return self
+
+
+class PureSemaphore(_SemaphoreAPI):
     """A traced ``threading.Semaphore``.
 
     ``acquire(blocking=True, timeout=None)`` returns True once a unit is
@@ -672,10 +821,6 @@ class Semaphore(_Traced):
     acquisition: a semaphore used as a signal has holds that mean little).
     Each acquisition remembers its thread and site, so permits a thread
     leaked are still named after it has ended.
-
-    A unit is taken or given back under a raw lock; only a thread that must
-    block uses a (stdlib) Condition over that lock, so the uncontended path
-    runs no Python-level locking at all.
     """
 
     __slots__ = (
@@ -698,59 +843,13 @@ class Semaphore(_Traced):
         "_value",
         "_window",
     )
-    _kind = "semaphore"
-    _stdlib_class: Any = _stdlib.Semaphore
     _mutex: LockType
-    _cond: threading.Condition | None
-    _value: int
-    #: The value it was made with. 0: a signal (its permits come from other
-    #: threads' releases: an acquisition is not a hold anyone must give back).
-    _initial_value: int
-    _nwait: int
-    _acq: int
-    _hsum: int
-    _hmax: int
-    _hsup: int
-    _hhist: list[int]
-    _admit: int
-    _window: int
     #: thread ident -> [(since, code, offset, Thread)]: the Thread itself, as a
     #: later thread may run under the ident of one that ended holding permits
     #: (which it keeps alive until they are released: it names the leaker).
     #: Empty for a semaphore made empty (a signal: see ``_took``).
     _holds: dict[int, list[tuple[int, Any, int, Any]]]
-    _blame: int | None
-    _track: bool
-
-    def __new__(cls, value: int = 1, *, name: str | None = None) -> Any:
-        self = registry.new(cls, cls._kind, name, cls._make, value)
-        return cls._stdlib_class(value) if self is None else self
-
-    @staticmethod
-    def _make(cls: type[Semaphore], value: int) -> Semaphore:
-        """Its state, before the registry names it."""
-        if value < 0:
-            raise ValueError("semaphore initial value must be >= 0")
-        self = object.__new__(cls)
-        self._mutex = _allocate_lock()
-        self._cond = None
-        self._value = value
-        self._initial_value = value
-        self._nwait = 0
-        self._acq = self._hsum = self._hmax = self._hsup = 0
-        self._admit = self._window = 0
-        self._hhist = [0] * RAW_BUCKETS
-        self._holds = {}
-        self._blame = self._st = None
-        self._track = True
-        return self
-
-    def __repr__(self) -> str:
-        cls = self.__class__
-        return (
-            f"<{cls.__module__}.{cls.__qualname__} at {id(self):#x} "
-            f"name={self._meta.name!r}: value={self._value}>"
-        )
+    _make = staticmethod(_make_pure_semaphore)
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         """Take one unit; see the class docstring for the return value."""
@@ -772,6 +871,10 @@ class Semaphore(_Traced):
     def _used(self) -> bool:
         return bool(self._acq)
 
+    def _take(self, code: Any, offset: int) -> int:
+        self._value -= 1
+        return self._took(code, offset)
+
     def _took(self, code: Any, offset: int) -> int:
         """A unit was taken (under the mutex): note the hold. Returns its
         start, which is also the end of the wait that led to it (one clock
@@ -790,42 +893,6 @@ class Semaphore(_Traced):
         now = _now()
         holds.append((now, code, offset, _threads.active.get(me)))
         return now
-
-    def _block(self, timeout: float | None, code: Any, offset: int) -> bool:
-        t0 = _now()
-        began = recorder.lock_wait_begin(self, t0)
-        got = False
-        finished = False
-        took_at = 0
-        try:
-            with self._mutex:
-                cond = self._cond
-                if cond is None:
-                    cond = self._cond = _stdlib.Condition(self._mutex)
-                self._nwait += 1
-                try:
-                    endtime = None
-                    while not self._value:
-                        if timeout is not None:
-                            if endtime is None:
-                                endtime = _time() + timeout
-                            else:
-                                timeout = endtime - _time()
-                                if timeout <= 0:
-                                    break
-                        cond.wait(timeout)
-                    else:
-                        self._value -= 1
-                        took_at = self._took(code, offset)
-                        got = True
-                finally:
-                    self._nwait -= 1
-            finished = True
-        finally:
-            waits.end()
-            if finished:
-                recorder.lock_wait_end(self, t0, took_at if got else _now(), got, began)
-        return got
 
     def _check_release(self, n: int) -> None:
         pass
@@ -880,8 +947,6 @@ class Semaphore(_Traced):
         return t0
 
     def _holders(self) -> list[tuple[int, int, Any, Any]]:
-        """(thread ident, since, acquisition site, Thread) of every outstanding
-        acquisition, oldest first."""
         with self._mutex:
             pairs = [
                 (t, ident, code, offset, thread)
@@ -895,7 +960,7 @@ class Semaphore(_Traced):
         self.release()
 
 
-class BoundedSemaphore(Semaphore):
+class PureBoundedSemaphore(PureSemaphore):
     """A traced ``threading.BoundedSemaphore``: releasing more than was
     acquired raises ``ValueError``, like the stdlib."""
 
@@ -903,16 +968,83 @@ class BoundedSemaphore(Semaphore):
     _kind = "bounded_semaphore"
     _stdlib_class = _stdlib.BoundedSemaphore
 
-    def __repr__(self) -> str:
-        cls = self.__class__
-        return (
-            f"<{cls.__module__}.{cls.__qualname__} at {id(self):#x} "
-            f"name={self._meta.name!r}: value={self._value}/{self._initial_value}>"
-        )
-
     def _check_release(self, n: int) -> None:
         if self._value + n > self._initial_value:
             raise ValueError("Semaphore released too many times")
+
+
+CompiledSemaphore: type[Any] | None = None
+CompiledBoundedSemaphore: type[Any] | None = None
+
+if _impl.speedups is not None:
+    from tracedsync._speedups import SEMAPHORE_VALUE_MAX as _SEMAPHORE_VALUE_MAX
+    from tracedsync._speedups import SemaphoreCore as _SemaphoreCore
+
+    class _CompiledSemaphore(_SemaphoreAPI, _SemaphoreCore):
+        """A traced ``threading.Semaphore``.
+
+        ``acquire(blocking=True, timeout=None)`` returns True once a unit is
+        taken, False on a failed non-blocking try or a timeout. A hold lasts from
+        an acquire to a release by the same thread (else the oldest outstanding
+        acquisition: a semaphore used as a signal has holds that mean little).
+        Each acquisition remembers its thread and site, so permits a thread
+        leaked are still named after it has ended.
+        """
+
+        # acquire, __enter__, release, __exit__, _take, _holders, _used, the
+        # mutex and the counters come from the C base.
+        __slots__ = ()
+        _bounded = False
+        #: The pure-Python class made for an initial value C does not count in.
+        _pure: type[Any] = PureSemaphore
+
+        @staticmethod
+        def _make(cls: type[Any], value: int) -> Any:
+            if value < 0:
+                raise ValueError("semaphore initial value must be >= 0")
+            # C counts in a long long: another initial value (a float, a
+            # larger int) makes the pure-Python semaphore.
+            if type(value) is not int or value > _SEMAPHORE_VALUE_MAX:
+                return _make_pure_semaphore(cls._pure, value)
+            return _SemaphoreCore.__new__(cls, value, cls._bounded)
+
+        # What acquire() and release() raise for arguments that do not fit
+        # their signatures: the C methods call these then.
+        def _signature_acquire(self, blocking: Any = True, timeout: Any = None) -> None:
+            pass
+
+        def _signature_release(self, n: int = 1) -> None:
+            pass
+
+        _signature_acquire.__name__ = "acquire"
+        _signature_release.__name__ = "release"
+
+    class _CompiledBoundedSemaphore(_CompiledSemaphore):
+        """A traced ``threading.BoundedSemaphore``: releasing more than was
+        acquired raises ``ValueError``, like the stdlib."""
+
+        __slots__ = ()
+        _kind = "bounded_semaphore"
+        _stdlib_class = _stdlib.BoundedSemaphore
+        _bounded = True
+        _pure = PureBoundedSemaphore
+
+    # As for the locks: calls of the inherited C methods specialise only on
+    # the descriptor's own type.
+    _impl.speedups.adopt_methods(_CompiledSemaphore)
+    _impl.speedups.adopt_methods(_CompiledBoundedSemaphore)
+    _impl.speedups.bind_threads(_threads.active)
+    CompiledSemaphore = _CompiledSemaphore
+    CompiledBoundedSemaphore = _CompiledBoundedSemaphore
+
+if TYPE_CHECKING:
+    Semaphore = PureSemaphore
+    BoundedSemaphore = PureBoundedSemaphore
+else:
+    Semaphore = CompiledSemaphore if CompiledSemaphore is not None else PureSemaphore
+    BoundedSemaphore = (
+        CompiledBoundedSemaphore if CompiledBoundedSemaphore is not None else PureBoundedSemaphore
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -1124,26 +1256,24 @@ class Barrier(_Traced, _StdBarrier):
 
 def _present_as_stdlib() -> None:
     """Both implementations present themselves as the stdlib names."""
-    locks: tuple[type[Any] | None, ...] = (PureLock, PureRLock, CompiledLock, CompiledRLock)
-    for lock_cls in locks:
-        if lock_cls is None:
+    public: dict[type[Any] | None, str] = {
+        PureLock: "Lock",
+        PureRLock: "RLock",
+        CompiledLock: "Lock",
+        CompiledRLock: "RLock",
+        PureSemaphore: "Semaphore",
+        PureBoundedSemaphore: "BoundedSemaphore",
+        CompiledSemaphore: "Semaphore",
+        CompiledBoundedSemaphore: "BoundedSemaphore",
+    }
+    for cls, name in public.items():
+        if cls is None:
             continue
-        public = "RLock" if "RLock" in lock_cls.__name__ else "Lock"
-        for attr in vars(lock_cls).values():
+        for attr in vars(cls).values():
             if hasattr(attr, "__qualname__") and hasattr(attr, "__code__"):
-                attr.__qualname__ = f"{public}.{attr.__name__}"
-        lock_cls.__name__ = lock_cls.__qualname__ = public
-    for cls in (
-        PureLock,
-        PureRLock,
-        CompiledLock,
-        CompiledRLock,
-        Condition,
-        Semaphore,
-        BoundedSemaphore,
-        Event,
-        Barrier,
-    ):
+                attr.__qualname__ = f"{name}.{attr.__name__}"
+        cls.__name__ = cls.__qualname__ = name
+    for cls in (*public, Condition, Event, Barrier):
         if cls is not None:
             cls.__module__ = "tracedsync"
 

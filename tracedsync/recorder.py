@@ -474,11 +474,13 @@ def lock_wait_end(
     t0: int,
     t1: int,
     acquired: bool,
-    began: tuple[waits.Blocked, Holder | None, bool, Any],
+    began: tuple[waits.Blocked, Holder | None, bool, Any] | None,
 ) -> None:
     """A semaphore acquire that blocked is over at ``t1`` (acquired: the
-    hold's start, the same clock reading; or timed out)."""
-    entry, holder, released_before, stack = began
+    hold's start, the same clock reading; or timed out). ``began`` is None
+    for a wait that ended within its first phase (the wait threshold), which
+    ``lock_wait_begin`` never saw."""
+    entry, holder, released_before, stack = began or (None, None, False, None)
     st = registry.slow_stats(prim)
     wait = t1 - t0
     me = _get_ident()
@@ -499,7 +501,7 @@ def lock_wait_end(
         released_before,
         None,
         None,
-        entry.reported,
+        entry is not None and entry.reported,
     )
 
 

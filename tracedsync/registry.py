@@ -314,6 +314,8 @@ def read_counters(prim: Any, live: bool = True) -> Counters:
         c.wait_max = st.wait_max
         c.suppressed += st.suppressed
         c.wait_hist = list(st.wait_hist)
+    # Failed non-blocking tries the compiled Semaphore counted in C.
+    c.would_block += getattr(prim, "_wblock", 0)
     short = getattr(prim, "_wcont", 0)
     if short:
         # Waits the compiled Lock/RLock saw end within the wait threshold,

@@ -1,9 +1,10 @@
 """Every primitive's operations: plain ``threading`` against tracedsync.
 
 Columns: ``plain`` (the stdlib), ``compiled`` (the C hot path, when the
-extension is built) and ``pure`` (the pure-Python reference) for ``Lock``
-and ``RLock``; the other primitives have one implementation, measured once
-(under ``compiled`` when the extension is built, else under ``pure``). If
+extension is built) and ``pure`` (the pure-Python reference) for ``Lock``,
+``RLock``, ``Semaphore`` and ``BoundedSemaphore``; the other primitives have
+one implementation, measured once (under ``compiled`` when the extension is
+built, else under ``pure``). If
 ``ddtrace`` is importable its lock profiler is a further column for
 ``Lock`` and ``RLock`` (it is never a dependency).
 
@@ -112,13 +113,17 @@ def queue_with(lock_cls: Any) -> Any:
 def _traced_column(name: str, lock_cls: Any, rlock_cls: Any) -> Column:
     p = primitives
     active = lock_cls is primitives.Lock
+    sem_cls: Any = p.PureSemaphore if lock_cls is p.PureLock else p.CompiledSemaphore
+    bounded_cls: Any = (
+        p.PureBoundedSemaphore if lock_cls is p.PureLock else p.CompiledBoundedSemaphore
+    )
     return Column(
         name,
         {
             "Lock": lambda: lock_cls(name="bench_lock"),
             "RLock": lambda: rlock_cls(name="bench_rlock"),
-            "Semaphore": lambda: p.Semaphore(1, name="bench_semaphore"),
-            "BoundedSemaphore": lambda: p.BoundedSemaphore(1, name="bench_bounded_semaphore"),
+            "Semaphore": lambda: sem_cls(1, name="bench_semaphore"),
+            "BoundedSemaphore": lambda: bounded_cls(1, name="bench_bounded_semaphore"),
             "Condition": lambda: p.Condition(
                 rlock_cls(name="bench_condition"), name="bench_condition"
             ),
@@ -132,8 +137,8 @@ def traced_columns() -> list[Column]:
     """The compiled column (when built) and the pure-Python one."""
     out = [_traced_column(*impl) for impl in traced_implementations()]
     if len(out) > 1:
-        # Semaphores and Event have one implementation: measured once.
-        out[-1].same_as = {k: out[0].name for k in ("Semaphore", "BoundedSemaphore", "Event")}
+        # Event has one implementation: measured once.
+        out[-1].same_as = {"Event": out[0].name}
     return out
 
 
