@@ -976,6 +976,8 @@ def _wait_within_the_threshold(cls: Any) -> None:
     assert (s.acquisitions, s.contentions, s.timeouts) == (2, 1, 0)
     assert 0 < s.wait_max <= s.wait_total and sum(s.wait_histogram) == 2
     assert not records.buffer
+    lock._acq_at = None  # forgetting where a hold was taken forgets no wait
+    assert lock.statistics().wait_histogram == s.wait_histogram
 
 
 @pytest.mark.skipif(stacks._stack_key is None, reason="pure Python: no compiled stack walk")

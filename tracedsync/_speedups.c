@@ -908,8 +908,6 @@ core_set_acq_at(CoreObject *self, PyObject *value, void *Py_UNUSED(closure))
 {
     if (value == NULL || value == Py_None) {
         Py_CLEAR(self->acq_code);
-    PyMem_Free(self->whist);
-    self->whist = NULL;
         return 0;
     }
     PyObject *code;
@@ -960,6 +958,8 @@ core_dealloc(CoreObject *self)
     Py_CLEAR(self->st);
     Py_CLEAR(self->meta);
     Py_CLEAR(self->acq_code);
+    PyMem_Free(self->whist);
+    self->whist = NULL;
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
