@@ -120,7 +120,24 @@ class _Traced:
 # ---------------------------------------------------------------------------
 
 
-class _OwnedAPI(_Traced):
+class _Holdable(_Traced):
+    """What every primitive with holds has (Lock, RLock, the semaphores):
+    the hold counters, the hold budget's state, a waiter's reservation of
+    the hold's span id, and whether acquisitions note their site."""
+
+    if not TYPE_CHECKING:  # mypy: the attributes are slots of the subclasses
+        __slots__ = ()
+    _blame: int | None
+    _track: bool
+    _hsum: int
+    _hmax: int
+    _hsup: int
+    _hhist: list[int]
+    _admit: int
+    _window: int
+
+
+class _OwnedAPI(_Holdable):
     """The Python side that Lock and RLock (both implementations) share: an
     owner, the hold's start and its counters, given up and taken back by
     ``Condition.wait``."""
@@ -130,15 +147,7 @@ class _OwnedAPI(_Traced):
     _t: int
     _owner: int
     _rt: int
-    _blame: int | None
     _acq_at: tuple[Any, int] | None
-    _track: bool
-    _hsum: int
-    _hmax: int
-    _hsup: int
-    _hhist: list[int]
-    _admit: int
-    _window: int
 
     if TYPE_CHECKING:
 
@@ -672,7 +681,7 @@ class Condition(_Traced, _StdCondition):
 _MAX_HOLDS_PER_THREAD = 1024
 
 
-class _SemaphoreAPI(_Traced):
+class _SemaphoreAPI(_Holdable):
     """The Python side of both implementations of ``Semaphore`` and
     ``BoundedSemaphore``: creation, repr, and ``_block``, the wait of an
     acquire that found no unit left.
@@ -697,14 +706,6 @@ class _SemaphoreAPI(_Traced):
     _initial_value: int
     _nwait: int
     _acq: int
-    _hsum: int
-    _hmax: int
-    _hsup: int
-    _hhist: list[int]
-    _admit: int
-    _window: int
-    _blame: int | None
-    _track: bool
 
     if TYPE_CHECKING:
 
