@@ -244,7 +244,7 @@ def _block(prim: Any, timeout: float, began: int | None = None) -> bool:
             prim._blame = None
             blame = None
     wait = t1 - t0
-    candidate = wait >= settings.wait_ns and settings.recording and not _threads.is_internal(me)
+    candidate = _recorded(wait, me, settings)
     with registry.stats_lock:
         st.contentions += 1
         if not got:
@@ -392,6 +392,12 @@ def _count_wait(st: SlowStats, wait: int) -> None:
     st.wait_hist[wait.bit_length()] += 1
 
 
+def _recorded(wait: int, me: int, settings: _settings.Settings) -> bool:
+    """A wait of ``wait`` ns by thread ``me`` becomes a record: past the wait
+    threshold, while recording, on a thread not tracedsync's own."""
+    return wait >= settings.wait_ns and settings.recording and not _threads.is_internal(me)
+
+
 def _wait_over(
     prim: Any,
     st: SlowStats,
@@ -406,12 +412,10 @@ def _wait_over(
     handoff: int | None,
     reported: bool,
 ) -> None:
-    """A counted wait of thread ``me`` is over: past the wait threshold it
-    becomes a record (its stack is the waiting caller's unless one was taken
-    when it began to block)."""
+    """A counted wait of thread ``me`` that ``_recorded`` keeps becomes a
+    record (its stack is the waiting caller's unless one was taken when it
+    began to block)."""
     settings = _settings.current
-    if t1 - t0 < settings.wait_ns or not settings.recording or _threads.is_internal(me):
-        return
     if stack is None:
         stack = stacks.capture(sys._getframe(2), settings.stack_depth)
     record = Wait(
@@ -489,6 +493,8 @@ def lock_wait_end(
         if not acquired:
             st.timeouts += 1
         _count_wait(st, wait)
+    if not _recorded(wait, me, _settings.current):
+        return
     _wait_over(
         prim,
         st,
@@ -540,11 +546,14 @@ def idle_wait_end(
         if timed_out:
             st.timeouts += 1
         _count_wait(st, wait)
-    if blocked and wait >= _settings.current.wait_ns:
+    if not blocked:
+        return
+    me = _get_ident()
+    if _recorded(wait, me, _settings.current):
         _wait_over(
             prim,
             st,
-            _get_ident(),
+            me,
             t0,
             t1,
             outcome,
